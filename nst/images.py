@@ -1,0 +1,85 @@
+"""Reading images into tensors, writing them back, and the initial image of a run."""
+
+import io
+from importlib.resources import files
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+from torchvision.transforms.functional import pil_to_tensor, to_pil_image
+
+from nst.errors import NSTError
+from nst.outputs import atomic_write
+
+EXAMPLES = files("nst") / "examples"
+
+
+def example(name: str) -> str:
+    """Path of an example image shipped with the package (the `${example:…}` config resolver)."""
+    path = EXAMPLES / name
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.name for p in EXAMPLES.iterdir() if p.name.endswith((".jpg", ".png"))))
+        raise NSTError(f"no example image {name!r}: shipped examples are {shipped}")
+    return str(path)
+
+
+def open_rgb(path: str | Path) -> Image.Image:
+    """Open an image as 8-bit RGB, honouring EXIF orientation and compositing transparency on white."""
+    path = Path(path)
+    if not path.is_file():
+        raise NSTError(f"image {path} does not exist or is not a file: check the path")
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise NSTError(f"cannot read image {path} ({exc}): give a PNG or JPEG file") from None
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return img.convert("RGB")
+
+
+def load_image(path: str | Path, long_side: int) -> Tensor:
+    """An image as a (1, 3, H, W) tensor in [0, 1], resized so that max(H, W) = `long_side`."""
+    if long_side <= 0:
+        raise NSTError(f"image size {long_side} must be a positive number of pixels, e.g. image.size=256")
+    img = open_rgb(path)
+    scale = long_side / max(img.size)
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    img = img.resize(size, Image.Resampling.LANCZOS)
+    return pil_to_tensor(img).float().div(255).unsqueeze(0).contiguous()
+
+
+def to_pil(image: Tensor) -> Image.Image:
+    """The first image of a batch as an 8-bit PIL image, clamped to [0, 1]."""
+    return to_pil_image(image.detach()[0].float().clamp(0, 1).cpu())
+
+
+def save_image(image: Tensor, path: str | Path) -> Path:
+    """Write the first image of a batch as a PNG, atomically."""
+    buffer = io.BytesIO()
+    to_pil(image).save(buffer, format="PNG")
+    return atomic_write(path, buffer.getvalue())
+
+
+def initial_image(init: str, content: Tensor, style: Tensor, generator: torch.Generator) -> Tensor:
+    """The starting point of the optimisation, at the content's size.
+
+    `content` and `style` start from those images; `random` is white noise around
+    mid-grey (N(0.5, 0.1²)), the Gatys et al. start; anything else is read as an
+    image path and resized to the content's size.
+    """
+    _, _, h, w = content.shape
+    if init == "content":
+        return content.clone()
+    if init == "random":
+        return (0.5 + 0.1 * torch.randn(content.shape, generator=generator)).clamp(0, 1)
+    if init == "style":
+        return torch.nn.functional.interpolate(style, size=(h, w), mode="bilinear", antialias=True)
+    if not Path(init).is_file():
+        raise NSTError(f"init={init!r} is neither content, random, style nor an existing image file")
+    image = load_image(init, max(h, w))
+    return torch.nn.functional.interpolate(image, size=(h, w), mode="bilinear", antialias=True)

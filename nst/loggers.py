@@ -1,0 +1,66 @@
+"""Building the configured experiment logger, and logging images through whichever it is.
+
+W&B never prompts: without an API key an online run falls back to offline mode
+and says how to sync it later (wandb/wandb#592: jobs stuck at the login prompt).
+"""
+
+import logging
+import netrc
+import os
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
+from torch import Tensor
+
+from nst.images import to_pil
+
+log = logging.getLogger(__name__)
+
+
+def _wandb_api_key_present() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc().authenticators(host or "") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def build_logger(cfg: DictConfig | None, save_dir: Path) -> Logger | bool:
+    """The logger of the `logger` config group (False for `logger=none`), writing under `save_dir`."""
+    if not cfg or "_target_" not in cfg:
+        return False
+    overrides: dict = {"save_dir": str(save_dir)}
+    if cfg._target_.endswith("WandbLogger"):
+        mode = cfg.get("mode") or "offline"
+        if mode == "online" and not _wandb_api_key_present():
+            log.warning(
+                "W&B: no API key (WANDB_API_KEY or `wandb login`), logging offline instead; "
+                "sync later with `wandb sync %s/wandb/offline-run-*`",
+                save_dir,
+            )
+            mode = "offline"
+        overrides["mode"] = mode
+    return instantiate(cfg, **overrides)
+
+
+def log_images(logger: Logger | bool, images: dict[str, Tensor], step: int) -> None:
+    """Log named images (first of each batch) at `step`; loggers without image support skip them."""
+    if isinstance(logger, WandbLogger):
+        for key, image in images.items():
+            logger.log_image(key=key, images=[to_pil(image)], step=step)
+    elif isinstance(logger, TensorBoardLogger):
+        for key, image in images.items():
+            logger.experiment.add_image(key, image.detach()[0].clamp(0, 1).cpu(), global_step=step)
+
+
+def wandb_finish(failed: bool) -> None:
+    """Close this job's W&B run, marking a failure as such (a multirun opens one run per job)."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=1 if failed else 0)

@@ -1,0 +1,153 @@
+"""The `nst` command: config -> images -> backbone -> Lightning module -> final image and metrics.
+
+Read top to bottom, `train` is the whole run. `main` is the Hydra entry point that
+gives each run its own output directory and turns user errors into one line.
+"""
+
+import logging
+import resource
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate, to_absolute_path
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from nst.callbacks import Snapshots
+from nst.errors import NSTError
+from nst.images import example, initial_image, load_image, save_image
+from nst.judge import quality
+from nst.loggers import build_logger, log_images, wandb_finish
+from nst.module import StyleTransfer
+from nst.outputs import write_json
+
+log = logging.getLogger("nst")
+
+_HERE = Path(__file__).resolve().parent
+CONF_DIR = next(p for p in (_HERE / "conf", _HERE.parent / "conf") if p.is_dir())
+
+OmegaConf.register_new_resolver("example", example, replace=True)
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+
+
+def _paths(value: str | ListConfig) -> list[str]:
+    """One path or a list of paths from the config, resolved against the directory nst was started in."""
+    items = [value] if isinstance(value, str) else list(value)
+    if not items:
+        raise NSTError("style is an empty list: give at least one style image")
+    return [to_absolute_path(str(p)) for p in items]
+
+
+def _check_size(image: torch.Tensor, minimum: int, what: str) -> None:
+    if min(image.shape[-2:]) < minimum:
+        raise NSTError(
+            f"{what} is {image.shape[-1]}x{image.shape[-2]} px, smaller than the {minimum} px the deepest "
+            f"layer needs: raise image.size (or image.style_scale), or use shallower layers"
+        )
+
+
+def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10, "process_max_rss"
+
+
+def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """Run one style transfer as `cfg` says; write final.png, snapshots and metrics.json into `out_dir`."""
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    steps = int(cfg.optimizer.steps)
+    if steps <= 0:
+        raise NSTError(f"optimizer.steps={steps} must be >= 1")
+    pl.seed_everything(cfg.seed, verbose=False)
+
+    content = load_image(_paths(cfg.content)[0], cfg.image.size)
+    style_size = max(1, round(cfg.image.size * cfg.image.style_scale))
+    styles = [load_image(path, style_size) for path in _paths(cfg.style)]
+    generator = torch.Generator().manual_seed(cfg.seed)
+    init = initial_image(cfg.init, content, styles[0], generator)
+
+    module = StyleTransfer(
+        encoder=instantiate(cfg.backbone),
+        content=content,
+        styles=styles,
+        init=init,
+        content_layers=cfg.layers.content,
+        style_layers=cfg.layers.style,
+        optimizer=instantiate(cfg.optimizer.torch),
+        style_blend=cfg.style_blend,
+        **cfg.loss,
+    )
+    for what, image in [("the content image", content)] + [(f"style image {i + 1}", s) for i, s in enumerate(styles)]:
+        _check_size(image, module.encoder.min_input_size, what)
+
+    logger = build_logger(cfg.logger, out_dir)
+    failed = True
+    try:
+        if logger:
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        log_images(logger, {"content": content, **{f"style_{i}": s for i, s in enumerate(styles)}}, step=0)
+        trainer: pl.Trainer = instantiate(
+            cfg.trainer,
+            max_steps=steps,
+            logger=logger,
+            callbacks=[Snapshots(out_dir / "snapshots", cfg.snapshot_every)],
+            default_root_dir=str(out_dir),
+            log_every_n_steps=cfg.log_every,
+            enable_checkpointing=False,
+            num_sanity_val_steps=0,
+        )
+        trainer.fit(module, DataLoader(range(steps), batch_size=None))
+
+        final = module.image.detach()
+        save_image(final, out_dir / "final.png")
+        log_images(logger, {"final": final}, step=trainer.global_step)
+        device = trainer.strategy.root_device
+        peak, peak_kind = _peak_memory_mb(device)
+        figures = quality(final, content, styles, module.blend) if cfg.judge else {}
+        metrics: dict[str, Any] = {
+            **{f"loss/{k}": v.mean().item() for k, v in module.last_terms.items()},
+            **figures,
+            "steps": trainer.global_step,
+            "evaluations": module.evaluations,
+            "wall_time_s": round(time.perf_counter() - started, 3),
+            "device": str(device),
+            "peak_memory_mb": round(peak, 1),
+            "peak_memory_kind": peak_kind,
+            "image_size": list(final.shape[-2:]),
+        }
+        if logger and figures:
+            logger.log_metrics({f"quality/{k}": v for k, v in figures.items()}, step=trainer.global_step)
+        write_json(out_dir / "metrics.json", metrics)
+        failed = False
+        return metrics
+    finally:
+        wandb_finish(failed)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        metrics = train(cfg, out_dir)
+    except NSTError as exc:
+        print(f"nst: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    log.info(
+        "done: %s/final.png (content error %.3f, style error %.3f)",
+        out_dir,
+        metrics.get("content_error", float("nan")),
+        metrics.get("style_error", float("nan")),
+    )
+
+
+def main() -> None:
+    """Console-script entry point of `nst`."""
+    _hydra_main()
