@@ -1,5 +1,6 @@
 """The Lightning module: one generated image, optimised against fixed content and style targets."""
 
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import pytorch_lightning as pl
@@ -11,6 +12,9 @@ from nst.errors import NSTError
 from nst.layers import layer_weights
 from nst.losses import CONVENTIONS, content_loss, style_gram, style_loss, total_variation
 from nst.targets import blend_weights, content_targets, style_targets
+
+# The frozen backbone stays in eval mode on purpose; Lightning warns about that at every fit.
+warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode at the start of training.*")
 
 OptimizerFactory = Callable[[Iterable[Tensor]], torch.optim.Optimizer]
 

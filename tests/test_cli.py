@@ -1,0 +1,83 @@
+"""The `nst` command end to end, through a real subprocess, as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from tests.wandb_records import read_run
+
+TINY = [
+    "backbone.weights=random",
+    "image.size=48",
+    "optimizer.steps=4",
+    "optimizer.torch.max_iter=2",
+    "snapshot_every=2",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def nst(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "nst", *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_a_run_writes_image_snapshots_metrics_config_and_an_offline_wandb_run(tmp_path):
+    run_dir = tmp_path / "run"
+    result = nst(*TINY, "loss.style_weight=500", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+    with Image.open(run_dir / "final.png") as final:
+        assert final.size == (48, 36)  # the 4:3 content photo, long side 48
+    assert sorted(p.name for p in (run_dir / "snapshots").iterdir()) == ["step_00002.png"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("loss/content", "loss/style", "loss/tv", "loss/total", "content_error", "style_error"):
+        assert isinstance(metrics[key], float), key
+    assert metrics["steps"] == 4 and metrics["evaluations"] == 8
+    assert metrics["device"] == "cpu" and metrics["peak_memory_mb"] > 0 and metrics["wall_time_s"] > 0
+    assert "loss.style_weight=500" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+    assert "style_weight: 500" in (run_dir / ".hydra" / "config.yaml").read_text()
+    assert "WandbLogger" in (run_dir / ".hydra" / "config.yaml").read_text()
+    assert not (tmp_path / "wandb").exists(), "W&B files belong in the run directory"
+
+    (wandb_dir,) = (run_dir / "wandb").glob("offline-run-*")
+    run = read_run(wandb_dir)
+    assert run.config["loss"]["style_weight"] == 500
+    assert run.config["content"].endswith("tubingen.jpg")  # resolved, not ${example:…}
+    loss_rows = [row for row in run.history if "loss/total" in row]
+    assert [row["trainer/global_step"] for row in loss_rows] == [0, 1, 2, 3]
+    assert {"loss/content/conv4_2", "loss/style/conv5_1", "loss/tv", "evaluations"} <= set(loss_rows[0])
+    assert run.summary["quality/content_error"] == metrics["content_error"]
+    assert run.summary["quality/style_error"] == metrics["style_error"]
+    assert run.exit_code == 0
+    media = sorted(p.name.split("_")[0] for p in (wandb_dir / "files" / "media" / "images").iterdir())
+    assert media == ["content", "final", "snapshot", "style"]
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path):
+    result = nst("--cfg", "job", "image.size=512", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "size: 512" in result.stdout and "arch: vgg19" in result.stdout
+
+
+def test_an_unknown_layer_is_one_error_line_and_exit_code_2(tmp_path):
+    result = nst(*TINY, "logger=none", "+layers.style.conv9_9=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith("nst: error: unknown layer 'conv9_9' for vgg19: valid names are conv1_1")
+
+
+def test_relative_image_paths_are_read_from_where_nst_was_started(tmp_path, photo):
+    photo("photo.png", size=(40, 64))
+    run_dir = tmp_path / "run"
+    result = nst(*TINY, "logger=none", "content=photo.png", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with Image.open(run_dir / "final.png") as final:
+        assert final.size == (30, 48)

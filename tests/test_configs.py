@@ -1,0 +1,45 @@
+"""Every option of every config group composes with the rest and runs two steps."""
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+
+from nst.run import CONF_DIR, train
+
+GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir())
+OPTIONS = [(group, f.stem) for group in GROUPS for f in sorted((Path(CONF_DIR) / group).glob("*.yaml"))]
+# Options whose default weights need the network or are not what the test is about get random weights.
+EXTRA = {("backbone", "vgg16"): ["backbone.weights=random"]}
+
+
+def test_the_groups_mirror_the_modules():
+    assert GROUPS == ["backbone", "layers", "logger", "loss", "optimizer"]
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_option_composes_and_runs_two_steps(make_cfg, tmp_path, group, option):
+    cfg = make_cfg(f"{group}={option}", *EXTRA.get((group, option), []))
+    metrics = train(cfg, tmp_path)
+    assert metrics["steps"] == 2
+    assert (tmp_path / "final.png").is_file()
+    assert (tmp_path / "metrics.json").is_file()
+
+
+def test_the_optimizer_settings_instantiate_as_torch_optimizers(make_cfg):
+    import torch
+
+    for option in ("lbfgs", "adam"):
+        cfg = make_cfg(f"optimizer={option}")
+        optimizer = instantiate(cfg.optimizer.torch)([torch.zeros(1, requires_grad=True)])
+        assert isinstance(optimizer, torch.optim.Optimizer)
+
+
+def test_default_config_is_the_paper_setup(make_cfg):
+    cfg = make_cfg(tiny=False)
+    assert cfg.backbone.arch == "vgg19" and cfg.backbone.weights == "caffe"
+    assert dict(cfg.layers.content) == {"conv4_2": 1.0}
+    assert list(cfg.layers.style) == ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
+    assert cfg.optimizer.torch._target_ == "torch.optim.LBFGS"
+    assert cfg.logger._target_.endswith("WandbLogger")
+    assert Path(cfg.content).name == "tubingen.jpg" and Path(cfg.content).is_file()

@@ -1,0 +1,98 @@
+"""The Lightning module: what it optimises, and that the optimisation works."""
+
+from functools import partial
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from nst.backbones import VGG
+from nst.errors import NSTError
+from nst.module import StyleTransfer
+
+LAYERS = {"content": {"relu2_1": 1.0}, "style": {"relu1_1": 0.5, "relu2_1": 0.5}}
+
+
+def make_module(optimizer, **loss) -> StyleTransfer:
+    torch.manual_seed(0)
+    content, style = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 40, 24)
+    return StyleTransfer(
+        encoder=VGG("vgg19", weights="random"),
+        content=content,
+        styles=[style],
+        init=torch.rand(1, 3, 32, 32),
+        content_layers=LAYERS["content"],
+        style_layers=LAYERS["style"],
+        optimizer=optimizer,
+        **{"style_weight": 1e3, **loss},
+    )
+
+
+def fit(module: StyleTransfer, steps: int) -> None:
+    trainer = pl.Trainer(
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(module, DataLoader(range(steps), batch_size=None))
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "steps", "evaluations"),
+    [
+        (partial(torch.optim.LBFGS, max_iter=5, tolerance_grad=-1, tolerance_change=-1), 3, 15),
+        (partial(torch.optim.Adam, lr=0.05), 15, 15),
+    ],
+    ids=["lbfgs", "adam"],
+)
+def test_the_total_loss_decreases(optimizer, steps, evaluations):
+    module = make_module(optimizer)
+    module.on_fit_start()
+    with torch.no_grad():
+        before = module.evaluate()["total"].item()
+    fit(module, steps)
+    after = module.last_terms["total"].item()
+    assert after < 0.5 * before
+    assert module.evaluations == evaluations
+
+
+def test_the_image_is_the_only_trainable_parameter_and_the_backbone_is_cut():
+    module = make_module(partial(torch.optim.Adam, lr=0.05))
+    trainable = [name for name, p in module.named_parameters() if p.requires_grad]
+    assert trainable == ["image"]
+    assert list(module.encoder.layers._modules)[-1] == "relu2_1"
+
+
+def test_targets_are_encoded_once_per_fit_and_one_pass_feeds_every_loss():
+    module = make_module(partial(torch.optim.Adam, lr=0.05))
+    inputs = []
+    module.encoder.register_forward_pre_hook(lambda _, args: inputs.append(tuple(args[0].shape)))
+    fit(module, 4)
+    assert inputs.count((1, 3, 40, 24)) == 1  # the style image
+    assert inputs.count((1, 3, 32, 32)) == 1 + 4  # the content image, then one pass per evaluation
+
+
+def test_every_loss_term_is_reported_per_layer():
+    module = make_module(partial(torch.optim.Adam, lr=0.05), tv_weight=1.0)
+    module.on_fit_start()
+    terms = module.evaluate()
+    assert set(terms) == {"content/relu2_1", "style/relu1_1", "style/relu2_1", "content", "style", "tv", "total"}
+    total = terms["content"] + 1e3 * terms["style"] + terms["tv"]
+    assert torch.allclose(terms["total"], total)
+
+
+@pytest.mark.parametrize(
+    ("loss", "message"),
+    [
+        ({"style_weight": -1.0}, r"loss.style_weight=-1.0 must be a number >= 0"),
+        ({"style_weight": 0.0, "content_weight": 0.0}, "both 0: nothing to optimise"),
+        ({"convention": "caffe"}, "unknown loss.convention 'caffe'"),
+    ],
+)
+def test_bad_loss_settings_are_refused(loss, message):
+    with pytest.raises(NSTError, match=message):
+        make_module(partial(torch.optim.Adam), **loss)
