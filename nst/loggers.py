@@ -8,7 +8,9 @@ import logging
 import netrc
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from hydra.utils import instantiate
@@ -31,12 +33,16 @@ def _wandb_api_key_present() -> bool:
         return False
 
 
-def build_logger(cfg: DictConfig | None, save_dir: Path) -> Logger | bool:
-    """The logger of the `logger` config group (False for `logger=none`), writing under `save_dir`."""
+def build_logger(cfg: DictConfig | None, save_dir: Path, identity: Mapping[str, Any] | None = None) -> Logger | bool:
+    """The logger of the `logger` config group (False for `logger=none`), writing under `save_dir`.
+
+    A W&B run takes its name, group and tags from `identity` where the config leaves them empty.
+    """
     if not cfg or "_target_" not in cfg:
         return False
     overrides: dict = {"save_dir": str(save_dir)}
     if cfg._target_.endswith("WandbLogger"):
+        overrides.update({k: v for k, v in (identity or {}).items() if not cfg.get(k)})
         mode = cfg.get("mode") or "offline"
         if mode == "online" and not _wandb_api_key_present():
             log.warning(
@@ -59,8 +65,10 @@ def log_images(logger: Logger | bool, images: dict[str, Tensor], step: int) -> N
             logger.experiment.add_image(key, image.detach()[0].clamp(0, 1).cpu(), global_step=step)
 
 
-def wandb_finish(failed: bool) -> None:
-    """Close this job's W&B run, marking a failure as such (a multirun opens one run per job)."""
+def wandb_finish(error: str | None) -> None:
+    """Close this job's W&B run, marking a failure as such with its error (a multirun opens one run per job)."""
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
-        wandb.finish(exit_code=1 if failed else 0)
+        if error is not None:
+            wandb.run.summary["error"] = error
+        wandb.finish(exit_code=0 if error is None else 1)

@@ -16,17 +16,20 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from pytorch_lightning.loggers import Logger
 from torch.utils.data import DataLoader
 
-from nst.callbacks import Snapshots
+from nst.callbacks import LossHistory, Snapshots
 from nst.errors import NSTError
 from nst.images import example, initial_image, load_image, save_image
 from nst.judge import quality
 from nst.loggers import build_logger, log_images, wandb_finish
 from nst.module import StyleTransfer
 from nst.outputs import write_json
+from nst.sweeps import RunIdentity, objective, run_identity
 
 log = logging.getLogger("nst")
 
@@ -59,10 +62,8 @@ def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10, "process_max_rss"
 
 
-def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
-    """Run one style transfer as `cfg` says; write final.png, snapshots and metrics.json into `out_dir`."""
-    started = time.perf_counter()
-    out_dir = Path(out_dir)
+def optimise(cfg: DictConfig, out_dir: Path, logger: Logger | bool) -> dict[str, Any]:
+    """Images -> backbone -> module -> Trainer -> final.png; returns the run's figures."""
     steps = int(cfg.optimizer.steps)
     if steps <= 0:
         raise NSTError(f"optimizer.steps={steps} must be >= 1")
@@ -88,66 +89,90 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     for what, image in [("the content image", content)] + [(f"style image {i + 1}", s) for i, s in enumerate(styles)]:
         _check_size(image, module.encoder.min_input_size, what)
 
-    logger = build_logger(cfg.logger, out_dir)
-    failed = True
+    log_images(logger, {"content": content, **{f"style_{i}": s for i, s in enumerate(styles)}}, step=0)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer,
+        max_steps=steps,
+        logger=logger,
+        callbacks=[Snapshots(out_dir / "snapshots", cfg.snapshot_every), LossHistory(out_dir / "history.csv")],
+        default_root_dir=str(out_dir),
+        log_every_n_steps=cfg.log_every,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, DataLoader(range(steps), batch_size=None))
+
+    final = module.image.detach()
+    save_image(final, out_dir / "final.png")
+    log_images(logger, {"final": final}, step=trainer.global_step)
+    device = trainer.strategy.root_device
+    peak, peak_kind = _peak_memory_mb(device)
+    figures = quality(final, content, styles, module.blend) if cfg.judge else {}
+    if figures:
+        figures["error_sum"] = figures["content_error"] + figures["style_error"]
+        if logger:
+            logger.log_metrics({f"quality/{k}": v for k, v in figures.items()}, step=trainer.global_step)
+    return {
+        **{f"loss/{k}": v.mean().item() for k, v in module.last_terms.items()},
+        **figures,
+        "steps": trainer.global_step,
+        "evaluations": module.evaluations,
+        "device": str(device),
+        "peak_memory_mb": round(peak, 1),
+        "peak_memory_kind": peak_kind,
+        "image_size": list(final.shape[-2:]),
+    }
+
+
+def train(cfg: DictConfig, out_dir: Path, identity: RunIdentity | None = None) -> dict[str, Any]:
+    """One run as `cfg` says, its outcome in `out_dir`/metrics.json and its W&B run, finished or failed."""
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    logger = build_logger(cfg.logger, out_dir, identity)
+    error = None
     try:
         if logger:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        log_images(logger, {"content": content, **{f"style_{i}": s for i, s in enumerate(styles)}}, step=0)
-        trainer: pl.Trainer = instantiate(
-            cfg.trainer,
-            max_steps=steps,
-            logger=logger,
-            callbacks=[Snapshots(out_dir / "snapshots", cfg.snapshot_every)],
-            default_root_dir=str(out_dir),
-            log_every_n_steps=cfg.log_every,
-            enable_checkpointing=False,
-            num_sanity_val_steps=0,
-        )
-        trainer.fit(module, DataLoader(range(steps), batch_size=None))
-
-        final = module.image.detach()
-        save_image(final, out_dir / "final.png")
-        log_images(logger, {"final": final}, step=trainer.global_step)
-        device = trainer.strategy.root_device
-        peak, peak_kind = _peak_memory_mb(device)
-        figures = quality(final, content, styles, module.blend) if cfg.judge else {}
-        metrics: dict[str, Any] = {
-            **{f"loss/{k}": v.mean().item() for k, v in module.last_terms.items()},
-            **figures,
-            "steps": trainer.global_step,
-            "evaluations": module.evaluations,
-            "wall_time_s": round(time.perf_counter() - started, 3),
-            "device": str(device),
-            "peak_memory_mb": round(peak, 1),
-            "peak_memory_kind": peak_kind,
-            "image_size": list(final.shape[-2:]),
-        }
-        if logger and figures:
-            logger.log_metrics({f"quality/{k}": v for k, v in figures.items()}, step=trainer.global_step)
-        write_json(out_dir / "metrics.json", metrics)
-        failed = False
-        return metrics
+        metrics = {"status": "finished", **optimise(cfg, out_dir, logger)}
+    except Exception as exc:
+        error = f"{exc}" if isinstance(exc, NSTError) else f"{type(exc).__name__}: {exc}"
+        metrics = {"status": "failed", "error": error}
+        raise
     finally:
-        wandb_finish(failed)
+        metrics["wall_time_s"] = round(time.perf_counter() - started, 3)
+        write_json(out_dir / "metrics.json", metrics)
+        wandb_finish(error)
+    return metrics
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def _hydra_main(cfg: DictConfig) -> None:
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
+def _hydra_main(cfg: DictConfig) -> float | list[float] | None:
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        metrics = train(cfg, out_dir)
-    except NSTError as exc:
+        metrics = train(cfg, out_dir, run_identity(hydra_cfg))
+    except Exception as exc:
+        if not (sweeping or isinstance(exc, NSTError)):
+            raise  # a bug, not bad input: keep the traceback
         print(f"nst: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        if not sweeping:
+            sys.exit(2)
+        log.exception("job failed; the sweep goes on (see %s/metrics.json)", out_dir)
+        return objective(cfg.objective, None)
     log.info(
         "done: %s/final.png (content error %.3f, style error %.3f)",
         out_dir,
         metrics.get("content_error", float("nan")),
         metrics.get("style_error", float("nan")),
     )
+    return objective(cfg.objective, metrics)
 
 
 def main() -> None:
-    """Console-script entry point of `nst`."""
+    """Console-script entry point: `nst compare …` compares runs, anything else is a Hydra run."""
+    if sys.argv[1:2] == ["compare"]:
+        from nst.compare import main as compare
+
+        sys.exit(compare(sys.argv[2:]))
     _hydra_main()

@@ -58,6 +58,9 @@ class OfflineRun:
     history: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     exit_code: int | None = None
+    name: str = ""
+    group: str = ""
+    tags: list[str] = field(default_factory=list)
 
 
 def read_run(run_dir: Path) -> OfflineRun:
@@ -69,6 +72,7 @@ def read_run(run_dir: Path) -> OfflineRun:
         record.ParseFromString(payload)
         kind = record.WhichOneof("record_type")
         if kind == "run":
+            run.name, run.group, run.tags = record.run.display_name, record.run.run_group, list(record.run.tags)
             run.config.update({_key(i): json.loads(i.value_json) for i in record.run.config.update})
         elif kind == "config":
             run.config.update({_key(i): json.loads(i.value_json) for i in record.config.update})

@@ -1,0 +1,290 @@
+"""`nst compare DIR… [--out DIR]`: one look at a sweep, read from the run directories on disk.
+
+It needs no logger and no network: every run leaves `metrics.json`,
+`.hydra/overrides.yaml`, `history.csv` and `final.png`, and this module turns
+them into a contact sheet, a sorted metrics table (Markdown and CSV), a
+content-error vs style-error scatter with the Pareto front, loss curves, and
+one self-contained HTML page holding all of it.
+"""
+
+import argparse
+import base64
+import csv
+import html
+import io
+import json
+import math
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import yaml
+from PIL import Image, ImageDraw, ImageFont
+
+from nst.errors import NSTError
+from nst.outputs import atomic_write
+
+COLUMNS = ("content_error", "style_error", "error_sum", "loss/total", "evaluations", "wall_time_s")
+
+
+@dataclass
+class Run:
+    """One run directory as `nst` left it."""
+
+    path: Path
+    metrics: dict[str, Any]
+    overrides: dict[str, str]
+    history: list[dict[str, float]] = field(default_factory=list)
+    label: str = ""
+    number: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.metrics.get("status", "finished") == "finished"
+
+    @property
+    def final(self) -> Path | None:
+        path = self.path / "final.png"
+        return path if path.is_file() else None
+
+
+def _read_run(path: Path) -> Run:
+    metrics = json.loads((path / "metrics.json").read_text())
+    overrides_file = path / ".hydra" / "overrides.yaml"
+    overrides = (yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else None) or []
+    pairs = dict(o.split("=", 1) for o in overrides if "=" in o and not o.startswith("hydra"))
+    history = []
+    if (path / "history.csv").is_file():
+        with open(path / "history.csv", newline="") as f:
+            history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return Run(path=path, metrics=metrics, overrides=pairs, history=history)
+
+
+def find_runs(dirs: list[Path]) -> list[Run]:
+    """Every run under `dirs` (a run directory, a sweep directory, or folders of them)."""
+    found = []
+    for directory in dirs:
+        if not directory.is_dir():
+            raise NSTError(f"{directory} is not a directory: give run or sweep directories (outputs/…, multirun/…)")
+        found += [_read_run(p.parent) for p in sorted(directory.glob("**/metrics.json"))]
+    if not found:
+        raise NSTError(f"no runs (no metrics.json) under {', '.join(map(str, dirs))}: point at nst output folders")
+    return found
+
+
+def label_runs(runs: list[Run]) -> None:
+    """Label each run by the overrides that differ between the runs (its directory name if none do)."""
+    keys = sorted({k for run in runs for k in run.overrides})
+    differing = [k for k in keys if len({run.overrides.get(k, "(default)") for run in runs}) > 1]
+    for run in runs:
+        parts = [f"{k}={run.overrides.get(k, '(default)')}" for k in differing]
+        run.label = ", ".join(parts) or run.path.name
+
+
+def _sort_key(run: Run, by: str) -> tuple[int, float]:
+    value = run.metrics.get(by)
+    return (0 if run.finished else 1, float(value) if isinstance(value, (int, float)) else math.inf)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats in both coordinates (both minimised), by x."""
+    front = [
+        i for i, (x, y) in enumerate(points) if not any(x2 <= x and y2 <= y and (x2, y2) != (x, y) for x2, y2 in points)
+    ]
+    return sorted(front, key=lambda i: points[i])
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def contact_sheet(runs: list[Run], path: Path, tile: int = 256, columns: int = 4) -> None:
+    """Final images in a grid, each with its number and label underneath."""
+    font, line_height, chars = _font(15), 19, tile // 8
+    tiles = []
+    for run in runs:
+        lines = textwrap.wrap(f"#{run.number} {run.label}", chars) or [""]
+        if not run.finished:
+            lines.append("FAILED")
+        image = Image.new("RGB", (tile, tile), "#dddddd")
+        if run.final is not None:
+            with Image.open(run.final) as final:
+                final = final.convert("RGB")
+                final.thumbnail((tile, tile))
+                image.paste(final, ((tile - final.width) // 2, (tile - final.height) // 2))
+        tiles.append((image, lines))
+    text_height = max(len(lines) for _, lines in tiles) * line_height + 8
+    rows = math.ceil(len(tiles) / columns)
+    width = min(columns, len(tiles))
+    sheet = Image.new("RGB", (width * (tile + 8) + 8, rows * (tile + text_height + 8) + 8), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (image, lines) in enumerate(tiles):
+        x, y = 8 + (i % columns) * (tile + 8), 8 + (i // columns) * (tile + text_height + 8)
+        sheet.paste(image, (x, y))
+        for j, line in enumerate(lines):
+            draw.text((x, y + tile + 4 + j * line_height), line, fill="black" if line != "FAILED" else "red", font=font)
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    atomic_write(path, buffer.getvalue())
+
+
+def _save_figure(fig: plt.Figure, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write(path, buffer.getvalue())
+
+
+def scatter(runs: list[Run], path: Path) -> list[Run]:
+    """Content error vs style error of every judged run, the Pareto front highlighted; returns the front."""
+    judged = [r for r in runs if r.finished and "content_error" in r.metrics]
+    points = [(r.metrics["content_error"], r.metrics["style_error"]) for r in judged]
+    front = [judged[i] for i in pareto_front(points)]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    ax.scatter([x for x, _ in points], [y for _, y in points], color="#888888", label="run")
+    if front:
+        xs = [r.metrics["content_error"] for r in front]
+        ys = [r.metrics["style_error"] for r in front]
+        ax.plot(xs, ys, "-o", color="#d62728", label="Pareto front", zorder=3)
+    for run, (x, y) in zip(judged, points, strict=True):
+        ax.annotate(f"#{run.number}", (x, y), textcoords="offset points", xytext=(5, 4), fontsize=10)
+    ax.set_xlabel("content error (judge, relu4_2) — lower keeps more content")
+    ax.set_ylabel("style error (judge, relu1_1…relu5_1) — lower is more stylised")
+    ax.set_title("Content vs style trade-off")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save_figure(fig, path)
+    return front
+
+
+def loss_curves(runs: list[Run], path: Path) -> None:
+    """Total loss against optimizer step, one line per run (log scale)."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for run in runs:
+        if run.history:
+            steps = [row["step"] for row in run.history]
+            ax.plot(steps, [row["total"] for row in run.history], label=f"#{run.number} {run.label}"[:60])
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("total loss (each run in its own loss convention)")
+    ax.set_title("Loss curves")
+    ax.grid(alpha=0.3)
+    if any(run.history for run in runs):
+        ax.legend(fontsize=8)
+    _save_figure(fig, path)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def table_rows(runs: list[Run]) -> list[dict[str, str]]:
+    return [
+        {
+            "#": str(run.number),
+            "run": run.label,
+            "status": run.metrics.get("status", "finished"),
+            **{c: _cell(run.metrics.get(c)) for c in COLUMNS},
+            "error": run.metrics.get("error", ""),
+            "dir": str(run.path),
+        }
+        for run in runs
+    ]
+
+
+def markdown_table(rows: list[dict[str, str]]) -> str:
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row[c].replace("|", "\\|") for c in header) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(rows: list[dict[str, str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def html_page(rows: list[dict[str, str]], images: dict[str, Path], front: list[Run], sources: list[Path]) -> str:
+    """One self-contained page: the figures inlined as data URIs, the table as HTML."""
+
+    def img(path: Path, alt: str) -> str:
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+    header = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join(
+        f'<tr class="{html.escape(row["status"])}">' + "".join(f"<td>{html.escape(v)}</td>" for v in row.values())
+        for row in rows
+    )
+    failed = [row for row in rows if row["status"] != "finished"]
+    front_items = "".join(f"<li>#{r.number} {html.escape(r.label)}</li>" for r in front)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>nst compare</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+img {{ max-width: 100%; border: 1px solid #ccc; }}
+table {{ border-collapse: collapse; font-size: 0.9em; }}
+td, th {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }}
+tr.failed {{ background: #fdd; }}
+.figures {{ display: flex; flex-wrap: wrap; gap: 1em; }}
+.figures img {{ max-width: 48%; }}
+</style></head><body>
+<h1>nst compare</h1>
+<p>{len(rows)} runs from {html.escape(", ".join(map(str, sources)))}; {len(failed)} failed.</p>
+<h2>Pareto front (content error vs style error)</h2><ol class="front">{front_items}</ol>
+<div class="figures">{img(images["scatter"], "content vs style error")}{img(images["curves"], "loss curves")}</div>
+<h2>Final images</h2>{img(images["sheet"], "contact sheet")}
+<h2>Metrics</h2><table id="metrics"><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>
+</body></html>
+"""
+
+
+def compare(dirs: list[Path], out: Path, sort_by: str = "error_sum") -> dict[str, Path]:
+    """Write the report of the runs under `dirs` into `out`; returns the files by kind."""
+    runs = [run for run in find_runs(dirs) if out.resolve() not in run.path.resolve().parents]
+    runs.sort(key=lambda run: _sort_key(run, sort_by))
+    for number, run in enumerate(runs, start=1):
+        run.number = number
+    label_runs(runs)
+    rows = table_rows(runs)
+    files = {
+        "sheet": out / "contact_sheet.png",
+        "scatter": out / "pareto.png",
+        "curves": out / "loss_curves.png",
+        "markdown": out / "metrics.md",
+        "csv": out / "metrics.csv",
+        "html": out / "index.html",
+    }
+    contact_sheet(runs, files["sheet"])
+    front = scatter(runs, files["scatter"])
+    loss_curves(runs, files["curves"])
+    atomic_write(files["markdown"], markdown_table(rows).encode())
+    atomic_write(files["csv"], csv_table(rows).encode())
+    atomic_write(files["html"], html_page(rows, files, front, dirs).encode())
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nst compare", description=__doc__.splitlines()[0])
+    parser.add_argument("dirs", nargs="+", type=Path, help="run or sweep directories (outputs/…, multirun/…)")
+    parser.add_argument("--out", type=Path, help="report directory (default: DIR/report of the first DIR)")
+    parser.add_argument("--sort", default="error_sum", help="metric to sort the table by (default: error_sum)")
+    args = parser.parse_args(argv)
+    out = args.out or args.dirs[0] / "report"
+    try:
+        files = compare(args.dirs, out, args.sort)
+    except NSTError as exc:
+        print(f"nst compare: error: {exc}")
+        return 2
+    print(f"nst compare: wrote {files['html']} (and {', '.join(p.name for k, p in files.items() if k != 'html')})")
+    return 0

@@ -1,0 +1,73 @@
+"""What a job of a sweep needs to know about the sweep: its W&B identity, its objective, the verdict.
+
+Every job of a Hydra multirun is its own W&B run; the runs of one sweep share a
+`group` (the sweep directory), are named by their overrides and tagged with
+them, so the dashboard can group and filter them with no extra work.
+"""
+
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypedDict
+
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+# Returned to a sweeper for a failed job: large but finite, since a NaN crashes Optuna (hydra#2237).
+FAILED_OBJECTIVE = 1e6
+WANDB_TAG_LIMIT = 64
+
+
+class RunIdentity(TypedDict):
+    name: str
+    group: str | None
+    tags: list[str]
+
+
+def run_identity(hydra_cfg: DictConfig) -> RunIdentity:
+    """Name, group and tags of this job's W&B run, from Hydra's view of the job."""
+    overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra")]
+    group = None
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        group = str(hydra_cfg.sweep.dir).strip("/").replace("/", "_")
+    return {
+        "name": ",".join(overrides) or "defaults",
+        "group": group,
+        "tags": [o[:WANDB_TAG_LIMIT] for o in overrides],
+    }
+
+
+def objective(names: Sequence[str] | None, metrics: dict[str, Any] | None) -> float | list[float] | None:
+    """The figures a sweeper minimises (`objective: [content_error, style_error]`), penalised on failure."""
+    if not names:
+        return None
+    values = [float(metrics[n]) if metrics is not None else FAILED_OBJECTIVE for n in names]
+    values = [v if v == v and abs(v) != float("inf") else FAILED_OBJECTIVE for v in values]
+    return values[0] if len(values) == 1 else values
+
+
+def failed_jobs(sweep_dir: Path) -> list[tuple[Path, str]]:
+    """The job directories of a sweep whose metrics.json says failed, with the error."""
+    failed = []
+    for path in sorted(Path(sweep_dir).glob("**/metrics.json")):
+        metrics = json.loads(path.read_text())
+        if metrics.get("status") == "failed":
+            failed.append((path.parent, metrics.get("error", "unknown error")))
+    return failed
+
+
+class SweepVerdict(Callback):
+    """After a multirun: one line per failed job, and a non-zero exit code if any failed."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        failed = failed_jobs(Path(config.hydra.sweep.dir))
+        for job_dir, error in failed:
+            print(f"nst: job {job_dir} failed: {error}", file=sys.stderr)
+        if failed:
+            print(f"nst: {len(failed)} job(s) of the sweep failed; the others finished", file=sys.stderr)
+            sys.exit(1)

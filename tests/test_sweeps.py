@@ -1,0 +1,108 @@
+"""Sweeps from the command line: grid multiruns, failures, Optuna, submitit, W&B sweep files."""
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nst.compare import compare, pareto_front
+from tests.test_cli import TINY, nst
+from tests.wandb_records import read_run
+
+FAST = [o for o in TINY if not o.startswith(("optimizer.steps", "snapshot_every"))]
+FAST += ["optimizer.steps=2", "snapshot_every=0"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_grid_multirun_gives_one_run_dir_and_one_grouped_wandb_run_per_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = nst(
+        "-m", *FAST, "loss.style_weight=1e2,1e3", "layers=gatys,johnson", f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert [p.name for p in jobs] == ["0", "1", "2", "3"]
+    runs = [read_run(next((job / "wandb").glob("offline-run-*"))) for job in jobs]
+    assert len({run.group for run in runs}) == 1 and runs[0].group.endswith("sweep")
+    assert {tuple(run.name.split(",")[-2:]) for run in runs} == {
+        ("loss.style_weight=100.0", "layers=gatys"),
+        ("loss.style_weight=100.0", "layers=johnson"),
+        ("loss.style_weight=1000.0", "layers=gatys"),
+        ("loss.style_weight=1000.0", "layers=johnson"),
+    }
+    assert all("layers=johnson" in run.tags or "layers=gatys" in run.tags for run in runs)
+    assert all(run.exit_code == 0 for run in runs)
+
+    files = compare([sweep], tmp_path / "report")
+    table = files["markdown"].read_text().splitlines()
+    assert len(table) == 2 + 4
+    assert "layers=gatys, loss.style_weight=100.0" in files["markdown"].read_text()
+    assert files["html"].read_text().count("<tr class=") == 4
+
+
+def test_one_failing_job_is_recorded_and_the_others_finish(tmp_path, photo):
+    photo("ok.png")
+    sweep = tmp_path / "sweep"
+    result = nst("-m", *FAST, "content=ok.png,missing.png,ok.png", "seed=0", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "nst: 1 job(s) of the sweep failed; the others finished" in result.stderr
+
+    statuses = [json.loads((sweep / str(i) / "metrics.json").read_text())["status"] for i in range(3)]
+    assert statuses == ["finished", "failed", "finished"]
+    failed = json.loads((sweep / "1" / "metrics.json").read_text())
+    assert "missing.png does not exist" in failed["error"]
+    assert read_run(next((sweep / "1" / "wandb").glob("offline-run-*"))).exit_code == 1
+    assert (sweep / "2" / "final.png").is_file()
+
+    files = compare([sweep], tmp_path / "report")
+    assert "| failed |" in files["markdown"].read_text()
+
+
+def test_optuna_runs_the_requested_trials_on_both_objectives(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = nst(
+        "-m", *FAST, "logger=none", "hparams_search=optuna", "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.sampler.population_size=2", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(list(sweep.glob("*/metrics.json"))) == 3
+    optimisation = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert optimisation["name"] == "optuna" and optimisation["solutions"]
+
+
+def test_submitit_local_runs_each_job_in_its_own_process(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = nst(
+        "-m", *FAST, "logger=none", "hydra/launcher=local", "loss.style_weight=1e2,1e3",
+        f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
+    assert [m["status"] for m in metrics] == ["finished", "finished"]
+    assert (sweep / ".submitit").is_dir()
+
+
+def _sweep_overrides(sweep: dict) -> list[list[str]]:
+    """Every grid point of a W&B sweep file, or the bounds and values of a random/bayes one."""
+    choices = []
+    for key, spec in sweep["parameters"].items():
+        values = spec.get("values") or [spec[k] for k in ("min", "max") if k in spec] or [spec.get("value")]
+        choices.append([f"{key}={v}" for v in values])
+    return [list(combo) for combo in itertools.product(*choices)]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments" / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
+def test_wandb_sweep_files_drive_the_same_cli_with_valid_overrides(make_cfg, path):
+    sweep = yaml.safe_load(path.read_text())
+    assert "${args_no_hyphens}" in sweep["command"] and "nst" in sweep["command"]
+    for overrides in _sweep_overrides(sweep):
+        cfg = make_cfg(*overrides)
+        assert cfg.loss.style_weight >= 0
+
+
+def test_pareto_front_keeps_the_points_nobody_beats_on_both_errors():
+    points = [(1.0, 0.1), (0.5, 0.5), (0.6, 0.6), (0.1, 1.0), (2.0, 0.1)]
+    assert pareto_front(points) == [3, 1, 0]
