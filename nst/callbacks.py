@@ -1,6 +1,10 @@
 """What a run records while it runs: snapshots of the image and the loss history."""
 
+import csv
+import signal
+import threading
 from pathlib import Path
+from types import FrameType
 
 import pytorch_lightning as pl
 
@@ -28,15 +32,52 @@ class LossHistory(pl.Callback):
     def __init__(self, path: Path):
         self.path, self.rows = Path(path), []
 
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        """A resumed run keeps the rows written before its interruption."""
+        if self.path.is_file() and trainer.global_step > 0:
+            with open(self.path, newline="") as f:
+                self.rows = [row for row in csv.DictReader(f) if int(row["step"]) <= trainer.global_step]
+
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
         step = trainer.global_step
         if step % trainer.log_every_n_steps == 0 or step == trainer.max_steps:
             terms = {k: v.mean().item() for k, v in module.last_terms.items()}
             self.rows.append({"step": step, "evaluations": module.evaluations, **terms})
 
-    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+    def teardown(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> None:
+        """Written however fitting ended: finished, failed or interrupted."""
         if not self.rows:
             return
         columns = list(self.rows[0])
         lines = [",".join(columns)] + [",".join(str(row[c]) for c in columns) for row in self.rows]
         atomic_write(self.path, ("\n".join(lines) + "\n").encode())
+
+
+class Interruption(pl.Callback):
+    """Ctrl-C or SIGTERM (SLURM preemption): finish the step, save a resumable checkpoint, stop cleanly.
+
+    A second Ctrl-C during that step stops at once, as usual.
+    """
+
+    def __init__(self, checkpoint: Path):
+        self.checkpoint, self.received = Path(checkpoint), None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def on_fit_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
+        if self.received is not None:
+            trainer.save_checkpoint(self.checkpoint)
+            trainer.should_stop = True
+
+    def teardown(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}

@@ -1,6 +1,7 @@
 """Reading images into tensors, writing them back, and the initial image of a run."""
 
 import io
+import logging
 from importlib.resources import files
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 from nst.errors import NSTError
 from nst.outputs import atomic_write
 
+log = logging.getLogger(__name__)
 EXAMPLES = files("nst") / "examples"
 
 
@@ -25,17 +27,30 @@ def example(name: str) -> str:
 
 
 def open_rgb(path: str | Path) -> Image.Image:
-    """Open an image as 8-bit RGB, honouring EXIF orientation and compositing transparency on white."""
+    """Open an image as 8-bit RGB, honouring EXIF orientation and compositing transparency on white.
+
+    Greyscale, palette, CMYK and 16-bit images are converted; an image over Pillow's
+    decompression-bomb limit (about 179 Mpx) is refused rather than decoded.
+    """
     path = Path(path)
     if not path.is_file():
         raise NSTError(f"image {path} does not exist or is not a file: check the path")
+    if path.stat().st_size == 0:
+        raise NSTError(f"image {path} is an empty file (0 bytes): give a PNG or JPEG file")
     try:
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img)
             img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise NSTError(f"image {path} is too large to decode safely ({exc}): downsize it first") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise NSTError(f"cannot read image {path} ({exc}): give a PNG or JPEG file") from None
+    if min(img.size) < 2:
+        raise NSTError(f"image {path} is {img.width}x{img.height} px: too small to hold content or style")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        img = img.convert("I").point(lambda v: v / 256).convert("L")  # 16-bit grey to 8-bit
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        log.info("image %s has transparency: composited on white", path)
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, rgba)

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
 from torch import Tensor
 
+from nst.configs import build
 from nst.images import to_pil
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,28 @@ def build_logger(cfg: DictConfig | None, save_dir: Path, identity: Mapping[str, 
             )
             mode = "offline"
         overrides["mode"] = mode
-    return instantiate(cfg, **overrides)
+        return _start_wandb(cfg, overrides, save_dir)
+    return build(cfg, "logger", **overrides)
+
+
+def _start_wandb(cfg: DictConfig, overrides: dict, save_dir: Path) -> WandbLogger:
+    """Open the W&B run now, so an unreachable server means offline logging, not a failed run."""
+    logger = build(cfg, "logger", **overrides)
+    try:
+        logger.experiment  # noqa: B018 - starts wandb.init
+    except Exception as exc:
+        if overrides["mode"] == "offline":
+            raise
+        log.warning(
+            "W&B could not start online (%s); logging offline instead: sync later with "
+            "`wandb sync %s/wandb/offline-run-*`",
+            str(exc).splitlines()[0],
+            save_dir,
+        )
+        wandb_finish("could not connect")
+        logger = build(cfg, "logger", **{**overrides, "mode": "offline"})
+        logger.experiment  # noqa: B018
+    return logger
 
 
 def log_images(logger: Logger | bool, images: dict[str, Tensor], step: int) -> None:

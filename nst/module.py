@@ -19,7 +19,9 @@ warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode at the start of 
 OptimizerFactory = Callable[[Iterable[Tensor]], torch.optim.Optimizer]
 
 
-def check_loss_weights(content_weight: float, style_weight: float, tv_weight: float, convention: str) -> None:
+def check_loss_weights(
+    content_weight: float, style_weight: float, tv_weight: float, tv_beta: float, convention: str
+) -> None:
     """Reject weights that make no sense before any compute is spent."""
     if convention not in CONVENTIONS:
         raise NSTError(f"unknown loss.convention {convention!r}: choose one of {', '.join(CONVENTIONS)}")
@@ -27,8 +29,14 @@ def check_loss_weights(content_weight: float, style_weight: float, tv_weight: fl
     for name, value in weights.items():
         if not isinstance(value, (int, float)) or value != value or value < 0:
             raise NSTError(f"loss.{name}={value!r} must be a number >= 0")
+    if not isinstance(tv_beta, (int, float)) or not tv_beta > 0:
+        raise NSTError(f"loss.tv_beta={tv_beta!r} must be a number > 0 (2 is the usual squared TV)")
     if content_weight == 0 and style_weight == 0:
         raise NSTError("loss.content_weight and loss.style_weight are both 0: nothing to optimise")
+
+
+class NonFiniteLoss(NSTError):
+    """The loss became NaN or infinite; the image of the last finite step has been restored."""
 
 
 class StyleTransfer(pl.LightningModule):
@@ -58,17 +66,22 @@ class StyleTransfer(pl.LightningModule):
     ):
         super().__init__()
         self.automatic_optimization = False
-        check_loss_weights(content_weight, style_weight, tv_weight, convention)
+        check_loss_weights(content_weight, style_weight, tv_weight, tv_beta, convention)
         self.content_layers = layer_weights(content_layers, encoder.arch, "content")
         self.style_layers = layer_weights(style_layers, encoder.arch, "style")
         self.layers = set(self.content_layers) | set(self.style_layers)
         self.encoder = encoder.trim(self.layers)
         self.weights = {"content": content_weight, "style": style_weight, "tv": tv_weight}
         self.tv_beta, self.convention = tv_beta, convention
+        try:  # a bad setting (lr=fast) would otherwise surface only inside the Trainer
+            optimizer([torch.zeros(1, requires_grad=True)])
+        except (TypeError, ValueError) as exc:
+            raise NSTError(f"cannot build optimizer.torch ({exc}): check the optimizer.torch.* settings") from None
         self.optimizer_factory = optimizer
         self.blend = blend_weights(len(styles), style_blend)
 
         self.image = nn.Parameter(init.detach().clone().contiguous())
+        self.register_buffer("last_good", self.image.detach().clone(), persistent=False)
         self.register_buffer("content_image", content)
         self.style_images = list(styles)
         self.content_targets: dict[str, Tensor] = {}
@@ -116,10 +129,24 @@ class StyleTransfer(pl.LightningModule):
             self.last_terms = {k: v.detach() for k, v in terms.items()}
             return total
 
+        self.last_good.copy_(self.image.detach())
         optimizer.step(closure=closure)
+        if not bool(torch.isfinite(self.last_terms["total"]).all()):
+            with torch.no_grad():
+                self.image.copy_(self.last_good)
+            raise NonFiniteLoss(
+                f"the loss became {self.last_terms['total'].mean().item()} at step {self.global_step + 1}: "
+                "lower the learning rate (optimizer.torch.lr) or the loss weights; the last good image is kept"
+            )
         logged = {f"loss/{k}": v.mean() for k, v in self.last_terms.items()}
         logged["evaluations"] = float(self.evaluations)
         self.log_dict(logged, on_step=True, on_epoch=False, batch_size=1)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["evaluations"] = self.evaluations
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.evaluations = checkpoint["evaluations"]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory([self.image])

@@ -6,6 +6,7 @@ gives each run its own output directory and turns user errors into one line.
 
 import logging
 import resource
+import signal
 import sys
 import time
 import warnings
@@ -17,35 +18,46 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate, to_absolute_path
+from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
-from nst.callbacks import LossHistory, Snapshots
+from nst.callbacks import Interruption, LossHistory, Snapshots
+from nst.configs import CONF_DIR, build
 from nst.errors import NSTError
-from nst.images import example, initial_image, load_image, save_image
+from nst.images import initial_image, load_image, save_image
 from nst.judge import quality
 from nst.loggers import build_logger, log_images, wandb_finish
-from nst.module import StyleTransfer
+from nst.module import NonFiniteLoss, StyleTransfer
 from nst.outputs import write_json
 from nst.sweeps import RunIdentity, objective, run_identity
 
 log = logging.getLogger("nst")
+RESUME_CHECKPOINT = "resume.ckpt"
 
-_HERE = Path(__file__).resolve().parent
-CONF_DIR = next(p for p in (_HERE / "conf", _HERE.parent / "conf") if p.is_dir())
-
-OmegaConf.register_new_resolver("example", example, replace=True)
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
 
-def _paths(value: str | ListConfig) -> list[str]:
+def _paths(value: object) -> list[str]:
     """One path or a list of paths from the config, resolved against the directory nst was started in."""
-    items = [value] if isinstance(value, str) else list(value)
+    items = list(value) if isinstance(value, ListConfig) else [value]
     if not items:
         raise NSTError("style is an empty list: give at least one style image")
     return [to_absolute_path(str(p)) for p in items]
+
+
+def _number(node: DictConfig, key: str, prefix: str, kind: type, minimum: float) -> Any:
+    """A numeric setting, or one line saying which key is wrong and what it must be."""
+    value = node.get(key)
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise NSTError(f"{prefix}{key}={value!r} is not a number") from None
+    if number != float(value) or not number >= minimum:
+        raise NSTError(f"{prefix}{key}={value!r} must be {'an integer ' if kind is int else 'a number '}>= {minimum:g}")
+    return number
 
 
 def _check_size(image: torch.Tensor, minimum: int, what: str) -> None:
@@ -62,27 +74,48 @@ def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10, "process_max_rss"
 
 
-def optimise(cfg: DictConfig, out_dir: Path, logger: Logger | bool) -> dict[str, Any]:
-    """Images -> backbone -> module -> Trainer -> final.png; returns the run's figures."""
-    steps = int(cfg.optimizer.steps)
-    if steps <= 0:
-        raise NSTError(f"optimizer.steps={steps} must be >= 1")
-    pl.seed_everything(cfg.seed, verbose=False)
+def _resident_memory_mb() -> float | None:
+    """This process's resident memory now (Linux), to see whether a long sweep in one process grows."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return round(pages * resource.getpagesize() / 2**20, 1)
 
-    content = load_image(_paths(cfg.content)[0], cfg.image.size)
-    style_size = max(1, round(cfg.image.size * cfg.image.style_scale))
+
+class Interrupted(NSTError):
+    """The run was stopped by a signal after saving a checkpoint it can resume from."""
+
+    def __init__(self, signum: int, step: int, steps: int, out_dir: Path):
+        self.signum = signum
+        super().__init__(
+            f"interrupted by {signal.Signals(signum).name} at step {step} of {steps}; the image and optimizer "
+            f"state are saved: continue with `nst resume={out_dir}`"
+        )
+
+
+def optimise(cfg: DictConfig, out_dir: Path, logger: Logger | bool, resume: Path | None = None) -> dict[str, Any]:
+    """Images -> backbone -> module -> Trainer -> final.png; returns the run's figures."""
+    steps = _number(cfg.optimizer, "steps", "optimizer.", int, minimum=1)
+    seed = _number(cfg, "seed", "", int, minimum=0)
+    size = _number(cfg.image, "size", "image.", int, minimum=1)
+    style_scale = _number(cfg.image, "style_scale", "image.", float, minimum=1e-6)
+    pl.seed_everything(seed, verbose=False)
+
+    content = load_image(_paths(cfg.content)[0], size)
+    style_size = max(1, round(size * style_scale))
     styles = [load_image(path, style_size) for path in _paths(cfg.style)]
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(seed)
     init = initial_image(cfg.init, content, styles[0], generator)
 
     module = StyleTransfer(
-        encoder=instantiate(cfg.backbone),
+        encoder=build(cfg.backbone, "backbone"),
         content=content,
         styles=styles,
         init=init,
-        content_layers=cfg.layers.content,
-        style_layers=cfg.layers.style,
-        optimizer=instantiate(cfg.optimizer.torch),
+        content_layers=cfg.layers.get("content") or {},
+        style_layers=cfg.layers.get("style") or {},
+        optimizer=build(cfg.optimizer.torch, "optimizer.torch"),
         style_blend=cfg.style_blend,
         **cfg.loss,
     )
@@ -90,17 +123,35 @@ def optimise(cfg: DictConfig, out_dir: Path, logger: Logger | bool) -> dict[str,
         _check_size(image, module.encoder.min_input_size, what)
 
     log_images(logger, {"content": content, **{f"style_{i}": s for i, s in enumerate(styles)}}, step=0)
-    trainer: pl.Trainer = instantiate(
+    interruption = Interruption(out_dir / RESUME_CHECKPOINT)
+    trainer: pl.Trainer = build(
         cfg.trainer,
+        "trainer",
         max_steps=steps,
         logger=logger,
-        callbacks=[Snapshots(out_dir / "snapshots", cfg.snapshot_every), LossHistory(out_dir / "history.csv")],
+        callbacks=[
+            Snapshots(out_dir / "snapshots", cfg.snapshot_every),
+            LossHistory(out_dir / "history.csv"),
+            interruption,
+        ],
         default_root_dir=str(out_dir),
         log_every_n_steps=cfg.log_every,
         enable_checkpointing=False,
         num_sanity_val_steps=0,
     )
-    trainer.fit(module, DataLoader(range(steps), batch_size=None))
+    try:
+        trainer.fit(module, DataLoader(range(steps), batch_size=None), ckpt_path=resume)
+    except NonFiniteLoss:
+        save_image(module.image, out_dir / "last_good.png")
+        raise
+    except SIGTERMException:  # Lightning's own SIGTERM handler stops the fit after our checkpoint
+        if interruption.received is None:
+            raise
+    if interruption.received is not None:
+        save_image(module.image, out_dir / "interrupted.png")
+        raise Interrupted(interruption.received, trainer.global_step, steps, out_dir)
+    if resume is not None:
+        resume.unlink()
 
     final = module.image.detach()
     save_image(final, out_dir / "final.png")
@@ -124,25 +175,38 @@ def optimise(cfg: DictConfig, out_dir: Path, logger: Logger | bool) -> dict[str,
     }
 
 
-def train(cfg: DictConfig, out_dir: Path, identity: RunIdentity | None = None) -> dict[str, Any]:
+def train(
+    cfg: DictConfig, out_dir: Path, identity: RunIdentity | None = None, resume: Path | None = None
+) -> dict[str, Any]:
     """One run as `cfg` says, its outcome in `out_dir`/metrics.json and its W&B run, finished or failed."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
     logger = build_logger(cfg.logger, out_dir, identity)
-    error = None
+    error, metrics = "stopped", {"status": "failed", "error": "stopped"}
     try:
         if logger:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        metrics = {"status": "finished", **optimise(cfg, out_dir, logger)}
+        metrics = {"status": "finished", **optimise(cfg, out_dir, logger, resume)}
+        error = None
     except Exception as exc:
         error = f"{exc}" if isinstance(exc, NSTError) else f"{type(exc).__name__}: {exc}"
-        metrics = {"status": "failed", "error": error}
+        metrics = {"status": "interrupted" if isinstance(exc, Interrupted) else "failed", "error": error}
         raise
     finally:
         metrics["wall_time_s"] = round(time.perf_counter() - started, 3)
+        metrics["resident_memory_mb"] = _resident_memory_mb()
         write_json(out_dir / "metrics.json", metrics)
         wandb_finish(error)
     return metrics
+
+
+def resumable(run_dir: Path) -> tuple[Path, DictConfig]:
+    """The directory and config of an interrupted run, checked to hold a checkpoint to resume from."""
+    if not (run_dir / RESUME_CHECKPOINT).is_file():
+        raise NSTError(f"resume={run_dir}: no {RESUME_CHECKPOINT} there; give the directory of an interrupted run")
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    cfg.resume = None
+    return run_dir, cfg
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -151,13 +215,17 @@ def _hydra_main(cfg: DictConfig) -> float | list[float] | None:
     out_dir = Path(hydra_cfg.runtime.output_dir)
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        metrics = train(cfg, out_dir, run_identity(hydra_cfg))
+        resume = None
+        if cfg.resume:
+            out_dir, cfg = resumable(Path(to_absolute_path(cfg.resume)))
+            resume = out_dir / RESUME_CHECKPOINT
+        metrics = train(cfg, out_dir, run_identity(hydra_cfg), resume)
     except Exception as exc:
         if not (sweeping or isinstance(exc, NSTError)):
             raise  # a bug, not bad input: keep the traceback
         print(f"nst: error: {exc}", file=sys.stderr)
         if not sweeping:
-            sys.exit(2)
+            sys.exit(128 + exc.signum if isinstance(exc, Interrupted) else 2)
         log.exception("job failed; the sweep goes on (see %s/metrics.json)", out_dir)
         return objective(cfg.objective, None)
     log.info(

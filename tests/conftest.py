@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
 
-from nst.run import CONF_DIR
+from nst.configs import CONF_DIR
 
 # Tiny and fast: random weights, 32 px, 2 steps of 2 evaluations, no experiment logger.
 TINY = [

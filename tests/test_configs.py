@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from nst.run import CONF_DIR, train
+from nst.configs import CONF_DIR
+from nst.run import train
 
 GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir())
 OPTIONS = [(group, f.stem) for group in GROUPS for f in sorted((Path(CONF_DIR) / group).glob("*.yaml"))]
