@@ -80,21 +80,25 @@ def save_image(image: Tensor, path: str | Path) -> Path:
     return atomic_write(path, buffer.getvalue())
 
 
-def initial_image(init: str, content: Tensor, style: Tensor, generator: torch.Generator) -> Tensor:
+def initial_image(init: str, content: Tensor, style: Tensor, generator: torch.Generator, noise: float = 0.6) -> Tensor:
     """The starting point of the optimisation, at the content's size.
 
     `content` and `style` start from those images; `random` is white noise around
-    mid-grey (N(0.5, 0.1²)), the Gatys et al. start; anything else is read as an
-    image path and resized to the content's size.
+    mid-grey (N(0.5, 0.1²)), the Gatys et al. start; `noisy` is the content blended
+    with a `noise` share of uniform noise around grey (±20/255), the Ng-course
+    start; anything else is read as an image path and resized to the content's size.
     """
     _, _, h, w = content.shape
     if init == "content":
         return content.clone()
+    if init == "noisy":
+        uniform = 0.5 + (torch.rand(content.shape, generator=generator) * 2 - 1) * 20 / 255
+        return (noise * uniform + (1 - noise) * content).clamp(0, 1)
     if init == "random":
         return (0.5 + 0.1 * torch.randn(content.shape, generator=generator)).clamp(0, 1)
     if init == "style":
         return torch.nn.functional.interpolate(style, size=(h, w), mode="bilinear", antialias=True)
     if not Path(init).is_file():
-        raise NSTError(f"init={init!r} is neither content, random, style nor an existing image file")
+        raise NSTError(f"init={init!r} is neither content, random, noisy, style nor an existing image file")
     image = load_image(init, max(h, w))
     return torch.nn.functional.interpolate(image, size=(h, w), mode="bilinear", antialias=True)

@@ -5,6 +5,7 @@ gives each run its own output directory and turns user errors into one line.
 """
 
 import logging
+import os
 import resource
 import signal
 import sys
@@ -24,6 +25,7 @@ from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
+from nst import colour
 from nst.callbacks import Interruption, LossHistory, Snapshots
 from nst.configs import CONF_DIR, build
 from nst.errors import NSTError
@@ -94,35 +96,16 @@ class Interrupted(NSTError):
         )
 
 
-def optimise(cfg: DictConfig, out_dir: Path, logger: Logger | bool, resume: Path | None = None) -> dict[str, Any]:
-    """Images -> backbone -> module -> Trainer -> final.png; returns the run's figures."""
-    steps = _number(cfg.optimizer, "steps", "optimizer.", int, minimum=1)
-    seed = _number(cfg, "seed", "", int, minimum=0)
-    size = _number(cfg.image, "size", "image.", int, minimum=1)
-    style_scale = _number(cfg.image, "style_scale", "image.", float, minimum=1e-6)
-    pl.seed_everything(seed, verbose=False)
-
-    content = load_image(_paths(cfg.content)[0], size)
-    style_size = max(1, round(size * style_scale))
-    styles = [load_image(path, style_size) for path in _paths(cfg.style)]
-    generator = torch.Generator().manual_seed(seed)
-    init = initial_image(cfg.init, content, styles[0], generator)
-
-    module = StyleTransfer(
-        encoder=build(cfg.backbone, "backbone"),
-        content=content,
-        styles=styles,
-        init=init,
-        content_layers=cfg.layers.get("content") or {},
-        style_layers=cfg.layers.get("style") or {},
-        optimizer=build(cfg.optimizer.torch, "optimizer.torch"),
-        style_blend=cfg.style_blend,
-        **cfg.loss,
-    )
-    for what, image in [("the content image", content)] + [(f"style image {i + 1}", s) for i, s in enumerate(styles)]:
-        _check_size(image, module.encoder.min_input_size, what)
-
-    log_images(logger, {"content": content, **{f"style_{i}": s for i, s in enumerate(styles)}}, step=0)
+def _fit(
+    cfg: DictConfig,
+    module: StyleTransfer,
+    logger: Logger | bool,
+    out_dir: Path,
+    suffix: str,
+    resume: Path | None,
+) -> pl.Trainer:
+    """Fit one stage; a NaN keeps the last good image, a signal leaves a checkpoint to resume from."""
+    steps = int(cfg.optimizer.steps)
     interruption = Interruption(out_dir / RESUME_CHECKPOINT)
     trainer: pl.Trainer = build(
         cfg.trainer,
@@ -130,8 +113,8 @@ def optimise(cfg: DictConfig, out_dir: Path, logger: Logger | bool, resume: Path
         max_steps=steps,
         logger=logger,
         callbacks=[
-            Snapshots(out_dir / "snapshots", cfg.snapshot_every),
-            LossHistory(out_dir / "history.csv"),
+            Snapshots(out_dir / f"snapshots{suffix}", cfg.snapshot_every),
+            LossHistory(out_dir / f"history{suffix}.csv"),
             interruption,
         ],
         default_root_dir=str(out_dir),
@@ -152,8 +135,59 @@ def optimise(cfg: DictConfig, out_dir: Path, logger: Logger | bool, resume: Path
         raise Interrupted(interruption.received, trainer.global_step, steps, out_dir)
     if resume is not None:
         resume.unlink()
+    return trainer
 
-    final = module.image.detach()
+
+def optimise(cfg: DictConfig, out_dir: Path, logger: Logger | bool, resume: Path | None = None) -> dict[str, Any]:
+    """Images -> backbone -> module -> Trainer -> final.png, once per scale; returns the run's figures.
+
+    With `image.scales=[256,512]` the image is optimised coarse to fine, each stage
+    starting from the previous result upsampled (`stage_256px.png` is kept).
+    """
+    _number(cfg.optimizer, "steps", "optimizer.", int, minimum=1)
+    seed = _number(cfg, "seed", "", int, minimum=0)
+    size = _number(cfg.image, "size", "image.", int, minimum=1)
+    style_scale = _number(cfg.image, "style_scale", "image.", float, minimum=1e-6)
+    scales = [_number({"scale": s}, "scale", "image.scales: ", int, minimum=1) for s in cfg.image.get("scales") or []]
+    if resume is not None and len(scales) > 1:
+        raise NSTError("resume works for single-scale runs: run again without image.scales")
+    pl.seed_everything(seed, verbose=False)
+    generator = torch.Generator().manual_seed(seed)
+
+    image, fit_time, sizes = None, 0.0, scales or [size]
+    for stage, stage_size in enumerate(sizes):
+        content = load_image(_paths(cfg.content)[0], stage_size)
+        styles = [load_image(path, max(1, round(stage_size * style_scale))) for path in _paths(cfg.style)]
+        seen_content, seen_styles = colour.prepare(cfg.colour, content, styles)
+        if image is None:
+            init = initial_image(cfg.init, seen_content, seen_styles[0], generator, cfg.init_noise)
+            log_images(logger, {"content": content, **{f"style_{i}": s for i, s in enumerate(styles)}}, step=0)
+        else:
+            init = torch.nn.functional.interpolate(image.cpu(), size=content.shape[-2:], mode="bicubic").clamp(0, 1)
+        module = StyleTransfer(
+            encoder=build(cfg.backbone, "backbone"),
+            content=seen_content,
+            styles=seen_styles,
+            init=init,
+            content_layers=cfg.layers.get("content") or {},
+            style_layers=cfg.layers.get("style") or {},
+            optimizer=build(cfg.optimizer.torch, "optimizer.torch"),
+            style_blend=cfg.style_blend,
+            **cfg.loss,
+        )
+        for what, picture in [("the content image", content)] + [
+            (f"style image {i + 1}", s) for i, s in enumerate(styles)
+        ]:
+            _check_size(picture, module.encoder.min_input_size, what)
+        last = stage == len(sizes) - 1
+        started = time.perf_counter()
+        trainer = _fit(cfg, module, logger, out_dir, "" if last else f"_{stage_size}px", resume)
+        fit_time += time.perf_counter() - started
+        image = module.image.detach()
+        if not last:
+            save_image(colour.finish(cfg.colour, image, content), out_dir / f"stage_{stage_size}px.png")
+
+    final = colour.finish(cfg.colour, image, content)
     save_image(final, out_dir / "final.png")
     log_images(logger, {"final": final}, step=trainer.global_step)
     device = trainer.strategy.root_device
@@ -168,6 +202,7 @@ def optimise(cfg: DictConfig, out_dir: Path, logger: Logger | bool, resume: Path
         **figures,
         "steps": trainer.global_step,
         "evaluations": module.evaluations,
+        "fit_time_s": round(fit_time, 3),
         "device": str(device),
         "peak_memory_mb": round(peak, 1),
         "peak_memory_kind": peak_kind,
@@ -221,8 +256,8 @@ def _hydra_main(cfg: DictConfig) -> float | list[float] | None:
             resume = out_dir / RESUME_CHECKPOINT
         metrics = train(cfg, out_dir, run_identity(hydra_cfg), resume)
     except Exception as exc:
-        if not (sweeping or isinstance(exc, NSTError)):
-            raise  # a bug, not bad input: keep the traceback
+        if not (sweeping or isinstance(exc, NSTError)) or os.environ.get("NST_DEBUG") or hydra_cfg.verbose:
+            raise  # a bug, not bad input, or asked for: keep the traceback
         print(f"nst: error: {exc}", file=sys.stderr)
         if not sweeping:
             sys.exit(128 + exc.signum if isinstance(exc, Interrupted) else 2)

@@ -1,0 +1,167 @@
+"""Speed: the harness against a bare PyTorch loop, side by side in one process; peak memory by size.
+
+(a) `nst` as a user runs it (W&B offline logging every step, snapshots, history)
+and (b) a bare loop written below (no Lightning, no Hydra, no logger) run the
+same optimisation: caffe VGG-19, Gatys layers, jcjohnson losses, L-BFGS in
+steps of 20 evaluations, content start. They alternate, `--rounds` times each,
+and the fastest round of each is compared. Then each `--memory-sizes` size runs
+one short harness job in a fresh process, for its peak memory.
+
+    python -m benchmarks.speed [--size 256] [--steps 5] [--rounds 2] [--memory-sizes 512 1024]
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+
+from benchmarks.results_file import machine, write_section
+from nst.backbones import caffe_weights_path
+from nst.configs import CONF_DIR
+from nst.images import example, load_image
+from nst.run import train
+
+CONTENT, STYLE = ("conv4_2",), ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+VGG19 = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512]
+
+
+def bare_loop(size: int, steps: int, style_weight: float, device: torch.device) -> dict:
+    """The whole Gatys optimisation in plain PyTorch: the baseline the harness must match."""
+    state = torch.load(caffe_weights_path(), weights_only=True)
+    keys = sorted({int(k.split(".")[0]) for k in state})
+    stem, convs = keys[0], iter(keys[1:])
+    layers, names, block, index = [], [], 1, 1
+    for width in VGG19:
+        if width == "M":
+            layers.append(torch.nn.MaxPool2d(2)), names.append(f"pool{block}")
+            block, index = block + 1, 1
+            continue
+        key = next(convs)
+        conv = torch.nn.Conv2d(state[f"{key}.weight"].shape[1], width, 3, padding=1)
+        conv.load_state_dict({"weight": state[f"{key}.weight"], "bias": state[f"{key}.bias"]})
+        layers += [conv, torch.nn.ReLU()]
+        names += [f"conv{block}_{index}", f"relu{block}_{index}"]
+        index += 1
+    net = torch.nn.Sequential(*layers).to(device).requires_grad_(False)
+    stem_w, stem_b = state[f"{stem}.weight"].to(device), state[f"{stem}.bias"].to(device)
+
+    def features(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, x = {}, F.conv2d(x, stem_w, stem_b)
+        for name, layer in zip(names, net, strict=False):
+            x = layer(x)
+            if name in CONTENT + STYLE:
+                out[name] = x
+        return out
+
+    def gram(f: torch.Tensor) -> torch.Tensor:
+        flat = f.flatten(2)
+        return flat @ flat.transpose(1, 2) / flat[0].numel()
+
+    content = load_image(example("tubingen.jpg"), size).to(device)
+    style = load_image(example("starry_night.jpg"), size).to(device)
+    with torch.no_grad():
+        p = features(content)
+        a = {n: gram(f) for n, f in features(style).items()}
+    image = content.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([image], max_iter=20, history_size=100, tolerance_grad=-1, tolerance_change=-1)
+    evaluations, loss = 0, None
+
+    def closure() -> torch.Tensor:
+        nonlocal evaluations, loss
+        opt.zero_grad()
+        f = features(image)
+        content_loss = sum(F.mse_loss(f[n], p[n]) for n in CONTENT)
+        style_loss = sum(0.2 * F.mse_loss(gram(f[n]), a[n]) for n in STYLE)
+        loss = content_loss + style_weight * style_loss
+        loss.backward()
+        evaluations += 1
+        return loss
+
+    started = time.perf_counter()
+    for _ in range(steps):
+        opt.step(closure)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return {"loop_s": time.perf_counter() - started, "evaluations": evaluations, "loss": loss.item()}
+
+
+def harness(size: int, steps: int, out: Path, extra: list[str]) -> dict:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"image.size={size}", f"optimizer.steps={steps}", *extra])
+    metrics = train(cfg, out)
+    return {"loop_s": metrics["fit_time_s"], "evaluations": metrics["evaluations"], "loss": metrics["loss/total"]}
+
+
+def peak_memory(size: int) -> dict:
+    """One short harness run at `size` in a fresh process: its peak memory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides = [f"image.size={size}", "optimizer.steps=1", "optimizer.torch.max_iter=2", "logger=none"]
+        overrides += ["judge=false", "snapshot_every=0", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp}"]
+        subprocess.run([sys.executable, "-m", "nst", *overrides], check=True, capture_output=True)
+        return json.loads((Path(tmp) / "metrics.json").read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=5, help="L-BFGS steps of 20 evaluations")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--memory-sizes", type=int, nargs="*", default=[512, 1024])
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    style_weight = 1e5
+
+    runs: dict[str, list[dict]] = {"nst": [], "bare": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            logging_on = ["logger=wandb", f"loss.style_weight={style_weight}", "trainer.enable_progress_bar=false"]
+            runs["nst"].append(harness(args.size, args.steps, Path(tmp) / f"nst{r}", logging_on))
+            runs["bare"].append(bare_loop(args.size, args.steps, style_weight, device))
+            print(r, runs["nst"][-1], runs["bare"][-1], flush=True)
+    best = {k: min(v, key=lambda run: run["loop_s"]) for k, v in runs.items()}
+    rate = {k: run["evaluations"] / run["loop_s"] for k, run in best.items()}
+    ratio = best["nst"]["loop_s"] / best["bare"]["loop_s"]
+
+    lines = [
+        f"## Speed: harness vs bare PyTorch loop ({device.type}, {args.size} px)",
+        "",
+        f"Measured {machine()} by `python -m benchmarks.speed`: caffe VGG-19, Gatys layers,",
+        f"L-BFGS {args.steps} steps x 20 evaluations, fastest of {args.rounds} alternating rounds each.",
+        "`nst` runs as a user runs it (W&B offline, losses logged every step, snapshots every 5 steps);",
+        "the time is the optimisation loop (`fit_time_s`), not start-up or the judge.",
+        "",
+        "| | evaluations | loop time (s) | evaluations/s | final loss |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name in ("nst", "bare"):
+        run = best[name]
+        label = "nst (Lightning + Hydra + W&B)" if name == "nst" else "bare PyTorch loop"
+        lines.append(f"| {label} | {run['evaluations']} | {run['loop_s']:.2f} | {rate[name]:.2f} | {run['loss']:.4g} |")
+    lines += ["", f"**Time ratio harness / bare loop: {ratio:.3f}** (target ≤ 1.03).", ""]
+    if args.memory_sizes:
+        lines += [
+            "Peak memory of a short harness run (1 step of 2 evaluations, fresh process each):",
+            "",
+            "| size (long side) | image | peak memory (MiB) | measured as |",
+            "| ---: | --- | ---: | --- |",
+        ]
+        for size in args.memory_sizes:
+            m = peak_memory(size)
+            lines.append(
+                f"| {size} | {m['image_size'][1]}x{m['image_size'][0]} | {m['peak_memory_mb']:.0f} | "
+                f"{m['peak_memory_kind']} |"
+            )
+            print(lines[-1], flush=True)
+    write_section(f"speed-{device.type}", "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
