@@ -1,9 +1,11 @@
 """Where the configs live, and turning a config node into an object with errors a user can act on."""
 
+import itertools
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -35,6 +37,17 @@ def register_experiments(directory: Path = EXPERIMENTS_DIR) -> list[str]:
 
 
 register_experiments()
+
+
+def experiment_sweep(name: str) -> list[list[str]]:
+    """The override sets of the sweep an experiment file declares (`hydra.sweeper.params`); [] if none."""
+    params = OmegaConf.load(EXPERIMENTS_DIR / f"{name}.yaml").get("hydra", {}).get("sweeper", {}).get("params", {})
+    parser = OverridesParser.create()
+    axes = []
+    for key, values in params.items():
+        (override,) = parser.parse_overrides([f"{key}={values}"])
+        axes.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+    return [list(point) for point in itertools.product(*axes)] if axes else []
 
 
 def build(node: DictConfig, what: str, **kwargs: Any) -> Any:

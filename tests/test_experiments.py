@@ -3,10 +3,8 @@
 from pathlib import Path
 
 import pytest
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf
 
-from nst.configs import EXPERIMENTS_DIR, register_experiments
+from nst.configs import EXPERIMENTS_DIR, experiment_sweep, register_experiments
 from nst.run import train
 
 EXPERIMENTS = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
@@ -23,17 +21,6 @@ def test_every_experiment_file_is_registered_and_holds_only_global_deltas():
         assert "Run: nst" in text or "nst +experiment" in text, f"{name}: say how to run it"
 
 
-def _sweep(name: str) -> list[str]:
-    """One override per value of the experiment's own sweep (its first value of every other parameter)."""
-    params = OmegaConf.load(EXPERIMENTS_DIR / f"{name}.yaml").get("hydra", {}).get("sweeper", {}).get("params", {})
-    parser = OverridesParser.create()
-    overrides = []
-    for key, values in params.items():
-        (override,) = parser.parse_overrides([f"{key}={values}"])
-        overrides += [f"{key}={value}" for value in override.sweep_string_iterator()]
-    return overrides
-
-
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_runs_two_steps(make_cfg, tmp_path, name):
     cfg = make_cfg(f"+experiment={name}", *SMALL)
@@ -43,10 +30,12 @@ def test_experiment_runs_two_steps(make_cfg, tmp_path, name):
     assert metrics["status"] == "finished" and metrics["steps"] == 2
 
 
-@pytest.mark.parametrize("name", [n for n in EXPERIMENTS if _sweep(n)])
+@pytest.mark.parametrize("name", [n for n in EXPERIMENTS if experiment_sweep(n)])
 def test_every_point_of_an_experiment_sweep_composes(make_cfg, name):
-    for override in _sweep(name):
-        cfg = make_cfg(f"+experiment={name}", *SMALL, override)
+    points = experiment_sweep(name)
+    assert len(points) == {"gatys2016_fig3": 20, "gatys2017_color": 2}[name]
+    for point in points:
+        cfg = make_cfg(f"+experiment={name}", *SMALL, *point)
         assert cfg.image.size == 32
 
 
@@ -60,3 +49,27 @@ def test_experiments_override_what_their_papers_say(make_cfg):
     surma = make_cfg("+experiment=surma_vgg16", tiny=False)
     assert surma.backbone.arch == "vgg16" and surma.loss.tv_beta == 1.25
     assert Path(surma.content).is_file()
+
+
+def test_a_built_wheel_carries_the_configs_and_experiments(tmp_path):
+    """`+experiment=` must work from an installed wheel, not only from a checkout."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    pip = [sys.executable, "-m", "pip", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path, root], check=True)
+    (wheel,) = tmp_path.glob("nst-*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "--target", tmp_path / "site", wheel], check=True)
+    env = {"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"}
+    shown = subprocess.run(
+        [sys.executable, "-m", "nst", "--cfg", "job", "+experiment=gatys2016_fig2"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "pooling: avg" in shown.stdout and "convention: gatys" in shown.stdout
+    where = subprocess.run(
+        [sys.executable, "-c", "import nst.configs as c; print(c.CONF_DIR, c.EXPERIMENTS_DIR)"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert where.stdout.split() == [str(tmp_path / "site" / "nst" / d) for d in ("conf", "experiments")]

@@ -1,0 +1,117 @@
+"""Run every experiment in experiments/ on the example images with real weights; gallery and table.
+
+Each experiment runs at `--size` px for `--steps` optimizer steps (L-BFGS: 20
+evaluations a step; Adam: `--adam-steps` steps) on Tübingen + Starry Night. The
+VGG-16 experiments run on the caffe VGG-19 when no VGG-16 weights can be had
+offline; the table says which network each row really used. Multirun
+experiments run every point of their own sweep, except gatys2016_fig3, which runs
+its corners (α/β 1e-5 and 1e-2, one and five style layers). Writes
+docs/gallery/*.png (downsized) and the `reproduce` section of benchmarks/results.md.
+
+    python -m benchmarks.reproduce [--size 256] [--steps 15] [--only gatys2016_fig2 ...]
+"""
+
+import argparse
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from benchmarks.results_file import machine, write_section
+from nst.configs import CONF_DIR, EXPERIMENTS_DIR, experiment_sweep
+from nst.errors import NSTError
+from nst.images import load_image
+from nst.judge import quality
+from nst.run import train
+
+ROOT = Path(__file__).resolve().parents[1]
+GALLERY = ROOT / "docs" / "gallery"
+REFERENCE = ROOT.parent / "shared" / "images" / "reference" / "tubingen_starry.png"
+CORNERS = {
+    "gatys2016_fig3": [
+        ["loss.content_weight=1e-5", "layers.style={conv1_1:1.0,conv2_1:0,conv3_1:0,conv4_1:0,conv5_1:0}"],
+        ["loss.content_weight=1e-5", "layers.style={conv1_1:0.2,conv2_1:0.2,conv3_1:0.2,conv4_1:0.2,conv5_1:0.2}"],
+        ["loss.content_weight=1e-2", "layers.style={conv1_1:1.0,conv2_1:0,conv3_1:0,conv4_1:0,conv5_1:0}"],
+        ["loss.content_weight=1e-2", "layers.style={conv1_1:0.2,conv2_1:0.2,conv3_1:0.2,conv4_1:0.2,conv5_1:0.2}"],
+    ]
+}
+
+
+def sweep_points(name: str) -> list[list[str]]:
+    """The override sets of an experiment's own sweep ([] for a single run), or its corners."""
+    return CORNERS.get(name) or experiment_sweep(name)
+
+
+def run(name: str, point: list[str], args: argparse.Namespace) -> tuple[dict, str, Path]:
+    base = [f"+experiment={name}", f"image.size={args.size}", "logger=none", "snapshot_every=0"]
+    base += ["trainer.enable_progress_bar=false"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[*base, *point])
+        adam = cfg.optimizer.torch._target_.endswith("Adam")
+        steps = min(cfg.optimizer.steps, args.adam_steps if adam else args.steps)
+        overrides = [*base, *point, f"optimizer.steps={steps}"]
+        network = f"{cfg.backbone.arch} ({cfg.backbone.weights})"
+        if cfg.backbone.arch == "vgg16":
+            overrides += ["backbone=vgg19", "backbone.weights=caffe"]
+            network = "vgg19 (caffe), standing in for vgg16: no VGG-16 weights offline"
+        cfg = compose("config", overrides=overrides)
+    slug = "_".join([name, *(p.split("=")[0].split(".")[-1] + "-" + str(i) for i, p in enumerate(point))])
+    out = args.out / slug
+    metrics = train(cfg, out)
+    evaluations = f"{metrics['evaluations']} {'Adam' if adam else 'L-BFGS'}"
+    return metrics, f"{network}, {evaluations}", out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=15, help="L-BFGS steps (20 evaluations each), at most")
+    parser.add_argument("--adam-steps", type=int, default=200)
+    parser.add_argument("--only", nargs="*", default=None)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "reproduce")
+    args = parser.parse_args()
+    GALLERY.mkdir(parents=True, exist_ok=True)
+    names = args.only or sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+
+    rows = []
+    for name in names:
+        for point in sweep_points(name) or [[]]:
+            try:
+                metrics, what, out = run(name, point, args)
+            except NSTError as exc:
+                rows.append(f"| {name} | {' '.join(point)} | failed: {exc} | | | |")
+                continue
+            picture = GALLERY / f"{out.name}.png"
+            with Image.open(out / "final.png") as final:
+                final.thumbnail((384, 384))
+                final.save(picture)
+            rows.append(
+                f"| {name} | {' '.join(point)} | {what} | {metrics['content_error']:.3f} | "
+                f"{metrics['style_error']:.4f} | ![{out.name}](../docs/gallery/{picture.name}) |"
+            )
+            print(rows[-1], flush=True)
+
+    content, style = load_image(ROOT / "nst/examples/tubingen.jpg", args.size), None
+    style = load_image(ROOT / "nst/examples/starry_night.jpg", args.size)
+    reference = quality(load_image(REFERENCE, args.size), content, [style], [1.0]) if REFERENCE.exists() else None
+    lines = [
+        f"## Reproductions: every experiment at {args.size} px",
+        "",
+        f"Measured {machine()} by `python -m benchmarks.reproduce --size {args.size} --steps {args.steps}`:",
+        "Tübingen + Starry Night, each experiment's own config except the size and a budget of at most",
+        f"{args.steps} L-BFGS steps (x 20 evaluations) or {args.adam_steps} Adam steps. Errors under the judge.",
+        "",
+        "| experiment | sweep point | network, evaluations | content error | style error | result |",
+        "| --- | --- | --- | ---: | ---: | --- |",
+    ]
+    if reference:
+        lines.append(
+            f"| jcjohnson/neural-style reference output | | its own run at 512 px, resized | "
+            f"{reference['content_error']:.3f} | {reference['style_error']:.4f} | |"
+        )
+    write_section("reproduce", "\n".join(lines + rows))
+    print("\n".join(lines + rows))
+
+
+if __name__ == "__main__":
+    main()
