@@ -175,6 +175,17 @@ class VGG(nn.Module):
         """The smallest image side whose deepest kept layer still has at least one pixel."""
         return 2 ** sum(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) for m in self.layers)
 
+    def activation_bytes(self, height: int, width: int, batch: int = 1) -> int:
+        """Bytes of float32 activations one forward pass keeps for the backward pass at this size."""
+        total, channels = 3 * height * width, 3  # the normalised input
+        for layer in self.layers:
+            if isinstance(layer, nn.Conv2d):
+                channels = layer.out_channels
+            elif not isinstance(layer, nn.ReLU):
+                height, width = height // 2, width // 2
+            total += channels * height * width
+        return 4 * batch * total
+
     def forward(self, image: Tensor, names: Collection[str]) -> dict[str, Tensor]:
         """Activations of `names` (canonical) for an RGB batch in [0, 1], stopping at the deepest one."""
         x, out = self.normalize(image), {}

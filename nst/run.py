@@ -96,6 +96,44 @@ class Interrupted(NSTError):
         )
 
 
+def _free_memory(device: torch.device) -> int | None:
+    """Bytes the run can still allocate on `device` (None where that cannot be told)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        meminfo = Path("/proc/meminfo").read_text()
+    except OSError:
+        return None
+    available = next((line.split()[1] for line in meminfo.splitlines() if line.startswith("MemAvailable:")), None)
+    return int(available) * 1024 if available else None
+
+
+def memory_estimate(module: StyleTransfer) -> int:
+    """Bytes a run needs beyond its start-up: activations and their gradients, L-BFGS history, images.
+
+    Twice the activations one forward pass keeps (the backward pass holds a gradient
+    per activation), plus two vectors per L-BFGS history slot; checked against
+    `benchmarks/results.md`'s measured peaks.
+    """
+    batch, _, height, width = module.image.shape
+    pixels = module.image.numel() * 4
+    history = getattr(module.optimizer_factory, "keywords", {}).get("history_size", 0)
+    is_lbfgs = getattr(module.optimizer_factory, "func", None) is torch.optim.LBFGS
+    return 2 * module.encoder.activation_bytes(height, width, batch) + (2 * history * is_lbfgs + 8) * pixels
+
+
+def _check_memory(module: StyleTransfer, device: torch.device) -> None:
+    """Fail before the first step, not with an out-of-memory traceback in the middle of the run."""
+    need, free = memory_estimate(module), _free_memory(device)
+    if free is not None and need > free:
+        height, width = module.image.shape[-2:]
+        raise NSTError(
+            f"a {width}x{height} px image needs about {need / 2**30:.1f} GiB on {device}, but only "
+            f"{free / 2**30:.1f} GiB are free: lower image.size, or go coarse to fine with image.scales=[...], "
+            "or lower optimizer.torch.history_size"
+        )
+
+
 def _fit(
     cfg: DictConfig,
     module: StyleTransfer,
@@ -122,6 +160,7 @@ def _fit(
         enable_checkpointing=False,
         num_sanity_val_steps=0,
     )
+    _check_memory(module, trainer.strategy.root_device)
     try:
         trainer.fit(module, DataLoader(range(steps), batch_size=None), ckpt_path=resume)
     except NonFiniteLoss:
@@ -206,6 +245,7 @@ def optimise(cfg: DictConfig, out_dir: Path, logger: Logger | bool, resume: Path
         "device": str(device),
         "peak_memory_mb": round(peak, 1),
         "peak_memory_kind": peak_kind,
+        "memory_estimate_mb": round(memory_estimate(module) / 2**20, 1),
         "image_size": list(final.shape[-2:]),
     }
 

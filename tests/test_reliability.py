@@ -182,6 +182,7 @@ BAD_INPUT = [
     ("torchvision-weights-offline", no_network, 2, "cannot download torchvision's vgg16 IMAGENET1K_V1 weights"),
     ("unknown-logger", args("logger=mlflow"), 1, "Could not find 'logger/mlflow'"),
     ("output-dir-not-writable", unwritable_output, 1, "Not a directory"),
+    ("too-large-for-the-device", args("image.size=12000"), 2, "GiB are free: lower image.size, or go coarse to fine"),
     ("resume-without-checkpoint", lambda d, mp: [f"resume={d}"], 2, "no resume.ckpt there"),
 ]  # fmt: skip
 
