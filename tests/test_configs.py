@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
+import nst
 from nst.configs import CONF_DIR
 from nst.run import train
 
@@ -15,7 +16,10 @@ EXTRA = {("backbone", "vgg16"): ["backbone.weights=random"]}
 
 
 def test_the_groups_mirror_the_modules():
-    assert GROUPS == ["backbone", "layers", "logger", "loss", "optimizer"]
+    assert GROUPS == ["backbone", "hparams_search", "hydra", "layers", "logger", "loss", "optimizer"]
+    modules = {"backbone": "backbones", "layers": "layers", "logger": "loggers", "loss": "losses"}
+    package = Path(nst.__file__).parent
+    assert all((package / f"{module}.py").is_file() for module in modules.values())
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])

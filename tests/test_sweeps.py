@@ -52,8 +52,9 @@ def test_ten_jobs_in_one_process_finish_their_wandb_runs_and_do_not_grow_memory(
     runs = [read_run(next((job / "wandb").glob("offline-run-*"))) for job in jobs]
     assert [run.exit_code for run in runs] == [0] * 10  # every job closed its own run
     memory = [json.loads((job / "metrics.json").read_text())["resident_memory_mb"] for job in jobs]
-    # Measured here: ~1145 MB from the fourth job on, within ±10 MB; a leaked model or run would add to it per job.
-    assert max(memory[5:]) - memory[4] < 50, memory
+    # Measured here: 1050-1170 MB, settling after a few jobs. A VGG-19 (80 MB) leaked per job
+    # would add about 480 MB over the last six.
+    assert max(memory[4:]) - memory[3] < 150, memory
 
 
 def test_one_failing_job_is_recorded_and_the_others_finish(tmp_path, photo):
