@@ -12,6 +12,7 @@ docs/gallery/*.png (downsized) and the `reproduce` section of benchmarks/results
 """
 
 import argparse
+import json
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -71,25 +72,28 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "reproduce")
     args = parser.parse_args()
     GALLERY.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     names = args.only or sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
 
-    rows = []
+    store = args.out / "rows.json"
+    rows: dict[str, str] = json.loads(store.read_text()) if store.exists() else {}
     for name in names:
         for point in sweep_points(name) or [[]]:
             try:
                 metrics, what, out = run(name, point, args)
             except NSTError as exc:
-                rows.append(f"| {name} | {' '.join(point)} | failed: {exc} | | | |")
+                rows[f"{name} {point}"] = f"| {name} | {' '.join(point)} | failed: {exc} | | | |"
                 continue
             picture = GALLERY / f"{out.name}.png"
             with Image.open(out / "final.png") as final:
                 final.thumbnail((384, 384))
                 final.save(picture)
-            rows.append(
-                f"| {name} | {' '.join(point)} | {what} | {metrics['content_error']:.3f} | "
+            rows[f"{name} {point}"] = (
+                f"| {name} | {' '.join(point)} | {what}, {args.size} px | {metrics['content_error']:.3f} | "
                 f"{metrics['style_error']:.4f} | ![{out.name}](../docs/gallery/{picture.name}) |"
             )
-            print(rows[-1], flush=True)
+            print(rows[f"{name} {point}"], flush=True)
+            store.write_text(json.dumps(rows, indent=1))
 
     content, style = load_image(ROOT / "nst/examples/tubingen.jpg", args.size), None
     style = load_image(ROOT / "nst/examples/starry_night.jpg", args.size)
@@ -97,9 +101,9 @@ def main() -> None:
     lines = [
         f"## Reproductions: every experiment at {args.size} px",
         "",
-        f"Measured {machine()} by `python -m benchmarks.reproduce --size {args.size} --steps {args.steps}`:",
-        "Tübingen + Starry Night, each experiment's own config except the size and a budget of at most",
-        f"{args.steps} L-BFGS steps (x 20 evaluations) or {args.adam_steps} Adam steps. Errors under the judge.",
+        f"Measured {machine()} by `python -m benchmarks.reproduce` (budgets per row):",
+        "Tübingen + Starry Night, each experiment's own config except the size and the number of steps",
+        "(L-BFGS steps are 20 evaluations each). Errors under the judge.",
         "",
         "| experiment | sweep point | network, evaluations | content error | style error | result |",
         "| --- | --- | --- | ---: | ---: | --- |",
@@ -109,8 +113,9 @@ def main() -> None:
             f"| jcjohnson/neural-style reference output | | its own run at 512 px, resized | "
             f"{reference['content_error']:.3f} | {reference['style_error']:.4f} | |"
         )
-    write_section("reproduce", "\n".join(lines + rows))
-    print("\n".join(lines + rows))
+    table = lines + [rows[key] for key in sorted(rows)]
+    write_section("reproduce", "\n".join(table))
+    print("\n".join(table))
 
 
 if __name__ == "__main__":

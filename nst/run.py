@@ -111,15 +111,15 @@ def _free_memory(device: torch.device) -> int | None:
 def memory_estimate(module: StyleTransfer) -> int:
     """Bytes a run needs beyond its start-up: activations and their gradients, L-BFGS history, images.
 
-    Twice the activations one forward pass keeps (the backward pass holds a gradient
-    per activation), plus two vectors per L-BFGS history slot; checked against
-    `benchmarks/results.md`'s measured peaks.
+    1.2 x the activations one forward pass keeps (the backward pass frees them as
+    it goes; calibrated on the CPU peaks at 1024 and 2048 px in benchmarks/results.md),
+    plus two image-sized vectors per L-BFGS history slot.
     """
     batch, _, height, width = module.image.shape
     pixels = module.image.numel() * 4
     history = getattr(module.optimizer_factory, "keywords", {}).get("history_size", 0)
     is_lbfgs = getattr(module.optimizer_factory, "func", None) is torch.optim.LBFGS
-    return 2 * module.encoder.activation_bytes(height, width, batch) + (2 * history * is_lbfgs + 8) * pixels
+    return int(1.2 * module.encoder.activation_bytes(height, width, batch)) + (2 * history * is_lbfgs + 8) * pixels
 
 
 def _check_memory(module: StyleTransfer, device: torch.device) -> None:
