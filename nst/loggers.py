@@ -23,6 +23,40 @@ from nst.images import to_pil
 log = logging.getLogger(__name__)
 
 
+class ResilientWandbLogger(WandbLogger):
+    """Lightning's W&B logger that never takes a run down with it.
+
+    If W&B fails mid-run (its service process crashes, the disk fills), the run goes
+    on without it: one warning, no more W&B calls; history.csv and metrics.json still
+    get every figure.
+    """
+
+    failed = False
+
+    def _guard(self, call: str, *args: Any, **kwargs: Any) -> None:
+        if self.failed:
+            return
+        try:
+            getattr(super(), call)(*args, **kwargs)
+        except Exception as exc:
+            self.failed = True
+            log.warning(
+                "W&B stopped working (%s: %s); the run goes on without it, its figures are still written "
+                "to history.csv and metrics.json",
+                type(exc).__name__,
+                str(exc).splitlines()[0] if str(exc) else "",
+            )
+
+    def log_metrics(self, *args: Any, **kwargs: Any) -> None:
+        self._guard("log_metrics", *args, **kwargs)
+
+    def log_hyperparams(self, *args: Any, **kwargs: Any) -> None:
+        self._guard("log_hyperparams", *args, **kwargs)
+
+    def log_image(self, *args: Any, **kwargs: Any) -> None:
+        self._guard("log_image", *args, **kwargs)
+
+
 def _wandb_api_key_present() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
@@ -89,7 +123,11 @@ def log_images(logger: Logger | bool, images: dict[str, Tensor], step: int) -> N
 def wandb_finish(error: str | None) -> None:
     """Close this job's W&B run, marking a failure as such with its error (a multirun opens one run per job)."""
     wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
+    if wandb is None or wandb.run is None:
+        return
+    try:
         if error is not None:
             wandb.run.summary["error"] = error
         wandb.finish(exit_code=0 if error is None else 1)
+    except Exception as exc:  # a crashed W&B service must not turn a finished run into a failed one
+        log.warning("W&B could not close its run (%s); the run's outputs on disk are complete", type(exc).__name__)

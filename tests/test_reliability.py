@@ -290,3 +290,27 @@ def test_online_mode_without_an_api_key_logs_offline_and_never_prompts(tmp_path)
     assert result.returncode == 0, result.stderr
     assert "no API key" in result.stdout + result.stderr
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+
+
+def test_a_wandb_service_crash_mid_run_does_not_fail_the_run(tmp_path):
+    run_dir = tmp_path / "run"
+    settings = [o for o in TINY if not o.startswith(("optimizer.steps", "snapshot_every"))]
+    settings += ["optimizer.steps=60", "snapshot_every=1"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    command = [sys.executable, "-m", "nst", *settings, f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not (run_dir / "snapshots" / "step_00003.png").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    service = subprocess.run(["pgrep", "-P", str(process.pid), "-f", "wandb-core"], capture_output=True, text=True)
+    assert service.stdout.split(), "the W&B service process was not found"
+    for pid in service.stdout.split():
+        os.kill(int(pid), signal.SIGKILL)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    assert "W&B stopped working" in output
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and metrics["steps"] == 60
+    assert (run_dir / "final.png").is_file()
