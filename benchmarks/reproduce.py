@@ -30,10 +30,10 @@ GALLERY = ROOT / "docs" / "gallery"
 REFERENCE = ROOT.parent / "shared" / "images" / "reference" / "tubingen_starry.png"
 CORNERS = {
     "gatys2016_fig3": [
-        ["loss.content_weight=1e-5", "layers.style={conv1_1:1.0,conv2_1:0,conv3_1:0,conv4_1:0,conv5_1:0}"],
-        ["loss.content_weight=1e-5", "layers.style={conv1_1:0.2,conv2_1:0.2,conv3_1:0.2,conv4_1:0.2,conv5_1:0.2}"],
-        ["loss.content_weight=1e-2", "layers.style={conv1_1:1.0,conv2_1:0,conv3_1:0,conv4_1:0,conv5_1:0}"],
-        ["loss.content_weight=1e-2", "layers.style={conv1_1:0.2,conv2_1:0.2,conv3_1:0.2,conv4_1:0.2,conv5_1:0.2}"],
+        ["loss.content_weight=1e-5", "layers.style={relu1_1:1.0,relu2_1:0,relu3_1:0,relu4_1:0,relu5_1:0}"],
+        ["loss.content_weight=1e-5", "layers.style={relu1_1:0.2,relu2_1:0.2,relu3_1:0.2,relu4_1:0.2,relu5_1:0.2}"],
+        ["loss.content_weight=1e-2", "layers.style={relu1_1:1.0,relu2_1:0,relu3_1:0,relu4_1:0,relu5_1:0}"],
+        ["loss.content_weight=1e-2", "layers.style={relu1_1:0.2,relu2_1:0.2,relu3_1:0.2,relu4_1:0.2,relu5_1:0.2}"],
     ]
 }
 
@@ -41,6 +41,12 @@ CORNERS = {
 def sweep_points(name: str) -> list[list[str]]:
     """The override sets of an experiment's own sweep ([] for a single run), or its corners."""
     return CORNERS.get(name) or experiment_sweep(name)
+
+
+def _slug(override: str, index: int) -> str:
+    """`loss.style_weight=1e5` -> `style_weight-1e5`; long values (layer dicts) by position."""
+    key, value = override.split("=", 1)
+    return f"{key.split('.')[-1]}-{value if len(value) <= 12 else index}"
 
 
 def run(name: str, point: list[str], args: argparse.Namespace) -> tuple[dict, str, Path]:
@@ -56,7 +62,7 @@ def run(name: str, point: list[str], args: argparse.Namespace) -> tuple[dict, st
             overrides += ["backbone=vgg19", "backbone.weights=caffe"]
             network = "vgg19 (caffe), standing in for vgg16: no VGG-16 weights offline"
         cfg = compose("config", overrides=overrides)
-    slug = "_".join([name, *(p.split("=")[0].split(".")[-1] + "-" + str(i) for i, p in enumerate(point))])
+    slug = "_".join([name, *(_slug(p, i) for i, p in enumerate(point))])
     out = args.out / slug
     metrics = train(cfg, out)
     evaluations = f"{metrics['evaluations']} {'Adam' if adam else 'L-BFGS'}"
@@ -69,6 +75,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=15, help="L-BFGS steps (20 evaluations each), at most")
     parser.add_argument("--adam-steps", type=int, default=200)
     parser.add_argument("--only", nargs="*", default=None)
+    parser.add_argument("--set", nargs="*", default=[], help="extra overrides for every run, shown in the table")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "reproduce")
     args = parser.parse_args()
     GALLERY.mkdir(parents=True, exist_ok=True)
@@ -78,7 +85,7 @@ def main() -> None:
     store = args.out / "rows.json"
     rows: dict[str, str] = json.loads(store.read_text()) if store.exists() else {}
     for name in names:
-        for point in sweep_points(name) or [[]]:
+        for point in [[*p, *args.set] for p in sweep_points(name) or [[]]]:
             try:
                 metrics, what, out = run(name, point, args)
             except NSTError as exc:
