@@ -106,7 +106,7 @@ def main() -> None:
     style = load_image(ROOT / "nst/examples/starry_night.jpg", args.size)
     reference = quality(load_image(REFERENCE, args.size), content, [style], [1.0]) if REFERENCE.exists() else None
     lines = [
-        f"## Reproductions: every experiment at {args.size} px",
+        "## Reproductions of the experiments",
         "",
         f"Measured {machine()} by `python -m benchmarks.reproduce` (budgets per row):",
         "Tübingen + Starry Night, each experiment's own config except the size and the number of steps",
