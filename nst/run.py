@@ -193,7 +193,8 @@ def optimise(cfg: DictConfig, out_dir: Path, logger: Logger | bool, resume: Path
     pl.seed_everything(seed, verbose=False)
     generator = torch.Generator().manual_seed(seed)
 
-    image, fit_time, sizes = None, 0.0, scales or [size]
+    image, fit_time, evaluations, sizes = None, 0.0, 0, scales or [size]
+    encoder = build(cfg.backbone, "backbone")  # one network for every stage: weights load once
     for stage, stage_size in enumerate(sizes):
         content = load_image(_paths(cfg.content)[0], stage_size)
         styles = [load_image(path, max(1, round(stage_size * style_scale))) for path in _paths(cfg.style)]
@@ -204,7 +205,7 @@ def optimise(cfg: DictConfig, out_dir: Path, logger: Logger | bool, resume: Path
         else:
             init = torch.nn.functional.interpolate(image.cpu(), size=content.shape[-2:], mode="bicubic").clamp(0, 1)
         module = StyleTransfer(
-            encoder=build(cfg.backbone, "backbone"),
+            encoder=encoder,
             content=seen_content,
             styles=seen_styles,
             init=init,
@@ -222,6 +223,7 @@ def optimise(cfg: DictConfig, out_dir: Path, logger: Logger | bool, resume: Path
         started = time.perf_counter()
         trainer = _fit(cfg, module, logger, out_dir, "" if last else f"_{stage_size}px", resume)
         fit_time += time.perf_counter() - started
+        evaluations += module.evaluations
         image = module.image.detach()
         if not last:
             save_image(colour.finish(cfg.colour, image, content), out_dir / f"stage_{stage_size}px.png")
@@ -240,7 +242,7 @@ def optimise(cfg: DictConfig, out_dir: Path, logger: Logger | bool, resume: Path
         **{f"loss/{k}": v.mean().item() for k, v in module.last_terms.items()},
         **figures,
         "steps": trainer.global_step,
-        "evaluations": module.evaluations,
+        "evaluations": evaluations,
         "fit_time_s": round(fit_time, 3),
         "device": str(device),
         "peak_memory_mb": round(peak, 1),

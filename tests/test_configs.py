@@ -48,3 +48,10 @@ def test_default_config_is_the_paper_setup(make_cfg):
     assert cfg.optimizer.torch._target_ == "torch.optim.LBFGS"
     assert cfg.logger._target_.endswith("WandbLogger")
     assert Path(cfg.content).name == "tubingen.jpg" and Path(cfg.content).is_file()
+
+
+def test_coarse_to_fine_runs_each_scale_and_keeps_the_earlier_stages(make_cfg, tmp_path):
+    metrics = train(make_cfg("image.scales=[32,48]"), tmp_path)
+    assert metrics["status"] == "finished" and metrics["image_size"] == [36, 48]
+    assert (tmp_path / "stage_32px.png").is_file() and (tmp_path / "history_32px.csv").is_file()
+    assert metrics["evaluations"] == 2 * 2 * 2  # two stages of 2 steps x 2 L-BFGS evaluations
