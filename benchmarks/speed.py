@@ -5,9 +5,12 @@ and (b) a bare loop written below (no Lightning, no Hydra, no logger) run the
 same optimisation: caffe VGG-19, Gatys layers, jcjohnson losses, L-BFGS in
 steps of 20 evaluations, content start. They alternate, `--rounds` times each,
 and the fastest round of each is compared. Then each `--memory-sizes` size runs
-one short harness job in a fresh process, for its peak memory.
+one short harness job in a fresh process, for its peak memory. With `--batch N`,
+N runs that differ in style weight run one after the other and then as one batch
+(the `batched` launcher's path), for the throughput of batched sweeps.
 
     python -m benchmarks.speed [--size 256] [--steps 5] [--rounds 2] [--memory-sizes 512 1024]
+    python -m benchmarks.speed --rounds 0 --memory-sizes --batch 8 --batch-px 512
 """
 
 import argparse
@@ -26,7 +29,7 @@ from benchmarks.results_file import machine, write_section
 from nst.backbones import caffe_weights_path
 from nst.configs import CONF_DIR
 from nst.images import example, load_image
-from nst.run import train
+from nst.run import Job, train, train_batch
 
 CONTENT, STYLE = ("conv4_2",), ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 VGG19 = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512]
@@ -92,10 +95,13 @@ def bare_loop(size: int, steps: int, style_weight: float, device: torch.device) 
     return {"loop_s": time.perf_counter() - started, "evaluations": evaluations, "loss": loss.item()}
 
 
-def harness(size: int, steps: int, out: Path, extra: list[str]) -> dict:
+def config(size: int, steps: int, extra: list[str]):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"image.size={size}", f"optimizer.steps={steps}", *extra])
-    metrics = train(cfg, out)
+        return compose("config", overrides=[f"image.size={size}", f"optimizer.steps={steps}", *extra])
+
+
+def harness(size: int, steps: int, out: Path, extra: list[str]) -> dict:
+    metrics = train(config(size, steps, extra), out)
     return {"loop_s": metrics["fit_time_s"], "evaluations": metrics["evaluations"], "loss": metrics["loss/total"]}
 
 
@@ -114,6 +120,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="L-BFGS steps of 20 evaluations")
     parser.add_argument("--rounds", type=int, default=2, help="0: memory table only")
     parser.add_argument("--memory-sizes", type=int, nargs="*", default=[512, 1024])
+    parser.add_argument("--batch", type=int, default=0, help="runs in the batched-sweep comparison (0: none)")
+    parser.add_argument("--batch-px", type=int, default=512, help="image size of the batched-sweep comparison")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -121,6 +129,42 @@ def main() -> None:
         write_section(f"speed-{device.type}", speed_table(args, device))
     if args.memory_sizes:
         write_section(f"memory-{device.type}", memory_table(args.memory_sizes, device))
+    if args.batch:
+        write_section(f"batched-{device.type}", batched_table(args.batch, args.batch_px, args.steps, device))
+
+
+def batched_table(runs: int, size: int, steps: int, device: torch.device) -> str:
+    """N runs one after the other, then the same N as one batch: throughput and agreement."""
+    weights = [10 ** (3 + 3 * i / max(runs - 1, 1)) for i in range(runs)]
+    quiet = ["logger=none", "judge=false", "snapshot_every=0", "trainer.enable_progress_bar=false"]
+    cfgs = [config(size, steps, [*quiet, f"loss.style_weight={w:.4g}"]) for w in weights]
+    with tempfile.TemporaryDirectory() as tmp:
+        alone = [train(cfg, Path(tmp) / f"alone{i}") for i, cfg in enumerate(cfgs)]
+        together = train_batch([Job(cfg, Path(tmp) / f"together{i}") for i, cfg in enumerate(cfgs)])
+    sequential_s = sum(m["fit_time_s"] for m in alone)
+    batched_s = together[0]["fit_time_s"]
+    images = sum(m["evaluations"] for m in alone)
+    pairs = zip(alone, together, strict=True)
+    agreement = max(abs(a["loss/total"] - b["loss/total"]) / abs(a["loss/total"]) for a, b in pairs)
+    side = f"{alone[0]['image_size'][1]}x{alone[0]['image_size'][0]}"
+    return "\n".join(
+        [
+            f"## Batched sweeps ({device.type}, {runs} runs at {side} px)",
+            "",
+            f"Measured {machine()} by `python -m benchmarks.speed --batch {runs} --batch-px {size}`: {runs} runs",
+            f"(caffe VGG-19, Gatys layers, L-BFGS {steps} steps x 20 evaluations, style weights 1e3 … 1e6)",
+            "one after the other through `nst.run.train`, then as one batch through `nst.run.train_batch`",
+            "(what `hydra/launcher=batched` runs). Loop time only (`fit_time_s`), no logger.",
+            "",
+            "| | loop time (s) | image evaluations | image evaluations/s |",
+            "| --- | ---: | ---: | ---: |",
+            f"| one after the other | {sequential_s:.2f} | {images} | {images / sequential_s:.2f} |",
+            f"| one batch of {runs} | {batched_s:.2f} | {images} | {images / batched_s:.2f} |",
+            "",
+            f"**Speed-up of the batch: {sequential_s / batched_s:.2f}x.** Largest relative difference between a run's",
+            f"final loss alone and in the batch: {agreement:.1e}.",
+        ]
+    )
 
 
 def speed_table(args: argparse.Namespace, device: torch.device) -> str:

@@ -1,4 +1,8 @@
-"""What a run records while it runs: snapshots of the image and the loss history."""
+"""What a run records while it runs: snapshots of the image, its losses in its logger and history.csv.
+
+Each callback follows one run of the module (`run`, 0 unless runs are batched), so
+the runs of a batch each keep their own files and their own experiment logger.
+"""
 
 import csv
 import signal
@@ -7,6 +11,7 @@ from pathlib import Path
 from types import FrameType
 
 import pytorch_lightning as pl
+from pytorch_lightning.loggers import Logger
 
 from nst.images import save_image
 from nst.loggers import log_images
@@ -16,21 +21,35 @@ from nst.outputs import atomic_write
 class Snapshots(pl.Callback):
     """Every `every_n_steps` training steps, write `snapshots/step_NNNNN.png` and log it."""
 
-    def __init__(self, directory: Path, every_n_steps: int):
-        self.directory, self.every = Path(directory), every_n_steps
+    def __init__(self, directory: Path, every_n_steps: int, logger: Logger | bool = False, run: int = 0):
+        self.directory, self.every, self.logger, self.run = Path(directory), every_n_steps, logger, run
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
         step = trainer.global_step
         if self.every > 0 and step % self.every == 0 and step < trainer.max_steps:
-            save_image(module.image, self.directory / f"step_{step:05d}.png")
-            log_images(trainer.logger, {"snapshot": module.image}, step)
+            image = module.images[self.run]
+            save_image(image, self.directory / f"step_{step:05d}.png")
+            log_images(self.logger, {"snapshot": image}, step)
+
+
+class LossLogging(pl.Callback):
+    """Every `log_every_n_steps` steps, the run's loss terms (per layer too) and evaluations to its logger."""
+
+    def __init__(self, logger: Logger | bool, run: int = 0):
+        self.logger, self.run = logger, run
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
+        step = trainer.global_step
+        if self.logger and (step % trainer.log_every_n_steps == 0 or step == trainer.max_steps):
+            metrics = {f"loss/{k}": v for k, v in module.terms_of(self.run).items()}
+            self.logger.log_metrics({**metrics, "evaluations": float(module.evaluations)}, step=step)
 
 
 class LossHistory(pl.Callback):
     """Every logged loss term per step, written to `history.csv` when fitting ends (for `nst compare`)."""
 
-    def __init__(self, path: Path):
-        self.path, self.rows = Path(path), []
+    def __init__(self, path: Path, run: int = 0):
+        self.path, self.run, self.rows = Path(path), run, []
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         """A resumed run keeps the rows written before its interruption."""
@@ -41,8 +60,7 @@ class LossHistory(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
         step = trainer.global_step
         if step % trainer.log_every_n_steps == 0 or step == trainer.max_steps:
-            terms = {k: v.mean().item() for k, v in module.last_terms.items()}
-            self.rows.append({"step": step, "evaluations": module.evaluations, **terms})
+            self.rows.append({"step": step, "evaluations": module.evaluations, **module.terms_of(self.run)})
 
     def teardown(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> None:
         """Written however fitting ended: finished, failed or interrupted."""

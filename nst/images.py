@@ -80,6 +80,15 @@ def save_image(image: Tensor, path: str | Path) -> Path:
     return atomic_write(path, buffer.getvalue())
 
 
+INITS = ("content", "random", "noisy", "style")
+
+
+def check_init(init: str) -> None:
+    """`init` names a start or an existing image file."""
+    if init not in INITS and not Path(init).is_file():
+        raise NSTError(f"init={init!r} is neither {', '.join(INITS)} nor an existing image file")
+
+
 def initial_image(init: str, content: Tensor, style: Tensor, generator: torch.Generator, noise: float = 0.6) -> Tensor:
     """The starting point of the optimisation, at the content's size.
 
@@ -98,7 +107,6 @@ def initial_image(init: str, content: Tensor, style: Tensor, generator: torch.Ge
         return (0.5 + 0.1 * torch.randn(content.shape, generator=generator)).clamp(0, 1)
     if init == "style":
         return torch.nn.functional.interpolate(style, size=(h, w), mode="bilinear", antialias=True)
-    if not Path(init).is_file():
-        raise NSTError(f"init={init!r} is neither content, random, noisy, style nor an existing image file")
+    check_init(init)
     image = load_image(init, max(h, w))
     return torch.nn.functional.interpolate(image, size=(h, w), mode="bilinear", antialias=True)

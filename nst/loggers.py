@@ -67,10 +67,17 @@ def _wandb_api_key_present() -> bool:
         return False
 
 
-def build_logger(cfg: DictConfig | None, save_dir: Path, identity: Mapping[str, Any] | None = None) -> Logger | bool:
+def build_logger(
+    cfg: DictConfig | None,
+    save_dir: Path,
+    identity: Mapping[str, Any] | None = None,
+    alongside_others: bool = False,
+) -> Logger | bool:
     """The logger of the `logger` config group (False for `logger=none`), writing under `save_dir`.
 
     A W&B run takes its name, group and tags from `identity` where the config leaves them empty.
+    With `alongside_others` (the runs of a batch, open at once in one process) each
+    W&B run is its own run object rather than wandb's one global run.
     """
     if not cfg or "_target_" not in cfg:
         return False
@@ -86,6 +93,8 @@ def build_logger(cfg: DictConfig | None, save_dir: Path, identity: Mapping[str, 
             )
             mode = "offline"
         overrides["mode"] = mode
+        if alongside_others:
+            overrides["reinit"] = "create_new"
         return _start_wandb(cfg, overrides, save_dir)
     return build(cfg, "logger", **overrides)
 
@@ -120,14 +129,25 @@ def log_images(logger: Logger | bool, images: dict[str, Tensor], step: int) -> N
             logger.experiment.add_image(key, image.detach()[0].clamp(0, 1).cpu(), global_step=step)
 
 
-def wandb_finish(error: str | None) -> None:
-    """Close this job's W&B run, marking a failure as such with its error (a multirun opens one run per job)."""
+def finish_logger(logger: Logger | bool | None, error: str | None) -> None:
+    """Close a run's logger: its W&B run marked failed with its error where it failed; files flushed."""
+    if isinstance(logger, WandbLogger):
+        wandb_finish(error, logger.experiment if logger._experiment is not None else None)
+    else:
+        wandb_finish(error)  # a W&B run left open by a logger that failed while starting
+        if logger:
+            logger.finalize("success" if error is None else "failed")
+
+
+def wandb_finish(error: str | None, run: Any = None) -> None:
+    """Close a W&B run (by default wandb's global one), marking a failure as such with its error."""
     wandb = sys.modules.get("wandb")
-    if wandb is None or wandb.run is None:
+    run = run if run is not None else getattr(wandb, "run", None)
+    if run is None:
         return
     try:
         if error is not None:
-            wandb.run.summary["error"] = error
-        wandb.finish(exit_code=0 if error is None else 1)
+            run.summary["error"] = error
+        run.finish(exit_code=0 if error is None else 1)
     except Exception as exc:  # a crashed W&B service must not turn a finished run into a failed one
         log.warning("W&B could not close its run (%s); the run's outputs on disk are complete", type(exc).__name__)

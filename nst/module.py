@@ -1,7 +1,15 @@
-"""The Lightning module: one generated image, optimised against fixed content and style targets."""
+"""The Lightning module: generated images, optimised against fixed content and style targets.
+
+A module holds one run, or a batch of runs that share the content, the style, the
+image size and the backbone but may differ in everything else a researcher sweeps
+(loss and layer weights, start image, seed, learning rate). The runs of a batch
+share each forward pass and never influence each other: every loss is per image and
+every run keeps its own optimizer state (nst.optimizers).
+"""
 
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import pytorch_lightning as pl
 import torch
@@ -9,14 +17,14 @@ from torch import Tensor, nn
 
 from nst.backbones import VGG
 from nst.errors import NSTError
+from nst.fastpath import Encode, FastPath
 from nst.layers import layer_weights
 from nst.losses import CONVENTIONS, content_loss, style_gram, style_loss, total_variation
+from nst.optimizers import OptimizerFactory, one_optimizer_for_all
 from nst.targets import blend_weights, content_targets, style_targets
 
 # The frozen backbone stays in eval mode on purpose; Lightning warns about that at every fit.
 warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode at the start of training.*")
-
-OptimizerFactory = Callable[[Iterable[Tensor]], torch.optim.Optimizer]
 
 
 def check_loss_weights(
@@ -39,8 +47,37 @@ class NonFiniteLoss(NSTError):
     """The loss became NaN or infinite; the image of the last finite step has been restored."""
 
 
+@dataclass
+class RunSettings:
+    """What one run of a batch may set for itself (`init`: its start image, set once the content is loaded)."""
+
+    content_layers: Mapping[str, float]
+    style_layers: Mapping[str, float]
+    optimizer: OptimizerFactory
+    content_weight: float = 1.0
+    style_weight: float = 1.0
+    tv_weight: float = 0.0
+    init: Tensor | None = None
+
+
+def check_run(run: RunSettings, arch: str, tv_beta: float, convention: str) -> tuple[dict, dict]:
+    """Refuse a run's bad settings before any compute; its content and style layers, canonical."""
+    check_loss_weights(run.content_weight, run.style_weight, run.tv_weight, tv_beta, convention)
+    try:  # a bad setting (lr=fast) would otherwise surface only inside the Trainer
+        run.optimizer([torch.zeros(1, requires_grad=True)])
+    except (TypeError, ValueError) as exc:
+        raise NSTError(f"cannot build optimizer.torch ({exc}): check the optimizer.torch.* settings") from None
+    return layer_weights(run.content_layers, arch, "content"), layer_weights(run.style_layers, arch, "style")
+
+
+def _per_run(values: Sequence[Mapping[str, float]]) -> dict[str, list[float]]:
+    """`{layer: weight}` of each run -> `{layer: [weight of run 1, …]}` over the union of their layers."""
+    names = list(dict.fromkeys(name for value in values for name in value))
+    return {name: [value.get(name, 0.0) for value in values] for name in names}
+
+
 class StyleTransfer(pl.LightningModule):
-    """Treats the generated image as the model's only parameter.
+    """Treats the generated images, one per run, as the model's only parameters.
 
     The backbone is frozen and cut after its deepest used layer; the content
     features and (blended) style Grams are computed once when fitting starts, on
@@ -53,68 +90,84 @@ class StyleTransfer(pl.LightningModule):
         encoder: VGG,
         content: Tensor,
         styles: Sequence[Tensor],
-        init: Tensor,
-        content_layers: Mapping[str, float],
-        style_layers: Mapping[str, float],
-        optimizer: OptimizerFactory,
-        content_weight: float = 1.0,
-        style_weight: float = 1.0,
-        tv_weight: float = 0.0,
+        runs: Sequence[RunSettings],
         tv_beta: float = 2.0,
         convention: str = "jcjohnson",
         style_blend: Sequence[float] | None = None,
+        fast: FastPath | None = None,
     ):
         super().__init__()
         self.automatic_optimization = False
-        check_loss_weights(content_weight, style_weight, tv_weight, tv_beta, convention)
-        self.content_layers = layer_weights(content_layers, encoder.arch, "content")
-        self.style_layers = layer_weights(style_layers, encoder.arch, "style")
+        checked = [check_run(run, encoder.arch, tv_beta, convention) for run in runs]
+        content_layers, style_layers = [c for c, _ in checked], [s for _, s in checked]
+        if len({tuple(run.init.shape) for run in runs}) != 1:
+            raise NSTError("the runs of a batch start from images of different sizes: batch only runs of one size")
+        self.content_layers, self.style_layers = _per_run(content_layers), _per_run(style_layers)
         self.layers = set(self.content_layers) | set(self.style_layers)
         self.encoder = encoder.trim(self.layers)
-        self.weights = {"content": content_weight, "style": style_weight, "tv": tv_weight}
+        self.weights = {
+            "content": [r.content_weight for r in runs],
+            "style": [r.style_weight for r in runs],
+            "tv": [r.tv_weight for r in runs],
+        }
         self.tv_beta, self.convention = tv_beta, convention
-        try:  # a bad setting (lr=fast) would otherwise surface only inside the Trainer
-            optimizer([torch.zeros(1, requires_grad=True)])
-        except (TypeError, ValueError) as exc:
-            raise NSTError(f"cannot build optimizer.torch ({exc}): check the optimizer.torch.* settings") from None
-        self.optimizer_factory = optimizer
+        self.fast = fast or FastPath()
+        self._encode: Encode | None = None  # the encoder on the fast path, set up on the fitting device
+        self.optimizer_factories = [run.optimizer for run in runs]
         self.blend = blend_weights(len(styles), style_blend)
 
-        self.image = nn.Parameter(init.detach().clone().contiguous())
+        self.images = nn.ParameterList([nn.Parameter(r.init.detach().clone().contiguous()) for r in runs])
         self.register_buffer("last_good", self.image.detach().clone(), persistent=False)
+        self.register_buffer("frozen", torch.zeros(len(runs), dtype=torch.bool), persistent=False)
         self.register_buffer("content_image", content)
         self.style_images = list(styles)
         self.content_targets: dict[str, Tensor] = {}
         self.style_targets: dict[str, Tensor] = {}
+        self.factors: dict[str, Tensor] = {}
         self.evaluations = 0
         self.last_terms: dict[str, Tensor] = {}
+        self.failures: dict[int, str] = {}
+
+    @property
+    def image(self) -> Tensor:
+        """The batch of generated images, (N, 3, H, W); for one run, the parameter itself."""
+        return self.images[0] if len(self.images) == 1 else torch.cat(list(self.images))
 
     def extra_repr(self) -> str:
         return (
-            f"content={self.content_layers}, style={self.style_layers}, weights={self.weights}, "
-            f"convention={self.convention}"
+            f"runs={len(self.images)}, content={self.content_layers}, style={self.style_layers}, "
+            f"weights={self.weights}, convention={self.convention}"
         )
 
     def on_fit_start(self) -> None:
+        self._encode = self.fast.encoder(self.encoder, self.device)
         content_layers = set(self.content_layers)
-        self.content_targets = content_targets(self.encoder, self.content_image, content_layers)
+        self.content_targets = content_targets(self.encode, self.content_image, content_layers)
         styles = [s.to(self.device) for s in self.style_images]
         self.style_targets = style_targets(
-            self.encoder, styles, self.blend, set(self.style_layers), lambda f: style_gram(f, self.convention)
+            self.encode, styles, self.blend, set(self.style_layers), lambda f: style_gram(f, self.convention)
         )
+        per_run = {**self.weights, **{f"content/{n}": w for n, w in self.content_layers.items()}}
+        per_run.update({f"style/{n}": w for n, w in self.style_layers.items()})
+        self.factors = {k: torch.tensor(w, device=self.device) for k, w in per_run.items()}
+
+    def encode(self, image: Tensor, layers: set[str]) -> dict[str, Tensor]:
+        """Features of `image` at `layers`, in fp32, through the fast path once fitting has set it up."""
+        return (self._encode or self.encoder)(image, layers)
 
     def evaluate(self) -> dict[str, Tensor]:
-        """Every loss term of the current image, per image of the batch: one encoder pass feeds them all."""
-        features = self.encoder(self.image, self.layers)
+        """Every loss term of the current images, one value per run: one encoder pass feeds them all."""
+        image = self.image
+        features = self.encode(image, self.layers)
         terms: dict[str, Tensor] = {}
         for name in self.content_layers:
             terms[f"content/{name}"] = content_loss(features[name], self.content_targets[name], self.convention)
         for name in self.style_layers:
             terms[f"style/{name}"] = style_loss(features[name], self.style_targets[name], self.convention)
-        terms["content"] = sum(w * terms[f"content/{n}"] for n, w in self.content_layers.items())
-        terms["style"] = sum(w * terms[f"style/{n}"] for n, w in self.style_layers.items())
-        terms["tv"] = total_variation(self.image, self.tv_beta)
-        terms["total"] = sum(self.weights[k] * terms[k] for k in ("content", "style", "tv"))
+        for kind, layers in (("content", self.content_layers), ("style", self.style_layers)):
+            terms[kind] = sum(self.factors[f"{kind}/{n}"] * terms[f"{kind}/{n}"] for n in layers)
+        terms["tv"] = total_variation(image, self.tv_beta)
+        terms["total"] = sum(self.factors[k] * terms[k] for k in ("content", "style", "tv"))
         return terms
 
     def training_step(self, batch: Tensor, batch_idx: int) -> None:
@@ -123,24 +176,37 @@ class StyleTransfer(pl.LightningModule):
         def closure() -> Tensor:
             optimizer.zero_grad()
             terms = self.evaluate()
-            total = terms["total"].sum()
-            self.manual_backward(total)
+            total = torch.where(self.frozen, 0.0, terms["total"])
+            self.manual_backward(total.sum())
             self.evaluations += 1
             self.last_terms = {k: v.detach() for k, v in terms.items()}
-            return total
+            return total.detach()
 
         self.last_good.copy_(self.image.detach())
         optimizer.step(closure=closure)
-        if not bool(torch.isfinite(self.last_terms["total"]).all()):
-            with torch.no_grad():
-                self.image.copy_(self.last_good)
-            raise NonFiniteLoss(
-                f"the loss became {self.last_terms['total'].mean().item()} at step {self.global_step + 1}: "
-                "lower the learning rate (optimizer.torch.lr) or the loss weights; the last good image is kept"
-            )
-        logged = {f"loss/{k}": v.mean() for k, v in self.last_terms.items()}
-        logged["evaluations"] = float(self.evaluations)
-        self.log_dict(logged, on_step=True, on_epoch=False, batch_size=1)
+        broken = ~torch.isfinite(self.last_terms["total"]) | self.frozen
+        if bool(broken.any()):
+            self._keep_last_good(broken)
+
+    @torch.no_grad()
+    def _keep_last_good(self, broken: Tensor) -> None:
+        """Runs whose loss became NaN/inf go back to their last finite image and stay there."""
+        for index in broken.nonzero().flatten().tolist():
+            self.images[index].copy_(self.last_good[index : index + 1])
+            if not self.frozen[index]:
+                value = self.last_terms["total"][index].item()
+                self.failures[index] = (
+                    f"the loss became {value} at step {self.global_step + 1}: lower the learning rate "
+                    "(optimizer.torch.lr) or the loss weights; the last good image is kept"
+                )
+        self.frozen |= broken
+        if bool(self.frozen.all()):
+            raise NonFiniteLoss(self.failures[min(self.failures)])
+
+    def terms_of(self, run: int) -> dict[str, float]:
+        """The last evaluation's loss terms of one run, as numbers (one device sync for all terms)."""
+        values = torch.stack([v.float() for v in self.last_terms.values()])[:, run].tolist()
+        return dict(zip(self.last_terms, values, strict=True))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["evaluations"] = self.evaluations
@@ -149,4 +215,4 @@ class StyleTransfer(pl.LightningModule):
         self.evaluations = checkpoint["evaluations"]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory([self.image])
+        return one_optimizer_for_all(self.optimizer_factories, list(self.images))

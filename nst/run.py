@@ -11,12 +11,15 @@ import signal
 import sys
 import time
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import to_absolute_path
@@ -26,13 +29,13 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
 from nst import colour
-from nst.callbacks import Interruption, LossHistory, Snapshots
+from nst.callbacks import Interruption, LossHistory, LossLogging, Snapshots
 from nst.configs import CONF_DIR, build
 from nst.errors import NSTError
-from nst.images import initial_image, load_image, save_image
+from nst.images import check_init, initial_image, load_image, save_image
 from nst.judge import quality
-from nst.loggers import build_logger, log_images, wandb_finish
-from nst.module import NonFiniteLoss, StyleTransfer
+from nst.loggers import build_logger, finish_logger, log_images
+from nst.module import NonFiniteLoss, RunSettings, StyleTransfer, check_run
 from nst.outputs import write_json
 from nst.sweeps import RunIdentity, objective, run_identity
 
@@ -42,11 +45,11 @@ RESUME_CHECKPOINT = "resume.ckpt"
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
 
-def _paths(value: object) -> list[str]:
+def _paths(value: object, key: str) -> list[str]:
     """One path or a list of paths from the config, resolved against the directory nst was started in."""
     items = list(value) if isinstance(value, ListConfig) else [value]
     if not items:
-        raise NSTError("style is an empty list: give at least one style image")
+        raise NSTError(f"{key} is an empty list: give at least one image")
     return [to_absolute_path(str(p)) for p in items]
 
 
@@ -113,12 +116,14 @@ def memory_estimate(module: StyleTransfer) -> int:
 
     1.2 x the activations one forward pass keeps (the backward pass frees them as
     it goes; calibrated on the CPU peaks at 1024 and 2048 px in benchmarks/results.md),
-    plus two image-sized vectors per L-BFGS history slot.
+    plus two image-sized vectors per L-BFGS history slot, for every run of a batch.
     """
-    batch, _, height, width = module.image.shape
-    pixels = module.image.numel() * 4
-    history = getattr(module.optimizer_factory, "keywords", {}).get("history_size", 0)
-    is_lbfgs = getattr(module.optimizer_factory, "func", None) is torch.optim.LBFGS
+    image = module.image
+    batch, _, height, width = image.shape
+    pixels = image.numel() * 4
+    factory = module.optimizer_factories[0]
+    history = getattr(factory, "keywords", {}).get("history_size", 0)
+    is_lbfgs = getattr(factory, "func", None) is torch.optim.LBFGS
     return int(1.2 * module.encoder.activation_bytes(height, width, batch)) + (2 * history * is_lbfgs + 8) * pixels
 
 
@@ -126,36 +131,49 @@ def _check_memory(module: StyleTransfer, device: torch.device) -> None:
     """Fail before the first step, not with an out-of-memory traceback in the middle of the run."""
     need, free = memory_estimate(module), _free_memory(device)
     if free is not None and need > free:
-        height, width = module.image.shape[-2:]
+        runs, _, height, width = module.image.shape
+        what = f"a batch of {runs} {width}x{height} px images" if runs > 1 else f"a {width}x{height} px image"
         raise NSTError(
-            f"a {width}x{height} px image needs about {need / 2**30:.1f} GiB on {device}, but only "
+            f"{what} needs about {need / 2**30:.1f} GiB on {device}, but only "
             f"{free / 2**30:.1f} GiB are free: lower image.size, or go coarse to fine with image.scales=[...], "
-            "or lower optimizer.torch.history_size"
+            "or lower optimizer.torch.history_size" + (", or batch fewer runs" if runs > 1 else "")
         )
+
+
+@dataclass
+class Job:
+    """One run: its config, its output directory and the identity of its W&B run."""
+
+    cfg: DictConfig
+    out_dir: Path
+    identity: RunIdentity | None = None
 
 
 def _fit(
     cfg: DictConfig,
     module: StyleTransfer,
-    logger: Logger | bool,
-    out_dir: Path,
+    jobs: Sequence[Job],
+    loggers: Sequence[Logger | bool],
     suffix: str,
     resume: Path | None,
 ) -> pl.Trainer:
     """Fit one stage; a NaN keeps the last good image, a signal leaves a checkpoint to resume from."""
     steps = int(cfg.optimizer.steps)
-    interruption = Interruption(out_dir / RESUME_CHECKPOINT)
+    callbacks: list[pl.Callback] = []
+    for run, (job, logger) in enumerate(zip(jobs, loggers, strict=True)):
+        callbacks += [
+            Snapshots(job.out_dir / f"snapshots{suffix}", job.cfg.snapshot_every, logger, run),
+            LossLogging(logger, run),
+            LossHistory(job.out_dir / f"history{suffix}.csv", run),
+        ]
+    interruption = Interruption(jobs[0].out_dir / RESUME_CHECKPOINT) if len(jobs) == 1 else None
     trainer: pl.Trainer = build(
         cfg.trainer,
         "trainer",
         max_steps=steps,
-        logger=logger,
-        callbacks=[
-            Snapshots(out_dir / f"snapshots{suffix}", cfg.snapshot_every),
-            LossHistory(out_dir / f"history{suffix}.csv"),
-            interruption,
-        ],
-        default_root_dir=str(out_dir),
+        logger=False,
+        callbacks=callbacks + [interruption] * (interruption is not None),
+        default_root_dir=str(jobs[0].out_dir),
         log_every_n_steps=cfg.log_every,
         enable_checkpointing=False,
         num_sanity_val_steps=0,
@@ -164,25 +182,47 @@ def _fit(
     try:
         trainer.fit(module, DataLoader(range(steps), batch_size=None), ckpt_path=resume)
     except NonFiniteLoss:
-        save_image(module.image, out_dir / "last_good.png")
+        for run, job in enumerate(jobs):
+            save_image(module.images[run], job.out_dir / "last_good.png")
         raise
     except SIGTERMException:  # Lightning's own SIGTERM handler stops the fit after our checkpoint
-        if interruption.received is None:
+        if interruption is None or interruption.received is None:
             raise
-    if interruption.received is not None:
-        save_image(module.image, out_dir / "interrupted.png")
-        raise Interrupted(interruption.received, trainer.global_step, steps, out_dir)
+    if interruption is not None and interruption.received is not None:
+        save_image(module.image, jobs[0].out_dir / "interrupted.png")
+        raise Interrupted(interruption.received, trainer.global_step, steps, jobs[0].out_dir)
     if resume is not None:
         resume.unlink()
     return trainer
 
 
-def optimise(cfg: DictConfig, out_dir: Path, logger: Logger | bool, resume: Path | None = None) -> dict[str, Any]:
-    """Images -> backbone -> module -> Trainer -> final.png, once per scale; returns the run's figures.
+def run_settings(cfg: DictConfig) -> RunSettings:
+    """What this run sets for itself in a batch: loss and layer weights, optimizer (its start image comes later)."""
+    return RunSettings(
+        content_layers=cfg.layers.get("content") or {},
+        style_layers=cfg.layers.get("style") or {},
+        optimizer=build(cfg.optimizer.torch, "optimizer.torch"),
+        content_weight=cfg.loss.content_weight,
+        style_weight=cfg.loss.style_weight,
+        tv_weight=cfg.loss.tv_weight,
+    )
 
-    With `image.scales=[256,512]` the image is optimised coarse to fine, each stage
-    starting from the previous result upsampled (`stage_256px.png` is kept).
+
+def check_job(cfg: DictConfig) -> None:
+    """Refuse a run's own bad settings (not those it shares with a batch) before anything is loaded."""
+    _number(cfg, "seed", "", int, minimum=0)
+    check_init(cfg.init)
+    check_run(run_settings(cfg), cfg.backbone.arch, cfg.loss.tv_beta, cfg.loss.convention)
+
+
+def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path | None = None) -> list[dict[str, Any]]:
+    """Images -> backbone -> module -> Trainer -> final.png, once per scale; returns each run's figures.
+
+    With `image.scales=[256,512]` the images are optimised coarse to fine, each stage
+    starting from the previous result upsampled (`stage_256px.png` is kept). Several
+    jobs are optimised as one batch: everything but their `RunSettings` comes from the first.
     """
+    cfg = jobs[0].cfg
     _number(cfg.optimizer, "steps", "optimizer.", int, minimum=1)
     seed = _number(cfg, "seed", "", int, minimum=0)
     size = _number(cfg.image, "size", "image.", int, minimum=1)
@@ -191,29 +231,32 @@ def optimise(cfg: DictConfig, out_dir: Path, logger: Logger | bool, resume: Path
     if resume is not None and len(scales) > 1:
         raise NSTError("resume works for single-scale runs: run again without image.scales")
     pl.seed_everything(seed, verbose=False)
-    generator = torch.Generator().manual_seed(seed)
 
-    image, fit_time, evaluations, sizes = None, 0.0, 0, scales or [size]
+    images, fit_time, evaluations, sizes = None, 0.0, 0, scales or [size]
     encoder = build(cfg.backbone, "backbone")  # one network for every stage: weights load once
     for stage, stage_size in enumerate(sizes):
-        content = load_image(_paths(cfg.content)[0], stage_size)
-        styles = [load_image(path, max(1, round(stage_size * style_scale))) for path in _paths(cfg.style)]
+        content = load_image(_paths(cfg.content, "content")[0], stage_size)
+        styles = [load_image(path, max(1, round(stage_size * style_scale))) for path in _paths(cfg.style, "style")]
         seen_content, seen_styles = colour.prepare(cfg.colour, content, styles)
-        if image is None:
-            init = initial_image(cfg.init, seen_content, seen_styles[0], generator, cfg.init_noise)
-            log_images(logger, {"content": content, **{f"style_{i}": s for i, s in enumerate(styles)}}, step=0)
+        runs = [run_settings(job.cfg) for job in jobs]
+        for run, job in zip(runs, jobs, strict=True):
+            generator = torch.Generator().manual_seed(_number(job.cfg, "seed", "", int, minimum=0))
+            run.init = initial_image(job.cfg.init, seen_content, seen_styles[0], generator, job.cfg.init_noise)
+        if images is None:
+            for logger in loggers:
+                log_images(logger, {"content": content, **{f"style_{i}": s for i, s in enumerate(styles)}}, step=0)
         else:
-            init = torch.nn.functional.interpolate(image.cpu(), size=content.shape[-2:], mode="bicubic").clamp(0, 1)
+            for run, image in zip(runs, images, strict=True):
+                run.init = F.interpolate(image[None].cpu(), size=content.shape[-2:], mode="bicubic").clamp(0, 1)
         module = StyleTransfer(
             encoder=encoder,
             content=seen_content,
             styles=seen_styles,
-            init=init,
-            content_layers=cfg.layers.get("content") or {},
-            style_layers=cfg.layers.get("style") or {},
-            optimizer=build(cfg.optimizer.torch, "optimizer.torch"),
+            runs=runs,
+            tv_beta=cfg.loss.tv_beta,
+            convention=cfg.loss.convention,
             style_blend=cfg.style_blend,
-            **cfg.loss,
+            fast=build(cfg.speed, "speed"),
         )
         for what, picture in [("the content image", content)] + [
             (f"style image {i + 1}", s) for i, s in enumerate(styles)
@@ -221,26 +264,17 @@ def optimise(cfg: DictConfig, out_dir: Path, logger: Logger | bool, resume: Path
             _check_size(picture, module.encoder.min_input_size, what)
         last = stage == len(sizes) - 1
         started = time.perf_counter()
-        trainer = _fit(cfg, module, logger, out_dir, "" if last else f"_{stage_size}px", resume)
+        trainer = _fit(cfg, module, jobs, loggers, "" if last else f"_{stage_size}px", resume)
         fit_time += time.perf_counter() - started
         evaluations += module.evaluations
-        image = module.image.detach()
+        images = module.image.detach()
         if not last:
-            save_image(colour.finish(cfg.colour, image, content), out_dir / f"stage_{stage_size}px.png")
+            for job, image in zip(jobs, images, strict=True):
+                save_image(colour.finish(cfg.colour, image[None], content), job.out_dir / f"stage_{stage_size}px.png")
 
-    final = colour.finish(cfg.colour, image, content)
-    save_image(final, out_dir / "final.png")
-    log_images(logger, {"final": final}, step=trainer.global_step)
     device = trainer.strategy.root_device
     peak, peak_kind = _peak_memory_mb(device)
-    figures = quality(final, content, styles, module.blend) if cfg.judge else {}
-    if figures:
-        figures["error_sum"] = figures["content_error"] + figures["style_error"]
-        if logger:
-            logger.log_metrics({f"quality/{k}": v for k, v in figures.items()}, step=trainer.global_step)
-    return {
-        **{f"loss/{k}": v.mean().item() for k, v in module.last_terms.items()},
-        **figures,
+    shared = {
         "steps": trainer.global_step,
         "evaluations": evaluations,
         "fit_time_s": round(fit_time, 3),
@@ -248,33 +282,61 @@ def optimise(cfg: DictConfig, out_dir: Path, logger: Logger | bool, resume: Path
         "peak_memory_mb": round(peak, 1),
         "peak_memory_kind": peak_kind,
         "memory_estimate_mb": round(memory_estimate(module) / 2**20, 1),
-        "image_size": list(final.shape[-2:]),
+        **({"batch_size": len(jobs)} if len(jobs) > 1 else {}),
     }
+    results = []
+    for run, (job, logger, image) in enumerate(zip(jobs, loggers, images, strict=True)):
+        if run in module.failures:
+            save_image(image[None], job.out_dir / "last_good.png")
+            results.append({"status": "failed", "error": module.failures[run], **shared})
+            continue
+        final = colour.finish(cfg.colour, image[None], content)
+        save_image(final, job.out_dir / "final.png")
+        log_images(logger, {"final": final}, step=trainer.global_step)
+        figures = quality(final, content, styles, module.blend) if job.cfg.judge else {}
+        if figures:
+            figures["error_sum"] = figures["content_error"] + figures["style_error"]
+            if logger:
+                logger.log_metrics({f"quality/{k}": v for k, v in figures.items()}, step=trainer.global_step)
+        losses = {f"loss/{k}": v for k, v in module.terms_of(run).items()}
+        results.append({"status": "finished", **losses, **figures, **shared, "image_size": list(final.shape[-2:])})
+    return results
+
+
+def train_batch(jobs: Sequence[Job], resume: Path | None = None) -> list[dict[str, Any]]:
+    """Runs optimised together, each with its outcome in its own metrics.json and its own W&B run.
+
+    Returns each run's metrics (status finished, or failed where only that run's loss
+    became NaN); an error that stops the whole batch is written to every run, then raised.
+    """
+    started = time.perf_counter()
+    loggers: list[Logger | bool] = []
+    failure = {"status": "failed", "error": "stopped"}
+    results: list[dict[str, Any]] = [dict(failure) for _ in jobs]
+    try:
+        for job in jobs:
+            loggers.append(build_logger(job.cfg.logger, job.out_dir, job.identity, alongside_others=len(jobs) > 1))
+            if loggers[-1]:
+                loggers[-1].log_hyperparams(OmegaConf.to_container(job.cfg, resolve=True))
+        results = optimise(jobs, loggers, resume)
+    except Exception as exc:
+        error = f"{exc}" if isinstance(exc, NSTError) else f"{type(exc).__name__}: {exc}"
+        results = [{"status": "interrupted" if isinstance(exc, Interrupted) else "failed", "error": error}] * len(jobs)
+        raise
+    finally:
+        for run, (job, result) in enumerate(zip(jobs, results, strict=True)):
+            result = {**result, "wall_time_s": round(time.perf_counter() - started, 3)}
+            result["resident_memory_mb"] = _resident_memory_mb()
+            write_json(job.out_dir / "metrics.json", result)
+            finish_logger(loggers[run] if run < len(loggers) else None, result.get("error"))
+    return results
 
 
 def train(
     cfg: DictConfig, out_dir: Path, identity: RunIdentity | None = None, resume: Path | None = None
 ) -> dict[str, Any]:
     """One run as `cfg` says, its outcome in `out_dir`/metrics.json and its W&B run, finished or failed."""
-    started = time.perf_counter()
-    out_dir = Path(out_dir)
-    logger = build_logger(cfg.logger, out_dir, identity)
-    error, metrics = "stopped", {"status": "failed", "error": "stopped"}
-    try:
-        if logger:
-            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        metrics = {"status": "finished", **optimise(cfg, out_dir, logger, resume)}
-        error = None
-    except Exception as exc:
-        error = f"{exc}" if isinstance(exc, NSTError) else f"{type(exc).__name__}: {exc}"
-        metrics = {"status": "interrupted" if isinstance(exc, Interrupted) else "failed", "error": error}
-        raise
-    finally:
-        metrics["wall_time_s"] = round(time.perf_counter() - started, 3)
-        metrics["resident_memory_mb"] = _resident_memory_mb()
-        write_json(out_dir / "metrics.json", metrics)
-        wandb_finish(error)
-    return metrics
+    return train_batch([Job(cfg, Path(out_dir), identity)], resume)[0]
 
 
 def resumable(run_dir: Path) -> tuple[Path, DictConfig]:
@@ -320,4 +382,14 @@ def main() -> None:
         from nst.compare import main as compare
 
         sys.exit(compare(sys.argv[2:]))
+    register_launcher()
     _hydra_main()
+
+
+def register_launcher() -> None:
+    """Make `hydra/launcher=batched` known to Hydra also where its plugin scan cannot see it (editable installs)."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.nst_launcher import BatchedLauncher
+
+    Plugins.instance().register(BatchedLauncher)

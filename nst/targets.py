@@ -5,8 +5,8 @@ from collections.abc import Callable, Collection, Sequence
 import torch
 from torch import Tensor
 
-from nst.backbones import VGG
 from nst.errors import NSTError
+from nst.fastpath import Encode
 
 
 def blend_weights(n_styles: int, blend: Sequence[float] | None) -> list[float]:
@@ -24,14 +24,14 @@ def blend_weights(n_styles: int, blend: Sequence[float] | None) -> list[float]:
 
 
 @torch.no_grad()
-def content_targets(encoder: VGG, content: Tensor, layers: Collection[str]) -> dict[str, Tensor]:
+def content_targets(encode: Encode, content: Tensor, layers: Collection[str]) -> dict[str, Tensor]:
     """The content image's activations at `layers`."""
-    return encoder(content, layers)
+    return encode(content, layers)
 
 
 @torch.no_grad()
 def style_targets(
-    encoder: VGG,
+    encode: Encode,
     styles: Sequence[Tensor],
     weights: Sequence[float],
     layers: Collection[str],
@@ -40,7 +40,7 @@ def style_targets(
     """Per layer, Σᵢ wᵢ G(sᵢ): several style images blended in Gram space (each at its own size)."""
     targets: dict[str, Tensor] = {}
     for style, weight in zip(styles, weights, strict=True):
-        for name, features in encoder(style, layers).items():
+        for name, features in encode(style, layers).items():
             term = weight * gram_fn(features)
             targets[name] = targets[name] + term if name in targets else term
     return targets

@@ -9,24 +9,24 @@ from torch.utils.data import DataLoader
 
 from nst.backbones import VGG
 from nst.errors import NSTError
-from nst.module import StyleTransfer
+from nst.fastpath import FastPath
+from nst.module import RunSettings, StyleTransfer
 
 LAYERS = {"content": {"relu2_1": 1.0}, "style": {"relu1_1": 0.5, "relu2_1": 0.5}}
 
 
-def make_module(optimizer, **loss) -> StyleTransfer:
+def make_module(optimizer, convention: str = "jcjohnson", fast: FastPath | None = None, **weights) -> StyleTransfer:
     torch.manual_seed(0)
     content, style = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 40, 24)
-    return StyleTransfer(
-        encoder=VGG("vgg19", weights="random"),
-        content=content,
-        styles=[style],
+    run = RunSettings(
         init=torch.rand(1, 3, 32, 32),
         content_layers=LAYERS["content"],
         style_layers=LAYERS["style"],
         optimizer=optimizer,
-        **{"style_weight": 1e3, **loss},
+        **{"style_weight": 1e3, **weights},
     )
+    encoder = VGG("vgg19", weights="random")
+    return StyleTransfer(encoder, content, [style], [run], convention=convention, fast=fast)
 
 
 def fit(module: StyleTransfer, steps: int) -> None:
@@ -63,7 +63,7 @@ def test_the_total_loss_decreases(optimizer, steps, evaluations):
 def test_the_image_is_the_only_trainable_parameter_and_the_backbone_is_cut():
     module = make_module(partial(torch.optim.Adam, lr=0.05))
     trainable = [name for name, p in module.named_parameters() if p.requires_grad]
-    assert trainable == ["image"]
+    assert trainable == ["images.0"]
     assert list(module.encoder.layers._modules)[-1] == "relu2_1"
 
 
@@ -96,3 +96,26 @@ def test_every_loss_term_is_reported_per_layer():
 def test_bad_loss_settings_are_refused(loss, message):
     with pytest.raises(NSTError, match=message):
         make_module(partial(torch.optim.Adam), **loss)
+
+
+def test_the_fast_path_is_on_for_cuda_only_unless_asked_and_bad_values_are_refused():
+    auto = FastPath()
+    assert auto.for_device(torch.device("cuda")) == FastPath(channels_last=True, tf32=True, bf16=False, compile=False)
+    assert auto.for_device(torch.device("cpu")) == FastPath(channels_last=False, tf32=False, bf16=False, compile=False)
+    with pytest.raises(NSTError, match=r"speed\.compile='yes': choose auto, true or false"):
+        FastPath(compile="yes")
+
+
+def test_bf16_and_channels_last_keep_the_losses_close_to_fp32_and_the_optimisation_working():
+    exact = make_module(partial(torch.optim.Adam, lr=0.05))
+    fast = make_module(partial(torch.optim.Adam, lr=0.05), fast=FastPath(channels_last=True, bf16=True))
+    for module in (exact, fast):
+        module.on_fit_start()
+    with torch.no_grad():
+        reference, terms = exact.evaluate(), fast.evaluate()
+    assert all(terms[k].dtype == torch.float32 for k in terms)  # Grams and losses leave the encoder as fp32
+    for key in ("content", "style", "total"):
+        assert terms[key].item() == pytest.approx(reference[key].item(), rel=0.05), key
+    before = terms["total"].item()
+    fit(fast, 10)
+    assert fast.last_terms["total"].item() < 0.5 * before

@@ -1,0 +1,175 @@
+"""A Hydra launcher that optimises the jobs of a sweep in batches: N images, one forward pass.
+
+`nst -m hydra/launcher=batched loss.style_weight=1e4,1e5,1e6 seed=0,1` groups the
+jobs that may share a batch (same everything except the settings in PER_RUN) into
+batches of `hydra.launcher.batch_size` and runs each batch as one optimisation on
+one device. Each job stays its own run: Hydra makes its directory and saves its
+config as usual, and nst gives it its own final.png, history.csv, metrics.json and
+W&B run. A job whose own settings are bad fails alone, with its one-line error; a
+batch that cannot start (too little memory for N images) runs its jobs one by one.
+"""
+
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from nst.errors import NSTError
+from nst.module import NonFiniteLoss
+from nst.run import Interrupted, Job, check_job, train_batch
+from nst.sweeps import objective, run_identity
+
+log = logging.getLogger(__name__)
+
+# What the runs of one batch may set for themselves; everything else must be equal.
+PER_RUN = (
+    "loss.content_weight",
+    "loss.style_weight",
+    "loss.tv_weight",
+    "layers",
+    "init",
+    "init_noise",
+    "seed",
+    "optimizer.torch.lr",
+    "snapshot_every",
+    "judge",
+    "objective",
+    "logger",
+)
+
+
+def batch_key(cfg: DictConfig) -> str:
+    """Jobs with equal keys can be optimised as one batch."""
+    shared = OmegaConf.to_container(cfg, resolve=True)
+    for dotted in PER_RUN:
+        if dotted == "seed" and cfg.backbone.weights == "random":
+            continue  # random weights are drawn from the seed: another seed is another network
+        *parents, leaf = dotted.split(".")
+        node = shared
+        for parent in parents:
+            node = node.get(parent, {})
+        node.pop(leaf, None)
+    return json.dumps(shared, sort_keys=True, default=str)
+
+
+def unbatchable(cfg: DictConfig) -> str | None:
+    """Why a job must run alone, if it must."""
+    torch_optimizer = cfg.optimizer.torch
+    if torch_optimizer._target_.endswith("LBFGS") and torch_optimizer.get("line_search_fn"):
+        return f"L-BFGS with line_search_fn={torch_optimizer.line_search_fn} cannot be batched"
+    if cfg.get("resume"):
+        return "a resumed run continues alone"
+    return None
+
+
+def batches(jobs: Sequence[Job], size: int) -> list[list[int]]:
+    """Indices of `jobs` grouped by batch key, in order of first appearance, at most `size` a batch."""
+    groups: dict[str, list[int]] = {}
+    for index, job in enumerate(jobs):
+        reason = unbatchable(job.cfg)
+        if reason:
+            log.info("job %s runs alone: %s", job.out_dir.name, reason)
+        groups.setdefault(f"alone {index}" if reason else batch_key(job.cfg), []).append(index)
+    return [indices[i : i + size] for indices in groups.values() for i in range(0, len(indices), size)]
+
+
+class BatchedLauncher(Launcher):
+    """Runs the jobs of a multirun in this process, `batch_size` compatible jobs at a time."""
+
+    def __init__(self, batch_size: int = 8) -> None:
+        if int(batch_size) < 1:
+            raise NSTError(f"hydra.launcher.batch_size={batch_size!r} must be an integer >= 1")
+        self.batch_size = int(batch_size)
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context = config, hydra_context
+
+    def _prepare(self, overrides: Sequence[str], index: int) -> tuple[JobReturn, Job]:
+        """Hydra's own job set-up (directory, saved config, callbacks), collecting the job instead of running it."""
+        sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = sweep_config.hydra.job.num = index
+        collected: list[Job] = []
+
+        def collect(cfg: DictConfig) -> None:
+            hydra_cfg = HydraConfig.get()
+            collected.append(Job(cfg, Path(hydra_cfg.runtime.output_dir), run_identity(hydra_cfg)))
+
+        ret = run_job(
+            hydra_context=self.hydra_context,
+            task_function=collect,
+            config=sweep_config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+        return ret, collected[0]
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        log.info("Launching %d jobs in batches of up to %d", len(job_overrides), self.batch_size)
+        prepared = []
+        for offset, overrides in enumerate(job_overrides):
+            log.info("\t#%d : %s", initial_job_idx + offset, " ".join(filter_overrides(overrides)))
+            prepared.append(self._prepare(overrides, initial_job_idx + offset))
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        returns = [ret for ret, _ in prepared]
+        jobs = [job for _, job in prepared]
+        for index, outcome in self._run_all(jobs):
+            _settle(returns[index], jobs[index], outcome)
+        return returns
+
+    def _run_all(self, jobs: list[Job]) -> list[tuple[int, dict[str, Any] | Exception]]:
+        """Jobs with bad settings of their own alone (they fail at once, with their message), the rest batched."""
+        outcomes = []
+        valid = []
+        for index, job in enumerate(jobs):
+            try:
+                check_job(job.cfg)
+                valid.append(index)
+            except NSTError:
+                outcomes.append((index, self._run([job])[0]))
+        for indices in batches([jobs[i] for i in valid], self.batch_size):
+            chosen = [valid[i] for i in indices]
+            outcomes += zip(chosen, self._run([jobs[i] for i in chosen]), strict=True)
+        return outcomes
+
+    def _run(self, jobs: list[Job]) -> list[dict[str, Any] | Exception]:
+        """Each job's metrics, or the exception that stopped it."""
+        if len(jobs) > 1:
+            log.info("batch of %d runs: %s", len(jobs), ", ".join(job.out_dir.name for job in jobs))
+        try:
+            return list(train_batch(jobs))
+        except (NonFiniteLoss, Interrupted) as exc:
+            return [exc] * len(jobs)
+        except NSTError as exc:
+            if len(jobs) == 1:
+                return [exc]
+            log.warning("the batch of %d runs could not start (%s); running them one by one", len(jobs), exc)
+            return [outcome for job in jobs for outcome in self._run([job])]
+        except Exception as exc:
+            log.exception("the batch of %d runs failed", len(jobs))
+            return [exc] * len(jobs)
+
+
+def _settle(ret: JobReturn, job: Job, outcome: dict[str, Any] | Exception) -> None:
+    """The job's return, as a sweeper reads it: its objective, penalised where it failed."""
+    if isinstance(outcome, Exception) or outcome.get("status") != "finished":
+        error = outcome if isinstance(outcome, Exception) else outcome["error"]
+        print(f"nst: error: {error}", file=sys.stderr)
+        log.error("job failed; the sweep goes on (see %s/metrics.json)", job.out_dir)
+        ret.return_value = objective(job.cfg.objective, None)
+    else:
+        ret.return_value = objective(job.cfg.objective, outcome)
+    ret.status = JobStatus.COMPLETED

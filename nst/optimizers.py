@@ -1,0 +1,204 @@
+"""Optimizers for a batch of independent runs: one forward pass for all, each run its own optimizer state.
+
+`torch.optim.LBFGS` treats all its parameters as one vector, so a batch of N
+images would share one curvature history, one step length and one stopping rule,
+and each run's result would depend on the others. `BatchedLBFGS` runs N copies of
+torch's algorithm (without line search) in lockstep instead: every dot product is
+taken per image, each image keeps its own ring of curvature pairs, its own first
+step length and learning rate, and stops on its own tolerances. Each image gets
+exactly the iterates `torch.optim.LBFGS` would give it alone (tests/test_lbfgs.py).
+
+No step synchronises with the host unless a tolerance can stop it (tolerances < 0,
+nst's default, never do), so on a GPU the whole step is queued without waiting.
+"""
+
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+
+import torch
+from torch import Tensor
+
+from nst.errors import NSTError
+
+OptimizerFactory = Callable[[Iterable[Tensor]], torch.optim.Optimizer]
+
+
+class BatchedLBFGS(torch.optim.Optimizer):
+    """One parameter group per run, each holding one tensor of the same size (its image).
+
+    The closure returns the loss of each run, shape (N,), after calling backward on
+    their sum; the images do not interact, so each gradient is that run's own.
+    Groups may differ in `lr`; the other settings are shared, as torch's LBFGS has them.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[dict],
+        lr: float = 1.0,
+        max_iter: int = 20,
+        max_eval: int | None = None,
+        tolerance_grad: float = 1e-7,
+        tolerance_change: float = 1e-9,
+        history_size: int = 100,
+        line_search_fn: str | None = None,
+    ):
+        if line_search_fn is not None:
+            raise NSTError(
+                f"L-BFGS with line_search_fn={line_search_fn} cannot be batched (each run would need its own "
+                "number of evaluations): set optimizer.torch.line_search_fn=null, or run the jobs one by one"
+            )
+        defaults = {
+            "lr": lr,
+            "max_iter": max_iter,
+            "max_eval": max_eval if max_eval is not None else max_iter * 5 // 4,
+            "tolerance_grad": tolerance_grad,
+            "tolerance_change": tolerance_change,
+            "history_size": history_size,
+        }
+        super().__init__(params, defaults)
+        sizes = {p.numel() for group in self.param_groups for p in group["params"]}
+        if any(len(group["params"]) != 1 for group in self.param_groups) or len(sizes) != 1:
+            raise ValueError("BatchedLBFGS needs one parameter per group, all of the same size")
+
+    @property
+    def _params(self) -> list[Tensor]:
+        return [group["params"][0] for group in self.param_groups]
+
+    def _flat_grad(self) -> Tensor:
+        return torch.stack([p.grad.reshape(-1) if p.grad is not None else p.new_zeros(p.numel()) for p in self._params])
+
+    @torch.no_grad()
+    def _add_step(self, step: Tensor) -> None:
+        for param, row in zip(self._params, step, strict=True):
+            param.add_(row.view_as(param))
+
+    def _state(self, flat_grad: Tensor) -> dict:
+        """Per-run tensors; the history is a ring of `history_size` slots per run."""
+        state = self.state[self._params[0]]
+        if not state:
+            n, size = flat_grad.shape
+            slots = self.defaults["history_size"]
+            state.update(
+                func_evals=0,
+                n_iter=0,
+                dirs=flat_grad.new_zeros(n, slots, size),
+                steps=flat_grad.new_zeros(n, slots, size),
+                ro=flat_grad.new_zeros(n, slots),
+                count=torch.zeros(n, dtype=torch.long, device=flat_grad.device),
+                head=torch.zeros(n, dtype=torch.long, device=flat_grad.device),
+            )
+        return state
+
+    def _direction(self, state: dict, flat_grad: Tensor, filled: int) -> Tensor:
+        """−H g by the two-loop recursion over each run's own pairs, newest first."""
+        dirs, steps, ro, count, head = (state[k] for k in ("dirs", "steps", "ro", "count", "head"))
+        rows = torch.arange(len(flat_grad), device=flat_grad.device)
+        slots = dirs.shape[1]
+        q, alphas = -flat_grad, []
+        for k in range(filled):
+            j = (head - 1 - k) % slots
+            valid = (k < count).to(q.dtype)
+            alpha = (steps[rows, j] * q).sum(1) * ro[rows, j] * valid
+            q = q - alpha[:, None] * dirs[rows, j]
+            alphas.append(alpha)
+        r = q * state["H_diag"][:, None]
+        for k in reversed(range(filled)):
+            j = (head - 1 - k) % slots
+            valid = (k < count).to(r.dtype)
+            beta = (dirs[rows, j] * r).sum(1) * ro[rows, j]
+            r = r + ((alphas[k] - beta) * valid)[:, None] * steps[rows, j]
+        return r
+
+    def _remember(self, state: dict, y: Tensor, s: Tensor, active: Tensor) -> None:
+        """Append (y, s) to the rings of the runs whose curvature condition holds."""
+        ys = (y * s).sum(1)
+        accept = active & (ys > 1e-10)
+        rows = torch.arange(len(y), device=y.device)
+        head, slots = state["head"], state["dirs"].shape[1]
+        keep = accept[:, None]
+        state["dirs"][rows, head] = torch.where(keep, y, state["dirs"][rows, head])
+        state["steps"][rows, head] = torch.where(keep, s, state["steps"][rows, head])
+        state["ro"][rows, head] = torch.where(accept, 1.0 / ys, state["ro"][rows, head])
+        state["head"] = torch.where(accept, (head + 1) % slots, head)
+        state["count"] = torch.where(accept, (state["count"] + 1).clamp_max(slots), state["count"])
+        state["H_diag"] = torch.where(accept, ys / (y * y).sum(1), state["H_diag"])
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor]) -> Tensor:  # type: ignore[override]
+        """Up to `max_iter` iterations of every run; returns the runs' losses at the start."""
+        settings = self.defaults
+        tol_grad, tol_change = settings["tolerance_grad"], settings["tolerance_change"]
+        can_stop = tol_grad >= 0 or tol_change >= 0  # only then is a host sync worth it
+        with torch.enable_grad():
+            orig_loss = closure()
+        loss = orig_loss.detach().reshape(-1).float()
+        flat_grad = self._flat_grad()
+        state = self._state(flat_grad)
+        lr = torch.tensor([g["lr"] for g in self.param_groups], dtype=flat_grad.dtype, device=flat_grad.device)
+        state["func_evals"] += 1
+        active = flat_grad.abs().amax(1) > tol_grad
+        if can_stop and not bool(active.any()):
+            return orig_loss
+
+        current_evals, n_iter = 1, 0
+        while n_iter < settings["max_iter"]:
+            n_iter += 1
+            state["n_iter"] += 1
+            if state["n_iter"] == 1:
+                d, t = -flat_grad, torch.zeros_like(lr)
+                state["H_diag"] = torch.ones_like(lr)
+            else:
+                d, t = state["d"], state["t"]
+                self._remember(state, flat_grad - state["prev_flat_grad"], d * t[:, None], active)
+                filled = min(state["n_iter"] - 1, settings["history_size"])
+                d = torch.where(active[:, None], self._direction(state, flat_grad, filled), d)
+            state["prev_flat_grad"] = torch.where(active[:, None], flat_grad, state.get("prev_flat_grad", flat_grad))
+            prev_loss = loss
+            if state["n_iter"] == 1:
+                new_t = (1.0 / flat_grad.abs().sum(1)).clamp_max(1.0) * lr
+            else:
+                new_t = lr
+            t = torch.where(active, new_t, t)
+            state["d"], state["t"] = d, t
+            active = active & ((flat_grad * d).sum(1) <= -tol_change)
+
+            self._add_step(torch.where(active[:, None], d * t[:, None], 0.0))
+            if n_iter != settings["max_iter"]:
+                with torch.enable_grad():
+                    loss = torch.where(active, closure().detach().reshape(-1).float(), loss)
+                flat_grad = torch.where(active[:, None], self._flat_grad(), flat_grad)
+                current_evals += 1
+                state["func_evals"] += 1
+            if n_iter == settings["max_iter"] or current_evals >= settings["max_eval"]:
+                break
+            if can_stop:
+                active = active & (flat_grad.abs().amax(1) > tol_grad)
+                active = active & ((d * t[:, None]).abs().amax(1) > tol_change)
+                active = active & ((loss - prev_loss).abs() >= tol_change)
+                if not bool(active.any()):
+                    break
+        return orig_loss
+
+
+def one_optimizer_for_all(factories: Sequence[OptimizerFactory], images: Sequence[Tensor]) -> torch.optim.Optimizer:
+    """One optimizer over every run's image, one parameter group per run carrying that run's settings.
+
+    Runs may differ in any setting a torch optimizer keeps per group (lr, betas,
+    weight decay for Adam; lr for L-BFGS); L-BFGS becomes `BatchedLBFGS`. Each
+    factory is the `functools.partial` Hydra builds from `optimizer.torch`.
+    """
+    if len(factories) == 1:
+        return factories[0](images)
+    kinds = {getattr(f, "func", f) for f in factories}
+    if len(kinds) != 1 or not all(isinstance(f, partial) for f in factories):
+        raise NSTError("the runs of a batch use different optimizers: batch only runs with one optimizer._target_")
+    kind = kinds.pop()
+    if kind is torch.optim.LBFGS:
+        settings = [dict(f.keywords) for f in factories]
+        shared = {k: v for k, v in settings[0].items() if k != "lr"}
+        if any({k: v for k, v in s.items() if k != "lr"} != shared for s in settings):
+            raise NSTError("the runs of a batch differ in an L-BFGS setting other than lr: batch runs that share them")
+        groups = [{"params": [image], "lr": s.get("lr", 1.0)} for image, s in zip(images, settings, strict=True)]
+        return BatchedLBFGS(groups, **shared)
+    groups = [{"params": [image], **f.keywords} for image, f in zip(images, factories, strict=True)]
+    return kind(groups)

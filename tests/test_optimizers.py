@@ -1,0 +1,83 @@
+"""Batched L-BFGS: each run of the batch follows exactly the path torch's L-BFGS gives it alone."""
+
+import pytest
+import torch
+
+from nst.errors import NSTError
+from nst.optimizers import BatchedLBFGS
+
+SIZE = 12
+
+
+def problem(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A smooth non-quadratic function of one run's vector: a random quadratic plus a quartic term."""
+    generator = torch.Generator().manual_seed(seed)
+    a = torch.randn(SIZE, SIZE, generator=generator, dtype=torch.float64)
+    target = torch.randn(SIZE, generator=generator, dtype=torch.float64)
+    return a @ a.T / SIZE + torch.eye(SIZE, dtype=torch.float64), target
+
+
+def loss(x: torch.Tensor, matrix: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    diff = x - target
+    return 0.5 * diff @ matrix @ diff + 0.1 * (diff**4).sum()
+
+
+def alone(seed: int, steps: int, **settings) -> torch.Tensor:
+    matrix, target = problem(seed)
+    x = torch.zeros(SIZE, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([x], **settings)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        value = loss(x, matrix, target)
+        value.backward()
+        return value
+
+    for _ in range(steps):
+        optimizer.step(closure)
+    return x.detach()
+
+
+def batched(seeds: list[int], lrs: list[float], steps: int, **settings) -> torch.Tensor:
+    problems = [problem(seed) for seed in seeds]
+    xs = [torch.zeros(SIZE, dtype=torch.float64, requires_grad=True) for _ in seeds]
+    optimizer = BatchedLBFGS([{"params": [x], "lr": lr} for x, lr in zip(xs, lrs, strict=True)], **settings)
+    calls = []
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        values = torch.stack([loss(x, m, t) for x, (m, t) in zip(xs, problems, strict=True)])
+        values.sum().backward()
+        calls.append(1)
+        return values
+
+    for _ in range(steps):
+        optimizer.step(closure)
+    return torch.stack([x.detach() for x in xs]), len(calls)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"max_iter": 5, "history_size": 100, "tolerance_grad": -1, "tolerance_change": -1},
+        {"max_iter": 7, "history_size": 3, "tolerance_grad": -1, "tolerance_change": -1},
+        {"max_iter": 20, "history_size": 10, "tolerance_grad": 1e-6, "tolerance_change": 1e-9},
+    ],
+    ids=["nst-defaults", "history-wraps-around", "runs-stop-on-their-own-tolerances"],
+)
+def test_each_run_of_the_batch_matches_torch_lbfgs_alone(settings):
+    seeds, lrs = [0, 1, 2], [1.0, 0.5, 0.8]
+    together, _ = batched(seeds, lrs, steps=6, **settings)
+    for row, seed, lr in zip(together, seeds, lrs, strict=True):
+        expected = alone(seed, steps=6, lr=lr, **settings)
+        assert torch.allclose(row, expected, rtol=1e-9, atol=1e-9), (seed, row - expected)
+
+
+def test_without_tolerances_every_step_takes_max_iter_evaluations():
+    _, calls = batched([0, 1], [1.0, 1.0], steps=3, max_iter=4, tolerance_grad=-1, tolerance_change=-1)
+    assert calls == 3 * 4
+
+
+def test_a_line_search_is_refused_with_the_fix():
+    with pytest.raises(NSTError, match="line_search_fn=strong_wolfe cannot be batched"):
+        BatchedLBFGS([{"params": [torch.zeros(2, requires_grad=True)]}], line_search_fn="strong_wolfe")
