@@ -5,20 +5,19 @@ evaluations a step; Adam: `--adam-steps` steps) on Tübingen + Starry Night. The
 VGG-16 experiments run on the caffe VGG-19 when no VGG-16 weights can be had
 offline; the table says which network each row really used. Multirun
 experiments run every point of their own sweep, except gatys2016_fig3, which runs
-its corners (α/β 1e-5 and 1e-2, one and five style layers). Writes
+its corners (its smallest and largest α/β, one and five style layers). Writes
 docs/gallery/*.png (downsized) and the `reproduce` section of benchmarks/results.md.
 
     python -m benchmarks.reproduce [--size 256] [--steps 15] [--only gatys2016_fig2 ...]
 """
 
 import argparse
-import json
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from benchmarks.results_file import machine, write_section
+from benchmarks.results_file import RESULTS, machine, write_section
 from nst.configs import CONF_DIR, EXPERIMENTS_DIR, experiment_sweep
 from nst.errors import NSTError
 from nst.images import load_image
@@ -30,10 +29,10 @@ GALLERY = ROOT / "docs" / "gallery"
 REFERENCE = ROOT.parent / "shared" / "images" / "reference" / "tubingen_starry.png"
 CORNERS = {
     "gatys2016_fig3": [
-        ["loss.content_weight=1e-5", "layers.style={relu1_1:1.0,relu2_1:0,relu3_1:0,relu4_1:0,relu5_1:0}"],
-        ["loss.content_weight=1e-5", "layers.style={relu1_1:0.2,relu2_1:0.2,relu3_1:0.2,relu4_1:0.2,relu5_1:0.2}"],
-        ["loss.content_weight=1e-2", "layers.style={relu1_1:1.0,relu2_1:0,relu3_1:0,relu4_1:0,relu5_1:0}"],
-        ["loss.content_weight=1e-2", "layers.style={relu1_1:0.2,relu2_1:0.2,relu3_1:0.2,relu4_1:0.2,relu5_1:0.2}"],
+        ["loss.content_weight=1e-10", "layers.style={relu1_1:1.0,relu2_1:0,relu3_1:0,relu4_1:0,relu5_1:0}"],
+        ["loss.content_weight=1e-10", "layers.style={relu1_1:0.2,relu2_1:0.2,relu3_1:0.2,relu4_1:0.2,relu5_1:0.2}"],
+        ["loss.content_weight=1e-7", "layers.style={relu1_1:1.0,relu2_1:0,relu3_1:0,relu4_1:0,relu5_1:0}"],
+        ["loss.content_weight=1e-7", "layers.style={relu1_1:0.2,relu2_1:0.2,relu3_1:0.2,relu4_1:0.2,relu5_1:0.2}"],
     ]
 }
 
@@ -43,10 +42,13 @@ def sweep_points(name: str) -> list[list[str]]:
     return CORNERS.get(name) or experiment_sweep(name)
 
 
-def _slug(override: str, index: int) -> str:
-    """`loss.style_weight=1e5` -> `style_weight-1e5`; long values (layer dicts) by position."""
+def _slug(override: str) -> str:
+    """`loss.style_weight=1e5` -> `style_weight-1e5`; a layer dict by its active layers (`style-2of5`)."""
     key, value = override.split("=", 1)
-    return f"{key.split('.')[-1]}-{value if len(value) <= 12 else index}"
+    if value.startswith("{"):
+        weights = [float(item.split(":")[1]) for item in value.strip("{}").split(",")]
+        value = f"{sum(w > 0 for w in weights)}of{len(weights)}"
+    return f"{key.split('.')[-1]}-{value}"
 
 
 def run(name: str, point: list[str], args: argparse.Namespace) -> tuple[dict, str, Path]:
@@ -62,7 +64,7 @@ def run(name: str, point: list[str], args: argparse.Namespace) -> tuple[dict, st
             overrides += ["backbone=vgg19", "backbone.weights=caffe"]
             network = "vgg19 (caffe), standing in for vgg16: no VGG-16 weights offline"
         cfg = compose("config", overrides=overrides)
-    slug = "_".join([name, *(_slug(p, i) for i, p in enumerate(point))])
+    slug = "_".join([name, *(_slug(p) for p in point)])
     out = args.out / slug
     metrics = train(cfg, out)
     evaluations = f"{metrics['evaluations']} {'Adam' if adam else 'L-BFGS'}"
@@ -82,29 +84,51 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     names = args.only or sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
 
-    store = args.out / "rows.json"
-    rows: dict[str, str] = json.loads(store.read_text()) if store.exists() else {}
+    rows, reference = measured_rows(), reference_figures()
     for name in names:
         for point in [[*p, *args.set] for p in sweep_points(name) or [[]]]:
             try:
                 metrics, what, out = run(name, point, args)
             except NSTError as exc:
-                rows[f"{name} {point}"] = f"| {name} | {' '.join(point)} | failed: {exc} | | | |"
+                rows[(name, " ".join(point))] = f"| {name} | {' '.join(point)} | failed: {exc} | | | |"
                 continue
             picture = GALLERY / f"{out.name}.png"
             with Image.open(out / "final.png") as final:
                 final.thumbnail((384, 384))
                 final.save(picture)
-            rows[f"{name} {point}"] = (
+            rows[(name, " ".join(point))] = (
                 f"| {name} | {' '.join(point)} | {what}, {args.size} px | {metrics['content_error']:.3f} | "
                 f"{metrics['style_error']:.4f} | ![{out.name}](../docs/gallery/{picture.name}) |"
             )
-            print(rows[f"{name} {point}"], flush=True)
-            store.write_text(json.dumps(rows, indent=1))
+            print(rows[(name, " ".join(point))], flush=True)
+            write_table(rows, reference)
+    write_table(rows, reference)
 
-    content, style = load_image(ROOT / "nst/examples/tubingen.jpg", args.size), None
-    style = load_image(ROOT / "nst/examples/starry_night.jpg", args.size)
-    reference = quality(load_image(REFERENCE, args.size), content, [style], [1.0]) if REFERENCE.exists() else None
+
+def measured_rows() -> dict[tuple[str, str], str]:
+    """The rows already in results.md, by (experiment, sweep point): a new run replaces only its own row."""
+    text = RESULTS.read_text() if RESULTS.exists() else ""
+    section = text.split("<!-- reproduce:start -->")[-1].split("<!-- reproduce:end -->")[0] if text else ""
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 6 and cells[0] not in ("experiment", "---") and cells[2]:
+            if not cells[0].startswith("jcjohnson/neural-style reference"):
+                rows[(cells[0], cells[1])] = line
+    return rows
+
+
+def reference_figures() -> dict[str, float] | None:
+    """jcjohnson/neural-style's output under the judge at 256 px (None where ../shared is not there)."""
+    if not REFERENCE.exists():
+        return None
+    content = load_image(ROOT / "nst/examples/tubingen.jpg", 256)
+    style = load_image(ROOT / "nst/examples/starry_night.jpg", 256)
+    return quality(load_image(REFERENCE, 256), content, [style], [1.0])
+
+
+def write_table(rows: dict[tuple[str, str], str], reference: dict[str, float] | None) -> None:
+    """The `reproduce` section of results.md: the reference, then every measured row."""
     lines = [
         "## Reproductions of the experiments",
         "",
@@ -117,12 +141,11 @@ def main() -> None:
     ]
     if reference:
         lines.append(
-            f"| jcjohnson/neural-style reference output | | its own run at 512 px, resized | "
+            f"| jcjohnson/neural-style reference output | | its own run at 512 px, resized to 256 px | "
             f"{reference['content_error']:.3f} | {reference['style_error']:.4f} | |"
         )
     table = lines + [rows[key] for key in sorted(rows)]
     write_section("reproduce", "\n".join(table))
-    print("\n".join(table))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,8 @@ def test_every_point_of_an_experiment_sweep_composes(make_cfg, name):
 def test_experiments_override_what_their_papers_say(make_cfg):
     fig2 = make_cfg("+experiment=gatys2016_fig2", tiny=False)
     assert fig2.backbone.pooling == "avg" and fig2.loss.convention == "gatys" and fig2.init == "random"
-    assert fig2.loss.content_weight / fig2.loss.style_weight == pytest.approx(1e-3)
+    assert fig2.loss.content_weight / fig2.loss.style_weight == pytest.approx(1e-8)  # see its header
+    assert fig2.optimizer.torch.line_search_fn == "strong_wolfe"
     jcj = make_cfg("+experiment=jcjohnson_defaults", tiny=False)
     assert dict(jcj.layers.content) == {"relu4_2": 1.0} and len(jcj.layers.style) == 5
     assert (jcj.loss.content_weight, jcj.loss.style_weight, jcj.image.size) == (5.0, 100.0, 512)
@@ -68,6 +69,11 @@ def test_a_built_wheel_carries_the_configs_and_experiments(tmp_path):
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert "pooling: avg" in shown.stdout and "convention: gatys" in shown.stdout
+    launcher = subprocess.run(
+        [sys.executable, "-m", "nst", "--cfg", "hydra", "hydra/launcher=batched"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "_target_: hydra_plugins.nst_launcher.BatchedLauncher" in launcher.stdout, launcher.stderr
     where = subprocess.run(
         [sys.executable, "-c", "import nst.configs as c; print(c.CONF_DIR, c.EXPERIMENTS_DIR)"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
