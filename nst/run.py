@@ -233,6 +233,7 @@ def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path
     pl.seed_everything(seed, verbose=False)
 
     images, fit_time, evaluations, sizes = None, 0.0, 0, scales or [size]
+    failures: dict[int, str] = {}  # runs of a batch whose loss became NaN, in any stage
     encoder = build(cfg.backbone, "backbone")  # one network for every stage: weights load once
     for stage, stage_size in enumerate(sizes):
         content = load_image(_paths(cfg.content, "content")[0], stage_size)
@@ -267,6 +268,7 @@ def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path
         trainer = _fit(cfg, module, jobs, loggers, "" if last else f"_{stage_size}px", resume)
         fit_time += time.perf_counter() - started
         evaluations += module.evaluations
+        failures = {**module.failures, **failures}
         images = module.image.detach()
         if not last:
             for job, image in zip(jobs, images, strict=True):
@@ -286,9 +288,9 @@ def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path
     }
     results = []
     for run, (job, logger, image) in enumerate(zip(jobs, loggers, images, strict=True)):
-        if run in module.failures:
+        if run in failures:
             save_image(image[None], job.out_dir / "last_good.png")
-            results.append({"status": "failed", "error": module.failures[run], **shared})
+            results.append({"status": "failed", "error": failures[run], **shared})
             continue
         final = colour.finish(cfg.colour, image[None], content)
         save_image(final, job.out_dir / "final.png")
