@@ -227,7 +227,10 @@ def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path
     seed = _number(cfg, "seed", "", int, minimum=0)
     size = _number(cfg.image, "size", "image.", int, minimum=1)
     style_scale = _number(cfg.image, "style_scale", "image.", float, minimum=1e-6)
-    scales = [_number({"scale": s}, "scale", "image.scales: ", int, minimum=1) for s in cfg.image.get("scales") or []]
+    scales = [
+        _number({f"scales[{i}]": s}, f"scales[{i}]", "image.", int, minimum=1)
+        for i, s in enumerate(cfg.image.get("scales") or [])
+    ]
     if resume is not None and len(scales) > 1:
         raise NSTError("resume works for single-scale runs: run again without image.scales")
     pl.seed_everything(seed, verbose=False)

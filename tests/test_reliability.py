@@ -169,6 +169,7 @@ BAD_INPUT = [
     ("blend-negative", args("style=[${example:starry_night.jpg},${example:tubingen.jpg}]", "style_blend=[1,-1]"),
      2, "weights must be >= 0"),
     ("empty-style-list", args("style=[]"), 2, "style is an empty list"),
+    ("scale-zero", args("image.scales=[32,0]"), 2, "image.scales[1]=0 must be an integer >= 1"),
     ("fast-path-setting", args("speed.bf16=maybe"), 2, "speed.bf16='maybe': choose auto, true or false"),
     ("unknown-init", args("init=noise"), 2, "init='noise' is neither content, random, noisy, style nor an existing"),
     ("negative-seed", args("seed=-3"), 2, "seed=-3 must be an integer >= 0"),
