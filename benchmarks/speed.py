@@ -102,7 +102,49 @@ def config(size: int, steps: int, extra: list[str]):
 
 def harness(size: int, steps: int, out: Path, extra: list[str]) -> dict:
     metrics = train(config(size, steps, extra), out)
-    return {"loop_s": metrics["fit_time_s"], "evaluations": metrics["evaluations"], "loss": metrics["loss/total"]}
+    figures = {k: metrics[k] for k in ("content_error", "style_error") if k in metrics}
+    return {"loop_s": metrics["fit_time_s"], "evaluations": metrics["evaluations"], "loss": metrics["loss/total"]} | {
+        "image_size": metrics["image_size"],
+        **figures,
+    }
+
+
+# Dense tensor-core peaks from NVIDIA's datasheets (TFLOP/s), for the fraction of peak; SXM parts.
+PEAK_TFLOPS = {
+    "H100": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4},
+    "H200": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4},
+}
+
+
+def evaluation_flops(height: int, width: int) -> float:
+    """FLOPs of one evaluation of the default config: convolutions forward and back to the image, and Grams.
+
+    The weights are frozen, so the backward pass computes input gradients only, as
+    many FLOPs as the forward convolutions; each style Gram (C x C over H W) costs
+    2 C² H W forward and twice that backward. Pooling, ReLUs and losses are ignored.
+    """
+    from nst.backbones import VGG
+
+    encoder = VGG("vgg19", weights="random").trim(["conv4_2", *STYLE])
+    flops = 2 * encoder.conv_flops(height, width)
+    for block, channels in zip(range(1, 6), (64, 128, 256, 512, 512), strict=True):
+        positions = (height >> (block - 1)) * (width >> (block - 1))
+        flops += 3 * 2 * channels**2 * positions
+    return float(flops)
+
+
+def flops_line(run: dict, device: torch.device, precision: str) -> str:
+    """The achieved FLOP rate of a run and, on a GPU with a known peak, its fraction of that peak."""
+    height, width = run["image_size"]
+    rate = evaluation_flops(height, width) * run["evaluations"] / run["loop_s"]
+    line = f"One evaluation at {width}x{height} px ≈ {evaluation_flops(height, width) / 1e9:.1f} GFLOP; "
+    line += f"achieved {rate / 1e12:.3f} TFLOP/s"
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name()
+        peak = next((p for key, p in PEAK_TFLOPS.items() if key in name), None)
+        if peak:
+            line += f", {100 * rate / 1e12 / peak[precision]:.1f} % of the {name}'s dense {precision} peak"
+    return line + "."
 
 
 def peak_memory(size: int) -> dict:
@@ -122,6 +164,7 @@ def main() -> None:
     parser.add_argument("--memory-sizes", type=int, nargs="*", default=[512, 1024])
     parser.add_argument("--batch", type=int, default=0, help="runs in the batched-sweep comparison (0: none)")
     parser.add_argument("--batch-px", type=int, default=512, help="image size of the batched-sweep comparison")
+    parser.add_argument("--fastpath-px", type=int, default=0, help="compare the fast-path settings at this size")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -131,6 +174,37 @@ def main() -> None:
         write_section(f"memory-{device.type}", memory_table(args.memory_sizes, device))
     if args.batch:
         write_section(f"batched-{device.type}", batched_table(args.batch, args.batch_px, args.steps, device))
+    if args.fastpath_px:
+        write_section(f"fastpath-{device.type}", fastpath_table(args.fastpath_px, args.steps, device))
+
+
+FAST_PATHS = {
+    "all off (fp32, NCHW)": ["speed.channels_last=false", "speed.tf32=false", "speed.bf16=false"],
+    "default (channels_last, TF32 on CUDA)": [],
+    "+ bf16 autocast": ["speed.bf16=true"],
+    "+ bf16 + torch.compile": ["speed.bf16=true", "speed.compile=true"],
+}
+
+
+def fastpath_table(size: int, steps: int, device: torch.device) -> str:
+    """Each fast-path setting's speed and quality on the default run: faster must not mean worse."""
+    lines = [
+        f"## Fast path ({device.type}, {size} px)",
+        "",
+        f"Measured {machine()} by `python -m benchmarks.speed --fastpath-px {size}`: the default run",
+        f"(caffe VGG-19, Gatys layers, L-BFGS {steps} steps x 20 evaluations, no logger) with each `speed.*` setting.",
+        "",
+        "| settings | evaluations/s | content error | style error |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    quiet = ["logger=none", "snapshot_every=0", "trainer.enable_progress_bar=false"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for index, (label, overrides) in enumerate(FAST_PATHS.items()):
+            run = harness(size, steps, Path(tmp) / str(index), [*quiet, *overrides])
+            rate = run["evaluations"] / run["loop_s"]
+            lines.append(f"| {label} | {rate:.2f} | {run['content_error']:.3f} | {run['style_error']:.4f} |")
+            print(lines[-1], flush=True)
+    return "\n".join(lines)
 
 
 def batched_table(runs: int, size: int, steps: int, device: torch.device) -> str:
@@ -195,6 +269,7 @@ def speed_table(args: argparse.Namespace, device: torch.device) -> str:
         label = "nst (Lightning + Hydra + W&B)" if name == "nst" else "bare PyTorch loop"
         lines.append(f"| {label} | {run['evaluations']} | {run['loop_s']:.2f} | {rate[name]:.2f} | {run['loss']:.4g} |")
     lines += ["", f"**Time ratio harness / bare loop: {ratio:.3f}** (target ≤ 1.03)."]
+    lines.append(flops_line(best["nst"], device, "tf32" if device.type == "cuda" else "fp32"))
     times = {name: ", ".join(f"{run['loop_s']:.2f}" for run in runs[name]) for name in runs}
     lines.append(f"All rounds: nst {times['nst']} s; bare {times['bare']} s (rounds differ by a few percent here).")
     return "\n".join(lines)

@@ -186,6 +186,16 @@ class VGG(nn.Module):
             total += channels * height * width
         return 4 * batch * total
 
+    def conv_flops(self, height: int, width: int) -> int:
+        """Floating-point operations of the kept convolutions in one forward pass (2 per multiply-add)."""
+        total = 0
+        for layer in [self.normalize, *self.layers]:
+            if isinstance(layer, nn.Conv2d):
+                total += 2 * layer.in_channels * layer.out_channels * layer.kernel_size[0] ** 2 * height * width
+            elif isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
+                height, width = height // 2, width // 2
+        return total
+
     def forward(self, image: Tensor, names: Collection[str]) -> dict[str, Tensor]:
         """Activations of `names` (canonical) for an RGB batch in [0, 1], stopping at the deepest one."""
         x, out = self.normalize(image), {}

@@ -111,3 +111,11 @@ def test_pooling_and_padding_are_settings(pooling):
     assert ("MaxPool2d" in kinds) == (pooling == "max")
     assert net.layers.conv1_1.padding_mode == "reflect"
     assert not any(p.requires_grad for p in net.parameters())
+
+
+def test_the_flop_count_of_the_convolutions_matches_the_published_vgg_figures():
+    # Simonyan & Zisserman: VGG-16 ≈ 15.5 G and VGG-19 ≈ 19.6 G multiply-adds at 224 px, FC layers included.
+    assert VGG("vgg16", weights="random").conv_flops(224, 224) / 2 == pytest.approx(15.35e9, rel=1e-3)
+    assert VGG("vgg19", weights="random").conv_flops(224, 224) / 2 == pytest.approx(19.51e9, rel=1e-3)
+    trimmed = VGG("vgg19", weights="random").trim(["relu1_2"])
+    assert trimmed.conv_flops(10, 10) == 2 * (3 * 3 * 1 + 3 * 64 * 9 + 64 * 64 * 9) * 100
