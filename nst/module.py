@@ -126,6 +126,7 @@ class StyleTransfer(pl.LightningModule):
         self.factors: dict[str, Tensor] = {}
         self.evaluations = 0
         self.last_terms: dict[str, Tensor] = {}
+        self._terms_on_host: tuple[int, list[list[float]]] = (-1, [])  # (evaluation, terms x runs)
         self.failures: dict[int, str] = {}
 
     @property
@@ -204,9 +205,16 @@ class StyleTransfer(pl.LightningModule):
             raise NonFiniteLoss(self.failures[min(self.failures)])
 
     def terms_of(self, run: int) -> dict[str, float]:
-        """The last evaluation's loss terms of one run, as numbers (one device sync for all terms)."""
-        values = torch.stack([v.float() for v in self.last_terms.values()])[:, run].tolist()
-        return dict(zip(self.last_terms, values, strict=True))
+        """The last evaluation's loss terms of one run, as numbers.
+
+        Every run's snapshot, logger and history read these each step: the terms of all
+        runs come to the host once per evaluation (one device sync), not once per reader.
+        """
+        if self._terms_on_host[0] != self.evaluations:
+            values = torch.stack([v.float() for v in self.last_terms.values()]).tolist()
+            self._terms_on_host = (self.evaluations, values)
+        rows = self._terms_on_host[1]
+        return {name: row[run] for name, row in zip(self.last_terms, rows, strict=True)}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["evaluations"] = self.evaluations
