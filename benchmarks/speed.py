@@ -169,7 +169,7 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     if args.rounds:
-        write_section(f"speed-{device.type}", speed_table(args, device))
+        write_section(f"speed-{device.type}-{args.size}", speed_table(args, device))
     if args.memory_sizes:
         write_section(f"memory-{device.type}", memory_table(args.memory_sizes, device))
     if args.batch:
@@ -194,15 +194,17 @@ def fastpath_table(size: int, steps: int, device: torch.device) -> str:
         f"Measured {machine()} by `python -m benchmarks.speed --fastpath-px {size}`: the default run",
         f"(caffe VGG-19, Gatys layers, L-BFGS {steps} steps x 20 evaluations, no logger) with each `speed.*` setting.",
         "",
-        "| settings | evaluations/s | content error | style error |",
-        "| --- | ---: | ---: | ---: |",
+        "| settings | evaluations/s | TFLOP/s | content error | style error |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     quiet = ["logger=none", "snapshot_every=0", "trainer.enable_progress_bar=false"]
     with tempfile.TemporaryDirectory() as tmp:
         for index, (label, overrides) in enumerate(FAST_PATHS.items()):
             run = harness(size, steps, Path(tmp) / str(index), [*quiet, *overrides])
             rate = run["evaluations"] / run["loop_s"]
-            lines.append(f"| {label} | {rate:.2f} | {run['content_error']:.3f} | {run['style_error']:.4f} |")
+            tflops = rate * evaluation_flops(*run["image_size"]) / 1e12
+            figures = f"{run['content_error']:.3f} | {run['style_error']:.4f}"
+            lines.append(f"| {label} | {rate:.2f} | {tflops:.2f} | {figures} |")
             print(lines[-1], flush=True)
     return "\n".join(lines)
 
