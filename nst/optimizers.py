@@ -4,9 +4,10 @@
 images would share one curvature history, one step length and one stopping rule,
 and each run's result would depend on the others. `BatchedLBFGS` runs N copies of
 torch's algorithm (without line search) in lockstep instead: every dot product is
-taken per image, each image keeps its own ring of curvature pairs, its own first
-step length and learning rate, and stops on its own tolerances. Each image gets
-exactly the iterates `torch.optim.LBFGS` would give it alone (tests/test_lbfgs.py).
+taken per image, each image keeps its own curvature pairs, its own first step
+length and learning rate, and stops on its own tolerances. Each image gets the
+iterates `torch.optim.LBFGS` would give it alone (tests/test_optimizers.py); the one
+exception, after a pair torch would reject, is described in `_remember`.
 
 No step synchronises with the host unless a tolerance can stop it (tolerances < 0,
 nst's default, never do), so on a GPU the whole step is queued without waiting.
@@ -73,7 +74,7 @@ class BatchedLBFGS(torch.optim.Optimizer):
             param.add_(row.view_as(param))
 
     def _state(self, flat_grad: Tensor) -> dict:
-        """Per-run tensors; the history is a ring of `history_size` slots per run."""
+        """Per-run tensors in one ring of `history_size` slots whose position all runs share."""
         state = self.state[self._params[0]]
         if not state:
             n, size = flat_grad.shape
@@ -84,43 +85,48 @@ class BatchedLBFGS(torch.optim.Optimizer):
                 dirs=flat_grad.new_zeros(n, slots, size),
                 steps=flat_grad.new_zeros(n, slots, size),
                 ro=flat_grad.new_zeros(n, slots),
-                count=torch.zeros(n, dtype=torch.long, device=flat_grad.device),
-                head=torch.zeros(n, dtype=torch.long, device=flat_grad.device),
+                head=0,
+                filled=0,
             )
         return state
 
-    def _direction(self, state: dict, flat_grad: Tensor, filled: int) -> Tensor:
-        """−H g by the two-loop recursion over each run's own pairs, newest first."""
-        dirs, steps, ro, count, head = (state[k] for k in ("dirs", "steps", "ro", "count", "head"))
-        rows = torch.arange(len(flat_grad), device=flat_grad.device)
+    def _direction(self, state: dict, flat_grad: Tensor) -> Tensor:
+        """−H g by the two-loop recursion over each run's pairs, newest first.
+
+        Slots are plain slices (views), so one pair costs three kernels for the whole
+        batch; a run's null pair (ro = 0, see `_remember`) adds nothing to it.
+        """
+        dirs, steps, ro, head = state["dirs"], state["steps"], state["ro"], state["head"]
         slots = dirs.shape[1]
+        order = [(head - 1 - k) % slots for k in range(state["filled"])]
         q, alphas = -flat_grad, []
-        for k in range(filled):
-            j = (head - 1 - k) % slots
-            valid = (k < count).to(q.dtype)
-            alpha = (steps[rows, j] * q).sum(1) * ro[rows, j] * valid
-            q = q - alpha[:, None] * dirs[rows, j]
+        for j in order:
+            alpha = torch.linalg.vecdot(steps[:, j], q) * ro[:, j]
+            q = q.addcmul_(alpha[:, None], dirs[:, j], value=-1)
             alphas.append(alpha)
         r = q * state["H_diag"][:, None]
-        for k in reversed(range(filled)):
-            j = (head - 1 - k) % slots
-            valid = (k < count).to(r.dtype)
-            beta = (dirs[rows, j] * r).sum(1) * ro[rows, j]
-            r = r + ((alphas[k] - beta) * valid)[:, None] * steps[rows, j]
+        for j, alpha in zip(reversed(order), reversed(alphas), strict=True):
+            beta = torch.linalg.vecdot(dirs[:, j], r) * ro[:, j]
+            r = r.addcmul_((alpha - beta)[:, None], steps[:, j])
         return r
 
     def _remember(self, state: dict, y: Tensor, s: Tensor, active: Tensor) -> None:
-        """Append (y, s) to the rings of the runs whose curvature condition holds."""
+        """Write (y, s) into every run's next slot; a run whose curvature condition fails gets a null pair.
+
+        torch's LBFGS skips such a pair; here it takes the slot with ro = 0 (no effect on
+        the direction), so that all runs keep one ring position on the host and no step
+        gathers per-run slots. The run then holds one older pair fewer until the null
+        pair leaves the ring: the only way a run can differ from torch's iterates, and
+        only after a pair torch rejects (ys ≤ 1e-10, rare on images).
+        """
         ys = (y * s).sum(1)
         accept = active & (ys > 1e-10)
-        rows = torch.arange(len(y), device=y.device)
         head, slots = state["head"], state["dirs"].shape[1]
         keep = accept[:, None]
-        state["dirs"][rows, head] = torch.where(keep, y, state["dirs"][rows, head])
-        state["steps"][rows, head] = torch.where(keep, s, state["steps"][rows, head])
-        state["ro"][rows, head] = torch.where(accept, 1.0 / ys, state["ro"][rows, head])
-        state["head"] = torch.where(accept, (head + 1) % slots, head)
-        state["count"] = torch.where(accept, (state["count"] + 1).clamp_max(slots), state["count"])
+        state["dirs"][:, head] = torch.where(keep, y, 0.0)
+        state["steps"][:, head] = torch.where(keep, s, 0.0)
+        state["ro"][:, head] = torch.where(accept, 1.0 / ys, 0.0)
+        state["head"], state["filled"] = (head + 1) % slots, min(state["filled"] + 1, slots)
         state["H_diag"] = torch.where(accept, ys / (y * y).sum(1), state["H_diag"])
 
     @torch.no_grad()
@@ -150,8 +156,7 @@ class BatchedLBFGS(torch.optim.Optimizer):
             else:
                 d, t = state["d"], state["t"]
                 self._remember(state, flat_grad - state["prev_flat_grad"], d * t[:, None], active)
-                filled = min(state["n_iter"] - 1, settings["history_size"])
-                d = torch.where(active[:, None], self._direction(state, flat_grad, filled), d)
+                d = torch.where(active[:, None], self._direction(state, flat_grad), d)
             state["prev_flat_grad"] = torch.where(active[:, None], flat_grad, state.get("prev_flat_grad", flat_grad))
             prev_loss = loss
             if state["n_iter"] == 1:

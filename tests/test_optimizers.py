@@ -56,21 +56,33 @@ def batched(seeds: list[int], lrs: list[float], steps: int, **settings) -> torch
     return torch.stack([x.detach() for x in xs]), len(calls)
 
 
+WRAPS = {"max_iter": 7, "history_size": 3, "tolerance_grad": -1, "tolerance_change": -1}
+
+
 @pytest.mark.parametrize(
-    "settings",
+    ("settings", "steps"),
     [
-        {"max_iter": 5, "history_size": 100, "tolerance_grad": -1, "tolerance_change": -1},
-        {"max_iter": 7, "history_size": 3, "tolerance_grad": -1, "tolerance_change": -1},
-        {"max_iter": 20, "history_size": 10, "tolerance_grad": 1e-6, "tolerance_change": 1e-9},
+        ({"max_iter": 5, "history_size": 100, "tolerance_grad": -1, "tolerance_change": -1}, 6),
+        (WRAPS, 2),  # 14 iterations through a ring of 3, before the first pair torch would reject
+        ({"max_iter": 20, "history_size": 10, "tolerance_grad": 1e-6, "tolerance_change": 1e-9}, 6),
     ],
     ids=["nst-defaults", "history-wraps-around", "runs-stop-on-their-own-tolerances"],
 )
-def test_each_run_of_the_batch_matches_torch_lbfgs_alone(settings):
+def test_each_run_of_the_batch_matches_torch_lbfgs_alone(settings, steps):
     seeds, lrs = [0, 1, 2], [1.0, 0.5, 0.8]
-    together, _ = batched(seeds, lrs, steps=6, **settings)
+    together, _ = batched(seeds, lrs, steps=steps, **settings)
     for row, seed, lr in zip(together, seeds, lrs, strict=True):
-        expected = alone(seed, steps=6, lr=lr, **settings)
+        expected = alone(seed, steps=steps, lr=lr, **settings)
         assert torch.allclose(row, expected, rtol=1e-9, atol=1e-9), (seed, row - expected)
+
+
+def test_after_pairs_torch_rejects_a_run_stays_at_torchs_solution():
+    """Near convergence ys falls under 1e-10 and torch skips the pair; the batch stores a null pair instead."""
+    seeds, lrs = [0, 1, 2], [1.0, 0.5, 0.8]
+    together, _ = batched(seeds, lrs, steps=6, **WRAPS)  # pairs rejected from the 15th iteration on
+    for row, seed, lr in zip(together, seeds, lrs, strict=True):
+        expected = alone(seed, steps=6, lr=lr, **WRAPS)
+        assert torch.allclose(row, expected, rtol=0, atol=1e-6), (seed, row - expected)
 
 
 def test_without_tolerances_every_step_takes_max_iter_evaluations():
