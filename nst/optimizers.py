@@ -117,7 +117,8 @@ class BatchedLBFGS(torch.optim.Optimizer):
         the direction), so that all runs keep one ring position on the host and no step
         gathers per-run slots. The run then holds one older pair fewer until the null
         pair leaves the ring: the only way a run can differ from torch's iterates, and
-        only after a pair torch rejects (ys ≤ 1e-10, rare on images).
+        only after a pair torch rejects (ys ≤ 1e-10, rare on images) or, with tolerances
+        set, while a run that stopped early in a step waits for the others.
         """
         ys = (y * s).sum(1)
         accept = active & (ys > 1e-10)
