@@ -103,7 +103,10 @@ def config(size: int, steps: int, extra: list[str]):
 def harness(size: int, steps: int, out: Path, extra: list[str]) -> dict:
     metrics = train(config(size, steps, extra), out)
     figures = {k: metrics[k] for k in ("content_error", "style_error") if k in metrics}
-    return {"loop_s": metrics["fit_time_s"], "evaluations": metrics["evaluations"], "loss": metrics["loss/total"]} | {
+    return {
+        "loop_s": metrics["fit_time_s"],
+        "evaluations": metrics["evaluations"],
+        "loss": metrics["loss/total"],
         "image_size": metrics["image_size"],
         **figures,
     }
@@ -136,8 +139,9 @@ def evaluation_flops(height: int, width: int) -> float:
 def flops_line(run: dict, device: torch.device, precision: str) -> str:
     """The achieved FLOP rate of a run and, on a GPU with a known peak, its fraction of that peak."""
     height, width = run["image_size"]
-    rate = evaluation_flops(height, width) * run["evaluations"] / run["loop_s"]
-    line = f"One evaluation at {width}x{height} px ≈ {evaluation_flops(height, width) / 1e9:.1f} GFLOP; "
+    flops = evaluation_flops(height, width)
+    rate = flops * run["evaluations"] / run["loop_s"]
+    line = f"One evaluation at {width}x{height} px ≈ {flops / 1e9:.1f} GFLOP; "
     line += f"achieved {rate / 1e12:.3f} TFLOP/s"
     if device.type == "cuda":
         name = torch.cuda.get_device_name()
