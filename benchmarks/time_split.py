@@ -1,24 +1,26 @@
-"""Where one L-BFGS evaluation's time goes at 512x384 px: the network against the optimiser.
+"""Where one L-BFGS evaluation's time goes: the network against the optimiser, side by side.
 
-A random VGG-19 cut at conv5_1 (forward + backward, batch 1 and 8, with and without
-the fast path), then torch's LBFGS and BatchedLBFGS on a cheap quadratic closure with
-a full 100-pair history, so the optimiser's own cost shows. Prints ms per evaluation.
+A random VGG-19 cut at conv5_1 (forward + backward, one image and a batch, with and
+without the fast path), then torch's LBFGS and nst's BatchedLBFGS (compact form) on a
+cheap quadratic closure with a full 100-pair history, so the optimiser's own cost
+shows. Writes the section `time-split-<device>-<size>` of results.md.
 
-    python -m benchmarks.time_split
+    python -m benchmarks.time_split [--size 512] [--runs 8]
 """
 
+import argparse
 import time
 from collections.abc import Callable
 
 import torch
 
+from benchmarks.results_file import machine, write_section
 from nst.backbones import VGG
 from nst.losses import gram
 from nst.optimizers import BatchedLBFGS
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 NAMES = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv4_2", "conv5_1"]
-HEIGHT, WIDTH = 384, 512
 
 
 def sync() -> None:
@@ -38,24 +40,24 @@ def ms_per_call(fn: Callable[[], object], calls: int) -> float:
     return (time.perf_counter() - started) / calls * 1e3
 
 
-def network_ms(batch: int, fast: bool) -> float:
+def network_ms(shape: tuple[int, int, int, int], fast: bool, calls: int) -> float:
     """Forward and backward to the image through the Gatys layers; `fast`: TF32 + channels_last."""
     torch.backends.cudnn.allow_tf32 = fast
     layout = torch.channels_last if fast else torch.contiguous_format
     net = VGG("vgg19", weights="random").trim(NAMES).to(DEVICE, memory_format=layout)
-    image = torch.rand(batch, 3, HEIGHT, WIDTH, device=DEVICE, requires_grad=True)
+    image = torch.rand(*shape, device=DEVICE, requires_grad=True)
 
     def evaluation() -> None:
         features = net(image.contiguous(memory_format=layout), NAMES)
         loss = sum(gram(features[n]).square().sum() for n in NAMES if n != "conv4_2")
         (loss + features["conv4_2"].square().mean()).backward()
 
-    return ms_per_call(evaluation, 30)
+    return ms_per_call(evaluation, calls)
 
 
-def optimiser_ms(runs: int, batched: bool) -> float:
+def optimiser_ms(shape: tuple[int, int, int, int], runs: int, batched: bool) -> float:
     """One L-BFGS evaluation with a full history on a quadratic as cheap as a closure can be."""
-    images = [torch.randn(1, 3, HEIGHT, WIDTH, device=DEVICE, requires_grad=True) for _ in range(runs)]
+    images = [torch.randn(*shape, device=DEVICE, requires_grad=True) for _ in range(runs)]
     settings = {"max_iter": 20, "history_size": 100, "tolerance_grad": -1, "tolerance_change": -1}
     if batched:
         optimizer = BatchedLBFGS([{"params": [image]} for image in images], **settings)
@@ -83,13 +85,37 @@ def optimiser_ms(runs: int, batched: bool) -> float:
 
 
 def main() -> None:
-    for batch in (1, 8):
-        for fast in (False, True):
-            label = "TF32 channels_last" if fast else "fp32 NCHW"
-            print(f"network forward+backward, batch {batch}, {label}: {network_ms(batch, fast):.2f} ms/evaluation")
-    print(f"torch.optim.LBFGS, 1 run: {optimiser_ms(1, batched=False):.2f} ms/evaluation")
-    for runs in (1, 8):
-        print(f"BatchedLBFGS, {runs} run(s): {optimiser_ms(runs, batched=True):.2f} ms/evaluation")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=512, help="long side; the image is 4:3 landscape")
+    parser.add_argument("--runs", type=int, default=8, help="images in the batched rows")
+    parser.add_argument("--calls", type=int, default=30, help="timed network evaluations per row")
+    args = parser.parse_args()
+    one = (1, 3, args.size * 3 // 4, args.size)
+    rows = [
+        ("VGG-19 to conv5_1 forward + backward, 1 image, fp32 NCHW", network_ms(one, False, args.calls)),
+        ("the same, channels_last + TF32 on CUDA (the default fast path there)", network_ms(one, True, args.calls)),
+    ]
+    batch = network_ms((args.runs, *one[1:]), True, args.calls)
+    rows.append((f"the same, a batch of {args.runs}", batch))
+    rows.append(("torch.optim.LBFGS (two-loop recursion), 1 run", optimiser_ms(one, 1, batched=False)))
+    rows.append(("BatchedLBFGS (compact form), 1 run", optimiser_ms(one, 1, batched=True)))
+    rows.append((f"BatchedLBFGS (compact form), {args.runs} runs", optimiser_ms(one, args.runs, batched=True)))
+    lines = [
+        f"## Where an evaluation's time goes ({DEVICE.type}, {one[3]}x{one[2]} px)",
+        "",
+        f"Measured {machine()} by `python -m benchmarks.time_split --size {args.size} --runs {args.runs} "
+        f"--calls {args.calls}`:",
+        f"the network rows are the mean of {args.calls} evaluations after 3 warm-ups (random weights); the",
+        "L-BFGS rows time 60 evaluations with a full 100-pair history on a cheap quadratic closure, so they",
+        "show the optimiser's own cost per evaluation. Batched rows: time for the whole batch.",
+        "",
+        "| | ms per evaluation |",
+        "| --- | ---: |",
+        *(f"| {label} | {ms:.2f} |" for label, ms in rows),
+    ]
+    for line in lines[-len(rows) :]:
+        print(line)
+    write_section(f"time-split-{DEVICE.type}-{args.size}", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The GPU fast path: settings that make an evaluation cheaper without changing what it computes.
+"""The GPU fast path: settings that make a step cheaper without changing what it computes.
 
 Each setting is `auto` (on where it is known to be safe and to pay: CUDA devices),
 `true` or `false`. The Gram matrices and every loss stay in fp32 whatever the
@@ -33,6 +33,7 @@ class FastPath:
     tf32: Setting = "auto"  # TF32 tensor cores for the backbone's convolutions (Ampere and newer)
     bf16: Setting = False  # the backbone under bf16 autocast; features, Grams and losses in fp32
     compile: Setting = False  # torch.compile the backbone: a compile pause at the start, then faster steps
+    compact_lbfgs: Setting = False  # a single L-BFGS run through nst's BatchedLBFGS: torch's iterates, fewer kernels
 
     def for_device(self, device: torch.device) -> "FastPath":
         return FastPath(**{name: _on(name, value, device) for name, value in vars(self).items()})

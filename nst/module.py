@@ -223,4 +223,5 @@ class StyleTransfer(pl.LightningModule):
         self.evaluations = checkpoint["evaluations"]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return one_optimizer_for_all(self.optimizer_factories, list(self.images))
+        compact = bool(self.fast.for_device(self.device).compact_lbfgs)
+        return one_optimizer_for_all(self.optimizer_factories, list(self.images), compact_lbfgs=compact)

@@ -7,7 +7,10 @@ torch's algorithm (without line search) in lockstep instead: every dot product i
 taken per image, each image keeps its own curvature pairs, its own first step
 length and learning rate, and stops on its own tolerances. Each image gets the
 iterates `torch.optim.LBFGS` would give it alone (tests/test_optimizers.py); the one
-exception, after a pair torch would reject, is described in `_remember`.
+exception, after a pair torch would reject, is described in `_remember`. Directions
+come from L-BFGS's compact form (`_direction`): a few large kernels per iteration
+whatever the history's length, where torch's two-loop recursion launches several small
+ones per pair, so a single run may use it too (`speed.compact_lbfgs`).
 
 No step synchronises with the host unless a tolerance can stop it (tolerances < 0,
 nst's default, never do), so on a GPU the whole step is queued without waiting.
@@ -74,7 +77,12 @@ class BatchedLBFGS(torch.optim.Optimizer):
             param.add_(row.view_as(param))
 
     def _state(self, flat_grad: Tensor) -> dict:
-        """Per-run tensors in one ring of `history_size` slots whose position all runs share."""
+        """Per-run tensors in one ring of `history_size` slots whose position all runs share.
+
+        `pairs` holds each run's steps s (rows 0..m-1) above its gradient changes y
+        (rows m..2m-1), slot by slot; `gram` holds their inner products, updated one
+        row and column per new pair, so that a direction needs no product of two pairs.
+        """
         state = self.state[self._params[0]]
         if not state:
             n, size = flat_grad.shape
@@ -82,52 +90,65 @@ class BatchedLBFGS(torch.optim.Optimizer):
             state.update(
                 func_evals=0,
                 n_iter=0,
-                dirs=flat_grad.new_zeros(n, slots, size),
-                steps=flat_grad.new_zeros(n, slots, size),
+                pairs=flat_grad.new_zeros(n, 2 * slots, size),
+                gram=flat_grad.new_zeros(n, 2 * slots, 2 * slots),
                 ro=flat_grad.new_zeros(n, slots),
                 head=0,
-                filled=0,
             )
         return state
 
     def _direction(self, state: dict, flat_grad: Tensor) -> Tensor:
-        """−H g by the two-loop recursion over each run's pairs, newest first.
+        """−H g from the compact form of L-BFGS (Byrd, Nocedal & Schnabel 1994, eq. 3.1).
 
-        Slots are plain slices (views), so one pair costs three kernels for the whole
-        batch; a run's null pair (ro = 0, see `_remember`) adds nothing to it.
+        H g = γ g + S p − γ Y u, with u = R⁻¹ Sᵀg and p = R⁻ᵀ((D + γ YᵀY) u − γ Yᵀg),
+        where R is the upper triangle of SᵀY with pairs oldest first and D its diagonal:
+        the same H as torch's two-loop recursion, in two passes over the history (Sᵀg
+        and Yᵀg in one batched product, then S p − γ Y u in another) and two small
+        triangular solves, instead of four small kernels per pair. A null pair (empty
+        slot, or ro = 0, see `_remember`) gets R_ii = 1 in an otherwise zero row and
+        column, so its u_i = p_i = 0: it adds nothing, as if it were not there.
         """
-        dirs, steps, ro, head = state["dirs"], state["steps"], state["ro"], state["head"]
-        slots = dirs.shape[1]
-        order = [(head - 1 - k) % slots for k in range(state["filled"])]
-        q, alphas = -flat_grad, []
-        for j in order:
-            alpha = torch.linalg.vecdot(steps[:, j], q) * ro[:, j]
-            q = q.addcmul_(alpha[:, None], dirs[:, j], value=-1)
-            alphas.append(alpha)
-        r = q * state["H_diag"][:, None]
-        for j, alpha in zip(reversed(order), reversed(alphas), strict=True):
-            beta = torch.linalg.vecdot(dirs[:, j], r) * ro[:, j]
-            r = r.addcmul_((alpha - beta)[:, None], steps[:, j])
-        return r
+        pairs, gram, head = state["pairs"], state["gram"], state["head"]
+        slots = pairs.shape[1] // 2
+        gamma = state["H_diag"][:, None, None]
+        products = torch.bmm(flat_grad[:, None, :], pairs.mT).mT  # this side: a fast gemv on CPUs too
+        oldest_first = partial(torch.roll, shifts=-head, dims=1)
+        s_g, y_g = oldest_first(products[:, :slots]), oldest_first(products[:, slots:])
+        s_y = torch.roll(gram[:, :slots, slots:], shifts=(-head, -head), dims=(1, 2))
+        y_y = torch.roll(gram[:, slots:, slots:], shifts=(-head, -head), dims=(1, 2))
+        null = oldest_first(state["ro"]) == 0
+        diagonal = torch.where(null, 0.0, s_y.diagonal(dim1=1, dim2=2))
+        upper = s_y.triu(1) + torch.diag_embed(torch.where(null, 1.0, diagonal))
+        u = torch.linalg.solve_triangular(upper, s_g, upper=True)
+        inner = diagonal[:, :, None] * u + gamma * (y_y @ u) - gamma * y_g
+        p = torch.linalg.solve_triangular(upper.mT, inner, upper=False)
+        by_slot = partial(torch.roll, shifts=head, dims=1)
+        weights = torch.cat([by_slot(p), by_slot(-gamma * u)], dim=1)
+        return -(gamma[:, :, 0] * flat_grad + torch.bmm(weights.mT, pairs).squeeze(1))
 
     def _remember(self, state: dict, y: Tensor, s: Tensor, active: Tensor) -> None:
         """Write (y, s) into every run's next slot; a run whose curvature condition fails gets a null pair.
 
-        torch's LBFGS skips such a pair; here it takes the slot with ro = 0 (no effect on
-        the direction), so that all runs keep one ring position on the host and no step
-        gathers per-run slots. The run then holds one older pair fewer until the null
-        pair leaves the ring: the only way a run can differ from torch's iterates, and
-        only after a pair torch rejects (ys ≤ 1e-10, rare on images) or, with tolerances
-        set, while a run that stopped early in a step waits for the others.
+        torch's LBFGS skips such a pair; here it takes the slot as zeros with ro = 0 (no
+        effect on the direction), so that all runs keep one ring position on the host and
+        no step gathers per-run slots. The run then holds one older pair fewer until the
+        null pair leaves the ring: the only way a run can differ from torch's iterates,
+        and only after a pair torch rejects (ys ≤ 1e-10, rare on images) or, with
+        tolerances set, while a run that stopped early in a step waits for the others.
         """
         ys = (y * s).sum(1)
         accept = active & (ys > 1e-10)
-        head, slots = state["head"], state["dirs"].shape[1]
+        head, pairs, gram = state["head"], state["pairs"], state["gram"]
+        slots = pairs.shape[1] // 2
         keep = accept[:, None]
-        state["dirs"][:, head] = torch.where(keep, y, 0.0)
-        state["steps"][:, head] = torch.where(keep, s, 0.0)
+        pairs[:, head] = torch.where(keep, s, 0.0)
+        pairs[:, slots + head] = torch.where(keep, y, 0.0)
+        with_new = torch.bmm(pairs, pairs[:, [head, slots + head]].mT)
+        for column, slot in enumerate((head, slots + head)):
+            gram[:, :, slot] = with_new[:, :, column]
+            gram[:, slot, :] = with_new[:, :, column]
         state["ro"][:, head] = torch.where(accept, 1.0 / ys, 0.0)
-        state["head"], state["filled"] = (head + 1) % slots, min(state["filled"] + 1, slots)
+        state["head"] = (head + 1) % slots
         state["H_diag"] = torch.where(accept, ys / (y * y).sum(1), state["H_diag"])
 
     @torch.no_grad()
@@ -186,14 +207,22 @@ class BatchedLBFGS(torch.optim.Optimizer):
         return orig_loss
 
 
-def one_optimizer_for_all(factories: Sequence[OptimizerFactory], images: Sequence[Tensor]) -> torch.optim.Optimizer:
+def _without_line_search(factory: OptimizerFactory) -> bool:
+    """Whether `factory` builds torch's LBFGS with no line search: what `BatchedLBFGS` can run instead."""
+    return getattr(factory, "func", None) is torch.optim.LBFGS and factory.keywords.get("line_search_fn") is None
+
+
+def one_optimizer_for_all(
+    factories: Sequence[OptimizerFactory], images: Sequence[Tensor], compact_lbfgs: bool = False
+) -> torch.optim.Optimizer:
     """One optimizer over every run's image, one parameter group per run carrying that run's settings.
 
     Runs may differ in any setting a torch optimizer keeps per group (lr, betas,
-    weight decay for Adam; lr for L-BFGS); L-BFGS becomes `BatchedLBFGS`. Each
-    factory is the `functools.partial` Hydra builds from `optimizer.torch`.
+    weight decay for Adam; lr for L-BFGS); L-BFGS becomes `BatchedLBFGS`, and so does
+    a single run's with `compact_lbfgs` (`speed.compact_lbfgs`) where it has no line
+    search. Each factory is the `functools.partial` Hydra builds from `optimizer.torch`.
     """
-    if len(factories) == 1:
+    if len(factories) == 1 and not (compact_lbfgs and _without_line_search(factories[0])):
         return factories[0](images)
     kinds = {getattr(f, "func", f) for f in factories}
     if len(kinds) != 1 or not all(isinstance(f, partial) for f in factories):

@@ -11,6 +11,7 @@ from nst.backbones import VGG
 from nst.errors import NSTError
 from nst.fastpath import FastPath
 from nst.module import RunSettings, StyleTransfer
+from nst.optimizers import BatchedLBFGS
 
 LAYERS = {"content": {"relu2_1": 1.0}, "style": {"relu1_1": 0.5, "relu2_1": 0.5}}
 
@@ -104,6 +105,18 @@ def test_the_fast_path_is_on_for_cuda_only_unless_asked_and_bad_values_are_refus
     assert auto.for_device(torch.device("cpu")) == FastPath(channels_last=False, tf32=False, bf16=False, compile=False)
     with pytest.raises(NSTError, match=r"speed\.compile='yes': choose auto, true or false"):
         FastPath(compile="yes")
+
+
+def test_compact_lbfgs_runs_a_single_lbfgs_job_through_batched_lbfgs_to_the_same_image():
+    lbfgs = partial(torch.optim.LBFGS, max_iter=5, history_size=4, tolerance_grad=-1, tolerance_change=-1)
+    modules = {compact: make_module(lbfgs, fast=FastPath(compact_lbfgs=compact)) for compact in (False, True)}
+    for module in modules.values():
+        fit(module, 4)  # 20 iterations: the 4-pair history wraps around
+    assert type(modules[True].optimizers().optimizer) is BatchedLBFGS
+    assert type(modules[False].optimizers().optimizer) is torch.optim.LBFGS
+    assert torch.allclose(modules[True].image, modules[False].image, atol=1e-4)
+    line_search = make_module(partial(lbfgs, line_search_fn="strong_wolfe"), fast=FastPath(compact_lbfgs=True))
+    assert type(line_search.configure_optimizers()) is torch.optim.LBFGS  # BatchedLBFGS has no line search
 
 
 def test_bf16_and_channels_last_keep_the_losses_close_to_fp32_and_the_optimisation_working():

@@ -38,10 +38,12 @@ def alone(seed: int, steps: int, **settings) -> torch.Tensor:
     return x.detach()
 
 
-def batched(seeds: list[int], lrs: list[float], steps: int, **settings) -> torch.Tensor:
+def batched(seeds: list[int], lrs: list[float], steps: int, resume_after: int = 0, **settings) -> torch.Tensor:
+    """The runs as one batch; `resume_after` steps in, the optimizer is rebuilt from its state_dict."""
     problems = [problem(seed) for seed in seeds]
     xs = [torch.zeros(SIZE, dtype=torch.float64, requires_grad=True) for _ in seeds]
-    optimizer = BatchedLBFGS([{"params": [x], "lr": lr} for x, lr in zip(xs, lrs, strict=True)], **settings)
+    groups = [{"params": [x], "lr": lr} for x, lr in zip(xs, lrs, strict=True)]
+    optimizer = BatchedLBFGS(groups, **settings)
     calls = []
 
     def closure() -> torch.Tensor:
@@ -51,7 +53,10 @@ def batched(seeds: list[int], lrs: list[float], steps: int, **settings) -> torch
         calls.append(1)
         return values
 
-    for _ in range(steps):
+    for step in range(steps):
+        if step == resume_after > 0:
+            saved, optimizer = optimizer.state_dict(), BatchedLBFGS(groups, **settings)
+            optimizer.load_state_dict(saved)
         optimizer.step(closure)
     return torch.stack([x.detach() for x in xs]), len(calls)
 
@@ -83,6 +88,13 @@ def test_after_pairs_torch_rejects_a_run_stays_at_torchs_solution():
     for row, seed, lr in zip(together, seeds, lrs, strict=True):
         expected = alone(seed, steps=6, lr=lr, **WRAPS)
         assert torch.allclose(row, expected, rtol=0, atol=1e-6), (seed, row - expected)
+
+
+def test_a_run_resumed_from_the_optimizers_state_dict_continues_on_the_same_path():
+    settings = {"max_iter": 5, "history_size": 8, "tolerance_grad": -1, "tolerance_change": -1}
+    straight, _ = batched([0, 1], [1.0, 0.5], steps=4, **settings)
+    resumed, _ = batched([0, 1], [1.0, 0.5], steps=4, resume_after=2, **settings)
+    assert torch.equal(resumed, straight)
 
 
 def test_without_tolerances_every_step_takes_max_iter_evaluations():
