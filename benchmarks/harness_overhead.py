@@ -1,7 +1,8 @@
 """Which part of the harness costs its extra time over the bare loop (benchmarks/speed.py).
 
 One warmed-up process, two rounds: the bare loop, then `nst` with logging and snapshots,
-without them, and without the fast-path settings. Writes the section
+without them, without the fast-path settings, and with cuDNN's algorithm search
+(Lightning's `benchmark`; the bare loop leaves it off, as torch does). Writes the section
 `harness-overhead-<device>-<size>` of results.md (loop seconds per case and round).
 
     python -m benchmarks.harness_overhead [--size 1024] [--steps 10]
@@ -23,6 +24,7 @@ CASES = {
     "nst, no logger, no snapshots": QUIET,
     "nst, no logger, no snapshots, NCHW": [*QUIET, "speed.channels_last=false"],
     "nst, no logger, no snapshots, NCHW, TF32 off": [*QUIET, "speed.channels_last=false", "speed.tf32=false"],
+    "nst, no logger, no snapshots, cudnn.benchmark on": [*QUIET, "+trainer.benchmark=true"],
 }
 
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
 from benchmarks.results_file import machine, write_section
-from nst.backbones import caffe_weights_path
+from nst.backbones import VGG, caffe_weights_path
 from nst.configs import CONF_DIR
 from nst.images import example, load_image
 from nst.run import Job, train, train_batch
@@ -124,16 +124,13 @@ def evaluation_flops(height: int, width: int) -> float:
 
     The weights are frozen, so the backward pass computes input gradients only, as
     many FLOPs as the forward convolutions; each style Gram (C x C over H W) costs
-    2 C² H W forward and twice that backward. Pooling, ReLUs and losses are ignored.
+    2 C² H W forward and twice that backward, C, H and W read off the style features
+    of a pass on the meta device (shapes without compute). Pooling, ReLUs and losses
+    are ignored.
     """
-    from nst.backbones import VGG
-
-    encoder = VGG("vgg19", weights="random").trim(["conv4_2", *STYLE])
-    flops = 2 * encoder.conv_flops(height, width)
-    for block, channels in zip(range(1, 6), (64, 128, 256, 512, 512), strict=True):
-        positions = (height >> (block - 1)) * (width >> (block - 1))
-        flops += 3 * 2 * channels**2 * positions
-    return float(flops)
+    encoder = VGG("vgg19", weights="random").trim(["conv4_2", *STYLE]).to("meta")
+    styles = encoder(torch.empty(1, 3, height, width, device="meta"), STYLE).values()
+    return float(2 * encoder.conv_flops(height, width) + sum(3 * 2 * f[0, 0].numel() * f.shape[1] ** 2 for f in styles))
 
 
 def flops_line(run: dict, device: torch.device, precision: str) -> str:
