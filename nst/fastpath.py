@@ -33,7 +33,7 @@ class FastPath:
     tf32: Setting = "auto"  # TF32 tensor cores for the backbone's convolutions (Ampere and newer)
     bf16: Setting = False  # the backbone under bf16 autocast; features, Grams and losses in fp32
     compile: Setting = False  # torch.compile the backbone: a compile pause at the start, then faster steps
-    compact_lbfgs: Setting = False  # a single L-BFGS run through nst's BatchedLBFGS: torch's iterates, fewer kernels
+    compact_lbfgs: Setting = "auto"  # a single L-BFGS run through BatchedLBFGS: torch's iterates, no host syncs
 
     def for_device(self, device: torch.device) -> "FastPath":
         return FastPath(**{name: _on(name, value, device) for name, value in vars(self).items()})

@@ -113,6 +113,7 @@ class StyleTransfer(pl.LightningModule):
         self.tv_beta, self.convention = tv_beta, convention
         self.fast = fast or FastPath()
         self._encode: Encode | None = None  # the encoder on the fast path, set up on the fitting device
+        self._compact_lbfgs: bool | None = None  # set by a checkpoint: the L-BFGS that wrote its history
         self.optimizer_factories = [run.optimizer for run in runs]
         self.blend = blend_weights(len(styles), style_blend)
 
@@ -220,8 +221,14 @@ class StyleTransfer(pl.LightningModule):
         checkpoint["evaluations"] = self.evaluations
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Lightning calls this before `configure_optimizers`, so a resumed run keeps its kind of L-BFGS state."""
         self.evaluations = checkpoint["evaluations"]
+        saved = (checkpoint.get("optimizer_states") or [{}])[0].get("state", {})
+        if saved:  # a run interrupted on a GPU may resume on a CPU, whose `auto` would pick the other one
+            self._compact_lbfgs = any("pairs" in state for state in saved.values())
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        compact = bool(self.fast.for_device(self.device).compact_lbfgs)
+        compact = self._compact_lbfgs
+        if compact is None:
+            compact = bool(self.fast.for_device(self.device).compact_lbfgs)
         return one_optimizer_for_all(self.optimizer_factories, list(self.images), compact_lbfgs=compact)

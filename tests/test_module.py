@@ -1,6 +1,7 @@
 """The Lightning module: what it optimises, and that the optimisation works."""
 
 from functools import partial
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
@@ -30,7 +31,7 @@ def make_module(optimizer, convention: str = "jcjohnson", fast: FastPath | None 
     return StyleTransfer(encoder, content, [style], [run], convention=convention, fast=fast)
 
 
-def fit(module: StyleTransfer, steps: int) -> None:
+def fit(module: StyleTransfer, steps: int, ckpt_path: Path | None = None) -> pl.Trainer:
     trainer = pl.Trainer(
         max_steps=steps,
         logger=False,
@@ -39,7 +40,8 @@ def fit(module: StyleTransfer, steps: int) -> None:
         enable_model_summary=False,
         accelerator="cpu",
     )
-    trainer.fit(module, DataLoader(range(steps), batch_size=None))
+    trainer.fit(module, DataLoader(range(steps), batch_size=None), ckpt_path=ckpt_path)
+    return trainer
 
 
 @pytest.mark.parametrize(
@@ -101,8 +103,9 @@ def test_bad_loss_settings_are_refused(loss, message):
 
 def test_the_fast_path_is_on_for_cuda_only_unless_asked_and_bad_values_are_refused():
     auto = FastPath()
-    assert auto.for_device(torch.device("cuda")) == FastPath(channels_last=True, tf32=True, bf16=False, compile=False)
-    assert auto.for_device(torch.device("cpu")) == FastPath(channels_last=False, tf32=False, bf16=False, compile=False)
+    on, off = {"channels_last": True, "tf32": True, "compact_lbfgs": True}, {"bf16": False, "compile": False}
+    assert auto.for_device(torch.device("cuda")) == FastPath(**on, **off)
+    assert auto.for_device(torch.device("cpu")) == FastPath(**dict.fromkeys(on, False), **off)
     with pytest.raises(NSTError, match=r"speed\.compile='yes': choose auto, true or false"):
         FastPath(compile="yes")
 
@@ -117,6 +120,17 @@ def test_compact_lbfgs_runs_a_single_lbfgs_job_through_batched_lbfgs_to_the_same
     assert torch.allclose(modules[True].image, modules[False].image, atol=1e-4)
     line_search = make_module(partial(lbfgs, line_search_fn="strong_wolfe"), fast=FastPath(compact_lbfgs=True))
     assert type(line_search.configure_optimizers()) is torch.optim.LBFGS  # BatchedLBFGS has no line search
+
+
+def test_a_resumed_lbfgs_run_goes_on_with_the_lbfgs_that_wrote_its_checkpoint(tmp_path):
+    lbfgs = partial(torch.optim.LBFGS, max_iter=5, history_size=4, tolerance_grad=-1, tolerance_change=-1)
+    straight = make_module(lbfgs, fast=FastPath(compact_lbfgs=True))
+    fit(straight, 4)
+    fit(make_module(lbfgs, fast=FastPath(compact_lbfgs=True)), 2).save_checkpoint(tmp_path / "cut.ckpt")
+    resumed = make_module(lbfgs, fast=FastPath(compact_lbfgs=False))  # as `auto` on a CPU after a GPU
+    fit(resumed, 4, ckpt_path=tmp_path / "cut.ckpt")
+    assert type(resumed.optimizers().optimizer) is BatchedLBFGS
+    assert torch.allclose(resumed.image, straight.image, atol=1e-6)
 
 
 def test_bf16_and_channels_last_keep_the_losses_close_to_fp32_and_the_optimisation_working():
