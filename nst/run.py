@@ -262,6 +262,7 @@ def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path
             style_blend=cfg.style_blend,
             fast=build(cfg.speed, "speed"),
         )
+        module.frozen[sorted(failures)] = True  # a run that failed at a coarser scale stays at its last good image
         for what, picture in [("the content image", content)] + [
             (f"style image {i + 1}", s) for i, s in enumerate(styles)
         ]:

@@ -1,5 +1,6 @@
 """Batched sweeps: N jobs optimised as one batch, each with the result it gets alone and its own outputs."""
 
+import csv
 import itertools
 import json
 from collections.abc import Callable
@@ -74,6 +75,16 @@ def test_a_run_whose_loss_explodes_fails_alone_and_keeps_its_last_good_image(mak
     assert "lower the learning rate" in together[1]["error"]
     assert (tmp_path / "1" / "last_good.png").is_file() and not (tmp_path / "1" / "final.png").exists()
     assert (tmp_path / "0" / "final.png").is_file() and (tmp_path / "2" / "final.png").is_file()
+
+
+def test_a_run_that_failed_at_a_coarse_scale_stays_at_its_last_good_image_at_the_finer_ones(make_cfg, tmp_path):
+    points = [["optimizer=adam", "optimizer.torch.lr=0.02"], ["optimizer=adam", "optimizer.torch.lr=1e30"]]
+    jobs = [Job(make_cfg(*p, "image.scales=[32,48]"), tmp_path / str(i)) for i, p in enumerate(points)]
+    together = train_batch(jobs)
+    assert [r["status"] for r in together] == ["finished", "failed"]
+    with open(tmp_path / "1" / "history.csv", newline="") as f:  # the 48 px stage
+        totals = [float(row["total"]) for row in csv.DictReader(f)]
+    assert len(totals) > 1 and np.isfinite(totals).all() and len(set(totals)) == 1, totals
 
 
 def test_only_jobs_that_share_everything_but_per_run_settings_share_a_batch(make_cfg):
