@@ -143,6 +143,10 @@ class BatchedLauncher(Launcher):
         for indices in batches([jobs[i] for i in valid], self.batch_size):
             chosen = [valid[i] for i in indices]
             outcomes += zip(chosen, self._run([jobs[i] for i in chosen]), strict=True)
+            stop = next((o for _, o in outcomes if isinstance(o, Interrupted)), None)
+            if stop is not None:  # Ctrl-C or SIGTERM stops the sweep, not only the batch it came in
+                print(f"nst: error: {stop}", file=sys.stderr)
+                sys.exit(128 + stop.signum)
         return outcomes
 
     def _run(self, jobs: list[Job]) -> list[dict[str, Any] | Exception]:

@@ -218,11 +218,19 @@ class StyleTransfer(pl.LightningModule):
         return {name: row[run] for name, row in zip(self.last_terms, rows, strict=True)}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The frozen encoder is left out: its config reloads it, and any run of a batch can resume alone."""
         checkpoint["evaluations"] = self.evaluations
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("encoder.")}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Lightning calls this before `configure_optimizers`, so a resumed run keeps its kind of L-BFGS state."""
+        """Lightning calls this before loading the state and `configure_optimizers`.
+
+        The encoder's weights come from this run's own (trimmed) encoder, and a resumed
+        run keeps the kind of L-BFGS state it was saved with.
+        """
         self.evaluations = checkpoint["evaluations"]
+        encoder = {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
+        checkpoint["state_dict"] = {**checkpoint["state_dict"], **encoder}
         saved = (checkpoint.get("optimizer_states") or [{}])[0].get("state", {})
         if saved:  # a run interrupted on a GPU may resume on a CPU, whose `auto` would pick the other one
             self._compact_lbfgs = any("pairs" in state for state in saved.values())

@@ -104,14 +104,14 @@ class BatchedLBFGS(torch.optim.Optimizer):
         where R is the upper triangle of SᵀY with pairs oldest first and D its diagonal:
         the same H as torch's two-loop recursion, in two passes over the history (Sᵀg
         and Yᵀg in one batched product, then S p − γ Y u in another) and two small
-        triangular solves, instead of four small kernels per pair. A null pair (empty
+        triangular solves, instead of several small kernels per pair. A null pair (empty
         slot, or ro = 0, see `_remember`) gets R_ii = 1 in an otherwise zero row and
         column, so its u_i = p_i = 0: it adds nothing, as if it were not there.
         """
         pairs, gram, head = state["pairs"], state["gram"], state["head"]
         slots = pairs.shape[1] // 2
         gamma = state["H_diag"][:, None, None]
-        products = torch.bmm(flat_grad[:, None, :], pairs.mT).mT  # this side: a fast gemv on CPUs too
+        products = torch.bmm(flat_grad[:, None, :], pairs.mT).mT  # gᵀ[S Y], a row: the fast gemv on CPUs too
         oldest_first = partial(torch.roll, shifts=-head, dims=1)
         s_g, y_g = oldest_first(products[:, :slots]), oldest_first(products[:, slots:])
         s_y = torch.roll(gram[:, :slots, slots:], shifts=(-head, -head), dims=(1, 2))
@@ -205,6 +205,21 @@ class BatchedLBFGS(torch.optim.Optimizer):
                 if not bool(active.any()):
                     break
         return orig_loss
+
+
+def state_of_run(state_dict: dict, run: int) -> dict:
+    """One run's share of a batch optimizer's `state_dict`, as that run's own optimizer would save it.
+
+    Torch optimizers keep their state per parameter, and run `run`'s image is parameter
+    `run`; `BatchedLBFGS` keeps one state, whose tensors hold the runs along dim 0 and
+    whose numbers (ring position, counters) all runs share. Either way the run's own
+    parameter group comes along, and its tensors are copies, not views of the batch's.
+    """
+    state = state_dict["state"]
+    batched = any("pairs" in value for value in state.values())
+    source = state[0] if batched else state.get(run, {})
+    own = {k: (v[run : run + 1] if batched else v).clone() if isinstance(v, Tensor) else v for k, v in source.items()}
+    return {"state": {0: own} if own else {}, "param_groups": [{**state_dict["param_groups"][run], "params": [0]}]}
 
 
 def _without_line_search(factory: OptimizerFactory) -> bool:

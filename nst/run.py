@@ -4,6 +4,7 @@ Read top to bottom, `train` is the whole run. `main` is the Hydra entry point th
 gives each run its own output directory and turns user errors into one line.
 """
 
+import io
 import logging
 import os
 import resource
@@ -36,7 +37,8 @@ from nst.images import check_init, initial_image, load_image, save_image
 from nst.judge import quality
 from nst.loggers import build_logger, finish_logger, log_images
 from nst.module import NonFiniteLoss, RunSettings, StyleTransfer, check_run
-from nst.outputs import write_json
+from nst.optimizers import state_of_run
+from nst.outputs import atomic_write, write_json
 from nst.sweeps import RunIdentity, objective, run_identity
 
 log = logging.getLogger("nst")
@@ -89,14 +91,34 @@ def _resident_memory_mb() -> float | None:
 
 
 class Interrupted(NSTError):
-    """The run was stopped by a signal after saving a checkpoint it can resume from."""
+    """The run, or each run of a batch, was stopped by a signal after saving a checkpoint it can resume from."""
 
-    def __init__(self, signum: int, step: int, steps: int, out_dir: Path):
+    def __init__(self, signum: int, step: int, steps: int, out_dirs: Sequence[Path]):
         self.signum = signum
-        super().__init__(
-            f"interrupted by {signal.Signals(signum).name} at step {step} of {steps}; the image and optimizer "
-            f"state are saved: continue with `nst resume={out_dir}`"
-        )
+        stopped = f"interrupted by {signal.Signals(signum).name} at step {step} of {steps}"
+        if len(out_dirs) == 1:
+            saved = f"the image and optimizer state are saved: continue with `nst resume={out_dirs[0]}`"
+        else:
+            dirs = ", ".join(str(d) for d in out_dirs)
+            saved = "each run's image and optimizer state are saved in its directory: "
+            saved += f"continue each alone with `nst resume=<directory>` ({dirs})"
+        super().__init__(f"{stopped}; {saved}")
+
+
+def _split_checkpoint(path: Path, targets: Sequence[Path]) -> None:
+    """A batch's checkpoint as one checkpoint per run, in the form that run's own checkpoint would have."""
+    batch = torch.load(path, map_location="cpu", weights_only=False)
+    images = {k: v for k, v in batch["state_dict"].items() if k.startswith("images.")}
+    shared = {k: v for k, v in batch["state_dict"].items() if k not in images}
+    for run, target in enumerate(targets):
+        own = {
+            **batch,
+            "state_dict": {**shared, "images.0": images[f"images.{run}"]},
+            "optimizer_states": [state_of_run(batch["optimizer_states"][0], run)],
+        }
+        buffer = io.BytesIO()
+        torch.save(own, buffer)
+        atomic_write(target, buffer.getvalue())
 
 
 def _free_memory(device: torch.device) -> int | None:
@@ -166,13 +188,13 @@ def _fit(
             LossLogging(logger, run),
             LossHistory(job.out_dir / f"history{suffix}.csv", run),
         ]
-    interruption = Interruption(jobs[0].out_dir / RESUME_CHECKPOINT) if len(jobs) == 1 else None
+    interruption = Interruption(jobs[0].out_dir / RESUME_CHECKPOINT)
     trainer: pl.Trainer = build(
         cfg.trainer,
         "trainer",
         max_steps=steps,
         logger=False,
-        callbacks=callbacks + [interruption] * (interruption is not None),
+        callbacks=[*callbacks, interruption],
         default_root_dir=str(jobs[0].out_dir),
         log_every_n_steps=cfg.log_every,
         enable_checkpointing=False,
@@ -186,11 +208,14 @@ def _fit(
             save_image(module.images[run], job.out_dir / "last_good.png")
         raise
     except SIGTERMException:  # Lightning's own SIGTERM handler stops the fit after our checkpoint
-        if interruption is None or interruption.received is None:
+        if interruption.received is None:
             raise
-    if interruption is not None and interruption.received is not None:
-        save_image(module.image, jobs[0].out_dir / "interrupted.png")
-        raise Interrupted(interruption.received, trainer.global_step, steps, jobs[0].out_dir)
+    if interruption.received is not None:
+        if len(jobs) > 1:
+            _split_checkpoint(interruption.checkpoint, [job.out_dir / RESUME_CHECKPOINT for job in jobs])
+        for run, job in enumerate(jobs):
+            save_image(module.images[run], job.out_dir / "interrupted.png")
+        raise Interrupted(interruption.received, trainer.global_step, steps, [job.out_dir for job in jobs])
     if resume is not None:
         resume.unlink()
     return trainer
@@ -369,8 +394,10 @@ def _hydra_main(cfg: DictConfig) -> float | list[float] | None:
         if not (sweeping or isinstance(exc, NSTError)) or os.environ.get("NST_DEBUG") or hydra_cfg.verbose:
             raise  # a bug, not bad input, or asked for: keep the traceback
         print(f"nst: error: {exc}", file=sys.stderr)
+        if isinstance(exc, Interrupted):
+            sys.exit(128 + exc.signum)  # a sweep stops too: the next job would not start
         if not sweeping:
-            sys.exit(128 + exc.signum if isinstance(exc, Interrupted) else 2)
+            sys.exit(2)
         log.exception("job failed; the sweep goes on (see %s/metrics.json)", out_dir)
         return objective(cfg.objective, None)
     log.info(

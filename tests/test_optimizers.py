@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nst.errors import NSTError
-from nst.optimizers import BatchedLBFGS
+from nst.optimizers import BatchedLBFGS, state_of_run
 
 SIZE = 12
 
@@ -95,6 +95,42 @@ def test_a_run_resumed_from_the_optimizers_state_dict_continues_on_the_same_path
     straight, _ = batched([0, 1], [1.0, 0.5], steps=4, **settings)
     resumed, _ = batched([0, 1], [1.0, 0.5], steps=4, resume_after=2, **settings)
     assert torch.equal(resumed, straight)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda groups: BatchedLBFGS(groups, max_iter=5, history_size=8, tolerance_grad=-1, tolerance_change=-1),
+        lambda groups: torch.optim.Adam(groups, lr=0.1),
+    ],
+    ids=["lbfgs", "adam"],
+)
+def test_a_run_of_a_batch_goes_on_alone_from_its_share_of_the_optimizer_state(make):
+    """What an interrupted batch leaves each run: `state_of_run` continues the run's path with no other run."""
+    problems = [problem(seed) for seed in (0, 1, 2)]
+    xs = [torch.zeros(SIZE, dtype=torch.float64, requires_grad=True) for _ in problems]
+    optimizer = make([{"params": [x], "lr": lr} for x, lr in zip(xs, [1.0, 0.5, 0.8], strict=True)])
+
+    def step(opt: torch.optim.Optimizer, runs: list[int]) -> None:
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            values = torch.stack([loss(xs[r], *problems[r]) for r in runs])
+            values.sum().backward()
+            return values
+
+        opt.step(closure)
+
+    for _ in range(2):
+        step(optimizer, [0, 1, 2])
+    alone_x = xs[1].detach().clone().requires_grad_(True)
+    alone = make([{"params": [alone_x]}])
+    alone.load_state_dict(state_of_run(optimizer.state_dict(), 1))
+    for _ in range(2):
+        step(optimizer, [0, 1, 2])
+    xs[1], together = alone_x, xs[1].detach()
+    for _ in range(2):
+        step(alone, [1])
+    assert torch.allclose(alone_x.detach(), together, rtol=0, atol=1e-12)
 
 
 def test_without_tolerances_every_step_takes_max_iter_evaluations():

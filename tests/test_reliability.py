@@ -241,6 +241,19 @@ def test_a_nan_loss_stops_the_run_keeps_the_last_good_image_and_marks_it_failed(
     assert read_run(next((run_dir / "wandb").glob("offline-run-*"))).exit_code == 1
 
 
+def interrupt(args: list[str], cwd: Path, once: Path, signum: int) -> tuple[int, str]:
+    """Start `nst *args`, send `signum` once the file `once` exists; its exit code and stderr."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    command = [sys.executable, "-m", "nst", *args]
+    process = subprocess.Popen(command, cwd=cwd, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not once.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    return process.returncode, stderr
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, signum):
     settings = [o for o in TINY if not o.startswith(("optimizer.steps", "snapshot_every"))]
@@ -248,15 +261,9 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, signum):
     assert nst(*settings, f"hydra.run.dir={tmp_path / 'whole'}", cwd=tmp_path).returncode == 0
 
     cut = tmp_path / "cut"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    command = [sys.executable, "-m", "nst", *settings, f"hydra.run.dir={cut}"]
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (cut / "snapshots" / "step_00003.png").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signum)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 128 + signum, stderr
+    once = cut / "snapshots" / "step_00003.png"
+    returncode, stderr = interrupt([*settings, f"hydra.run.dir={cut}"], tmp_path, once, signum)
+    assert returncode == 128 + signum, stderr
     assert f"continue with `nst resume={cut}`" in stderr
     metrics = json.loads((cut / "metrics.json").read_text())
     assert metrics["status"] == "interrupted" and (cut / "interrupted.png").is_file()
@@ -271,6 +278,31 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, signum):
     assert metrics["status"] == "finished" and metrics["steps"] == 40
     assert metrics["evaluations"] == json.loads((tmp_path / "whole" / "metrics.json").read_text())["evaluations"]
     assert not (cut / "resume.ckpt").exists()
+
+
+def test_an_interrupted_batch_stops_the_sweep_and_leaves_each_run_resumable_alone(tmp_path):
+    settings = [o for o in TINY if not o.startswith(("optimizer.steps", "snapshot_every"))]
+    sweep = ["-m", "hydra/launcher=batched", "hydra.launcher.batch_size=2", "loss.style_weight=1e3,1e4,1e5"]
+    sweep += [*settings, "optimizer.steps=12", "snapshot_every=1", "logger=csv"]
+    assert nst(*sweep, f"hydra.sweep.dir={tmp_path / 'whole'}", cwd=tmp_path).returncode == 0
+
+    cut = tmp_path / "cut"
+    once = cut / "0" / "snapshots" / "step_00003.png"
+    returncode, stderr = interrupt([*sweep, f"hydra.sweep.dir={cut}"], tmp_path, once, signal.SIGINT)
+    assert returncode == 130, stderr
+    assert "continue each alone with `nst resume=<directory>`" in stderr
+    assert not (cut / "2" / "metrics.json").exists()  # the second batch never started
+    for job in ("0", "1"):
+        run = cut / job
+        assert json.loads((run / "metrics.json").read_text())["status"] == "interrupted"
+        assert (run / "interrupted.png").is_file()
+        resumed = nst(f"resume={run}", cwd=tmp_path)
+        assert resumed.returncode == 0, resumed.stderr
+        whole = np.asarray(Image.open(tmp_path / "whole" / job / "final.png"), dtype=float)
+        again = np.asarray(Image.open(run / "final.png"), dtype=float)
+        assert np.abs(whole - again).max() <= 2  # the rest of the run alone, not in the batch: float noise
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["status"] == "finished" and metrics["steps"] == 12
 
 
 def test_an_unreachable_wandb_server_means_offline_logging_not_a_failed_run(tmp_path):
