@@ -180,8 +180,14 @@ def main() -> None:
 
 
 FAST_PATHS = {
-    "all off (fp32, NCHW)": ["speed.channels_last=false", "speed.tf32=false", "speed.bf16=false"],
-    "default (channels_last, TF32 on CUDA)": [],
+    "all off (fp32, NCHW, torch's LBFGS)": [
+        "speed.channels_last=false",
+        "speed.tf32=false",
+        "speed.bf16=false",
+        "speed.compact_lbfgs=false",
+    ],
+    "default but torch's LBFGS": ["speed.compact_lbfgs=false"],
+    "default (channels_last, TF32, compact L-BFGS on CUDA)": [],
     "+ bf16 autocast": ["speed.bf16=true"],
     "+ bf16 + torch.compile": ["speed.bf16=true", "speed.compile=true"],
 }
