@@ -186,8 +186,9 @@ FAST_PATHS = {
         "speed.bf16=false",
         "speed.compact_lbfgs=false",
     ],
-    "default but torch's LBFGS": ["speed.compact_lbfgs=false"],
     "default (channels_last, TF32, compact L-BFGS on CUDA)": [],
+    "default, torch's LBFGS": ["speed.compact_lbfgs=false"],
+    "default, compact L-BFGS": ["speed.compact_lbfgs=true"],
     "+ bf16 autocast": ["speed.bf16=true"],
     "+ bf16 + torch.compile": ["speed.bf16=true", "speed.compile=true"],
 }
@@ -198,7 +199,7 @@ def fastpath_table(size: int, steps: int, device: torch.device) -> str:
     lines = [
         f"## Fast path ({device.type}, {size} px)",
         "",
-        f"Measured {machine()} by `python -m benchmarks.speed --fastpath-px {size}`: the default run",
+        f"Measured {machine()} by `python -m benchmarks.speed --fastpath-px {size} --steps {steps}`: the default run",
         f"(caffe VGG-19, Gatys layers, L-BFGS {steps} steps x 20 evaluations, no logger) with each `speed.*` setting.",
         "",
         "| settings | evaluations/s | TFLOP/s | content error | style error |",
