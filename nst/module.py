@@ -9,7 +9,7 @@ every run keeps its own optimizer state (nst.optimizers).
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import pytorch_lightning as pl
 import torch
@@ -58,6 +58,18 @@ class RunSettings:
     style_weight: float = 1.0
     tv_weight: float = 0.0
     init: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Where a fit sits in a coarse-to-fine run: its index and what the stages before it took.
+
+    Saved in every checkpoint, so that an interrupted run resumes at its own stage.
+    """
+
+    index: int = 0
+    evaluations_before: int = 0
+    fit_time_before: float = 0.0
 
 
 def check_run(run: RunSettings, arch: str, tv_beta: float, convention: str) -> tuple[dict, dict]:
@@ -114,6 +126,7 @@ class StyleTransfer(pl.LightningModule):
         self.fast = fast or FastPath()
         self._encode: Encode | None = None  # the encoder on the fast path, set up on the fitting device
         self._compact_lbfgs: bool | None = None  # set by a checkpoint: the L-BFGS that wrote its history
+        self.stage = Stage()  # where in a coarse-to-fine run this module's fit is, for its checkpoint
         self.optimizer_factories = [run.optimizer for run in runs]
         self.blend = blend_weights(len(styles), style_blend)
 
@@ -220,6 +233,7 @@ class StyleTransfer(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """The frozen encoder is left out: its config reloads it, and any run of a batch can resume alone."""
         checkpoint["evaluations"] = self.evaluations
+        checkpoint["stage"] = asdict(self.stage)
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("encoder.")}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

@@ -36,7 +36,7 @@ from nst.errors import NSTError
 from nst.images import check_init, initial_image, load_image, save_image
 from nst.judge import quality
 from nst.loggers import build_logger, finish_logger, log_images
-from nst.module import NonFiniteLoss, RunSettings, StyleTransfer, check_run
+from nst.module import NonFiniteLoss, RunSettings, Stage, StyleTransfer, check_run
 from nst.optimizers import state_of_run
 from nst.outputs import atomic_write, write_json
 from nst.sweeps import RunIdentity, objective, run_identity
@@ -240,6 +240,12 @@ def check_job(cfg: DictConfig) -> None:
     check_run(run_settings(cfg), cfg.backbone.arch, cfg.loss.tv_beta, cfg.loss.convention)
 
 
+def _stage_of(checkpoint: Path) -> Stage:
+    """Where in a coarse-to-fine run its checkpoint was written (memory-mapped: the history is not read)."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True).get("stage")
+    return Stage(**saved) if saved else Stage()
+
+
 def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path | None = None) -> list[dict[str, Any]]:
     """Images -> backbone -> module -> Trainer -> final.png, once per scale; returns each run's figures.
 
@@ -256,14 +262,15 @@ def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path
         _number({f"scales[{i}]": s}, f"scales[{i}]", "image.", int, minimum=1)
         for i, s in enumerate(cfg.image.get("scales") or [])
     ]
-    if resume is not None and len(scales) > 1:
-        raise NSTError("resume works for single-scale runs: run again without image.scales")
     pl.seed_everything(seed, verbose=False)
 
-    images, fit_time, evaluations, sizes = None, 0.0, 0, scales or [size]
+    start = _stage_of(resume) if resume is not None else Stage()
+    images, fit_time, evaluations, sizes = None, start.fit_time_before, start.evaluations_before, scales or [size]
     failures: dict[int, str] = {}  # runs of a batch whose loss became NaN, in any stage
     encoder = build(cfg.backbone, "backbone")  # one network for every stage: weights load once
     for stage, stage_size in enumerate(sizes):
+        if stage < start.index:  # finished before the interruption: its stage image is on disk
+            continue
         content = load_image(_paths(cfg.content, "content")[0], stage_size)
         styles = [load_image(path, max(1, round(stage_size * style_scale))) for path in _paths(cfg.style, "style")]
         seen_content, seen_styles = colour.prepare(cfg.colour, content, styles)
@@ -293,8 +300,10 @@ def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path
         ]:
             _check_size(picture, module.encoder.min_input_size, what)
         last = stage == len(sizes) - 1
+        module.stage = Stage(stage, evaluations, fit_time)
+        checkpoint = resume if stage == start.index else None
         started = time.perf_counter()
-        trainer = _fit(cfg, module, jobs, loggers, "" if last else f"_{stage_size}px", resume)
+        trainer = _fit(cfg, module, jobs, loggers, "" if last else f"_{stage_size}px", checkpoint)
         fit_time += time.perf_counter() - started
         evaluations += module.evaluations
         failures = {**module.failures, **failures}

@@ -280,6 +280,28 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, signum):
     assert not (cut / "resume.ckpt").exists()
 
 
+@pytest.mark.parametrize("snapshots", ["snapshots_32px", "snapshots"], ids=["first-scale", "last-scale"])
+def test_a_coarse_to_fine_run_resumes_at_the_scale_it_was_interrupted_at(tmp_path, snapshots):
+    settings = [o for o in TINY if not o.startswith(("optimizer.steps", "snapshot_every"))]
+    settings += ["image.scales=[32,48]", "optimizer.steps=12", "snapshot_every=1", "logger=csv"]
+    assert nst(*settings, f"hydra.run.dir={tmp_path / 'whole'}", cwd=tmp_path).returncode == 0
+
+    cut = tmp_path / "cut"
+    once = cut / snapshots / "step_00003.png"
+    returncode, stderr = interrupt([*settings, f"hydra.run.dir={cut}"], tmp_path, once, signal.SIGINT)
+    assert returncode == 130, stderr
+    assert (cut / "stage_32px.png").exists() == (snapshots == "snapshots")
+    resumed = nst(f"resume={cut}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    for name in ("stage_32px.png", "final.png"):
+        whole = np.asarray(Image.open(tmp_path / "whole" / name), dtype=float)
+        again = np.asarray(Image.open(cut / name), dtype=float)
+        assert np.abs(whole - again).max() <= 1, name
+    metrics = json.loads((cut / "metrics.json").read_text())
+    assert metrics["status"] == "finished"
+    assert metrics["evaluations"] == json.loads((tmp_path / "whole" / "metrics.json").read_text())["evaluations"]
+
+
 def test_an_interrupted_batch_stops_the_sweep_and_leaves_each_run_resumable_alone(tmp_path):
     settings = [o for o in TINY if not o.startswith(("optimizer.steps", "snapshot_every"))]
     sweep = ["-m", "hydra/launcher=batched", "hydra.launcher.batch_size=2", "loss.style_weight=1e3,1e4,1e5"]
