@@ -302,6 +302,17 @@ def test_a_coarse_to_fine_run_resumes_at_the_scale_it_was_interrupted_at(tmp_pat
     assert metrics["evaluations"] == json.loads((tmp_path / "whole" / "metrics.json").read_text())["evaluations"]
 
 
+def test_an_interrupted_job_of_a_sweep_stops_the_sweep(tmp_path):
+    settings = [o for o in TINY if not o.startswith(("optimizer.steps", "snapshot_every"))]
+    sweep = ["-m", "loss.style_weight=1e3,1e4", *settings, "optimizer.steps=40", "snapshot_every=1", "logger=csv"]
+    cut = tmp_path / "cut"
+    once = cut / "0" / "snapshots" / "step_00003.png"
+    returncode, stderr = interrupt([*sweep, f"hydra.sweep.dir={cut}"], tmp_path, once, signal.SIGTERM)
+    assert returncode == 143, stderr
+    assert f"continue with `nst resume={cut / '0'}`" in stderr
+    assert (cut / "0" / "resume.ckpt").is_file() and not (cut / "1").exists()
+
+
 def test_an_interrupted_batch_stops_the_sweep_and_leaves_each_run_resumable_alone(tmp_path):
     settings = [o for o in TINY if not o.startswith(("optimizer.steps", "snapshot_every"))]
     sweep = ["-m", "hydra/launcher=batched", "hydra.launcher.batch_size=2", "loss.style_weight=1e3,1e4,1e5"]
