@@ -283,7 +283,7 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, signum):
 @pytest.mark.parametrize("snapshots", ["snapshots_32px", "snapshots"], ids=["first-scale", "last-scale"])
 def test_a_coarse_to_fine_run_resumes_at_the_scale_it_was_interrupted_at(tmp_path, snapshots):
     settings = [o for o in TINY if not o.startswith(("optimizer.steps", "snapshot_every"))]
-    settings += ["image.scales=[32,48]", "optimizer.steps=12", "snapshot_every=1", "logger=csv"]
+    settings += ["image.scales=[32,48]", "optimizer.steps=20", "snapshot_every=1", "logger=csv"]
     assert nst(*settings, f"hydra.run.dir={tmp_path / 'whole'}", cwd=tmp_path).returncode == 0
 
     cut = tmp_path / "cut"
@@ -316,7 +316,7 @@ def test_an_interrupted_job_of_a_sweep_stops_the_sweep(tmp_path):
 def test_an_interrupted_batch_stops_the_sweep_and_leaves_each_run_resumable_alone(tmp_path):
     settings = [o for o in TINY if not o.startswith(("optimizer.steps", "snapshot_every"))]
     sweep = ["-m", "hydra/launcher=batched", "hydra.launcher.batch_size=2", "loss.style_weight=1e3,1e4,1e5"]
-    sweep += [*settings, "optimizer.steps=12", "snapshot_every=1", "logger=csv"]
+    sweep += [*settings, "optimizer.steps=16", "snapshot_every=1", "logger=csv"]
     assert nst(*sweep, f"hydra.sweep.dir={tmp_path / 'whole'}", cwd=tmp_path).returncode == 0
 
     cut = tmp_path / "cut"
@@ -335,7 +335,7 @@ def test_an_interrupted_batch_stops_the_sweep_and_leaves_each_run_resumable_alon
         again = np.asarray(Image.open(run / "final.png"), dtype=float)
         assert np.abs(whole - again).max() <= 2  # the rest of the run alone, not in the batch: float noise
         metrics = json.loads((run / "metrics.json").read_text())
-        assert metrics["status"] == "finished" and metrics["steps"] == 12
+        assert metrics["status"] == "finished" and metrics["steps"] == 16
 
 
 def test_an_unreachable_wandb_server_means_offline_logging_not_a_failed_run(tmp_path):
