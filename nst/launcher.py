@@ -22,9 +22,10 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from nst.checkpoints import Interrupted
 from nst.errors import NSTError
 from nst.module import NonFiniteLoss
-from nst.run import Interrupted, Job, check_job, train_batch
+from nst.run import Job, check_job, train_batch
 from nst.sweeps import objective, run_identity
 
 log = logging.getLogger(__name__)

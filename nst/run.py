@@ -4,11 +4,8 @@ Read top to bottom, `train` is the whole run. `main` is the Hydra entry point th
 gives each run its own output directory and turns user errors into one line.
 """
 
-import io
 import logging
 import os
-import resource
-import signal
 import sys
 import time
 import warnings
@@ -31,18 +28,18 @@ from torch.utils.data import DataLoader
 
 from nst import colour
 from nst.callbacks import Interruption, LossHistory, LossLogging, Snapshots
+from nst.checkpoints import RESUME_CHECKPOINT, Interrupted, resumable, split_checkpoint, stage_of
 from nst.configs import CONF_DIR, build
 from nst.errors import NSTError
 from nst.images import check_init, initial_image, load_image, save_image
 from nst.judge import quality
 from nst.loggers import build_logger, finish_logger, log_images
+from nst.memory import check_memory, memory_estimate, peak_memory_mb, resident_memory_mb
 from nst.module import NonFiniteLoss, RunSettings, Stage, StyleTransfer, check_run
-from nst.optimizers import state_of_run
-from nst.outputs import atomic_write, write_json
+from nst.outputs import write_json
 from nst.sweeps import RunIdentity, objective, run_identity
 
 log = logging.getLogger("nst")
-RESUME_CHECKPOINT = "resume.ckpt"
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
@@ -72,93 +69,6 @@ def _check_size(image: torch.Tensor, minimum: int, what: str) -> None:
         raise NSTError(
             f"{what} is {image.shape[-1]}x{image.shape[-2]} px, smaller than the {minimum} px the deepest "
             f"layer needs: raise image.size (or image.style_scale), or use shallower layers"
-        )
-
-
-def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10, "process_max_rss"
-
-
-def _resident_memory_mb() -> float | None:
-    """This process's resident memory now (Linux), to see whether a long sweep in one process grows."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-    return round(pages * resource.getpagesize() / 2**20, 1)
-
-
-class Interrupted(NSTError):
-    """The run, or each run of a batch, was stopped by a signal after saving a checkpoint it can resume from."""
-
-    def __init__(self, signum: int, step: int, steps: int, out_dirs: Sequence[Path]):
-        self.signum = signum
-        stopped = f"interrupted by {signal.Signals(signum).name} at step {step} of {steps}"
-        if len(out_dirs) == 1:
-            saved = f"the image and optimizer state are saved: continue with `nst resume={out_dirs[0]}`"
-        else:
-            dirs = ", ".join(str(d) for d in out_dirs)
-            saved = "each run's image and optimizer state are saved in its directory: "
-            saved += f"continue each alone with `nst resume=<directory>` ({dirs})"
-        super().__init__(f"{stopped}; {saved}")
-
-
-def _split_checkpoint(path: Path, targets: Sequence[Path]) -> None:
-    """A batch's checkpoint as one checkpoint per run, in the form that run's own checkpoint would have."""
-    batch = torch.load(path, map_location="cpu", weights_only=False)
-    images = {k: v for k, v in batch["state_dict"].items() if k.startswith("images.")}
-    shared = {k: v for k, v in batch["state_dict"].items() if k not in images}
-    for run, target in enumerate(targets):
-        own = {
-            **batch,
-            "state_dict": {**shared, "images.0": images[f"images.{run}"]},
-            "optimizer_states": [state_of_run(batch["optimizer_states"][0], run)],
-        }
-        buffer = io.BytesIO()
-        torch.save(own, buffer)
-        atomic_write(target, buffer.getvalue())
-
-
-def _free_memory(device: torch.device) -> int | None:
-    """Bytes the run can still allocate on `device` (None where that cannot be told)."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        meminfo = Path("/proc/meminfo").read_text()
-    except OSError:
-        return None
-    available = next((line.split()[1] for line in meminfo.splitlines() if line.startswith("MemAvailable:")), None)
-    return int(available) * 1024 if available else None
-
-
-def memory_estimate(module: StyleTransfer) -> int:
-    """Bytes a run needs beyond its start-up: activations and their gradients, L-BFGS history, images.
-
-    1.2 x the activations one forward pass keeps (the backward pass frees them as
-    it goes; calibrated on the CPU peaks at 1024 and 2048 px in benchmarks/results.md),
-    plus two image-sized vectors per L-BFGS history slot, for every run of a batch.
-    """
-    image = module.image
-    batch, _, height, width = image.shape
-    pixels = image.numel() * 4
-    factory = module.optimizer_factories[0]
-    history = getattr(factory, "keywords", {}).get("history_size", 0)
-    is_lbfgs = getattr(factory, "func", None) is torch.optim.LBFGS
-    return int(1.2 * module.encoder.activation_bytes(height, width, batch)) + (2 * history * is_lbfgs + 8) * pixels
-
-
-def _check_memory(module: StyleTransfer, device: torch.device) -> None:
-    """Fail before the first step, not with an out-of-memory traceback in the middle of the run."""
-    need, free = memory_estimate(module), _free_memory(device)
-    if free is not None and need > free:
-        runs, _, height, width = module.image.shape
-        what = f"a batch of {runs} {width}x{height} px images" if runs > 1 else f"a {width}x{height} px image"
-        raise NSTError(
-            f"{what} needs about {need / 2**30:.1f} GiB on {device}, but only "
-            f"{free / 2**30:.1f} GiB are free: lower image.size, or go coarse to fine with image.scales=[...], "
-            "or lower optimizer.torch.history_size" + (", or batch fewer runs" if runs > 1 else "")
         )
 
 
@@ -200,7 +110,7 @@ def _fit(
         enable_checkpointing=False,
         num_sanity_val_steps=0,
     )
-    _check_memory(module, trainer.strategy.root_device)
+    check_memory(module, trainer.strategy.root_device)
     try:
         trainer.fit(module, DataLoader(range(steps), batch_size=None), ckpt_path=resume)
     except NonFiniteLoss:
@@ -212,7 +122,7 @@ def _fit(
             raise
     if interruption.received is not None:
         if len(jobs) > 1:
-            _split_checkpoint(interruption.checkpoint, [job.out_dir / RESUME_CHECKPOINT for job in jobs])
+            split_checkpoint(interruption.checkpoint, [job.out_dir / RESUME_CHECKPOINT for job in jobs])
         for run, job in enumerate(jobs):
             save_image(module.images[run], job.out_dir / "interrupted.png")
         raise Interrupted(interruption.received, trainer.global_step, steps, [job.out_dir for job in jobs])
@@ -240,12 +150,6 @@ def check_job(cfg: DictConfig) -> None:
     check_run(run_settings(cfg), cfg.backbone.arch, cfg.loss.tv_beta, cfg.loss.convention)
 
 
-def _stage_of(checkpoint: Path) -> Stage:
-    """Where in a coarse-to-fine run its checkpoint was written (memory-mapped: the history is not read)."""
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True).get("stage")
-    return Stage(**saved) if saved else Stage()
-
-
 def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path | None = None) -> list[dict[str, Any]]:
     """Images -> backbone -> module -> Trainer -> final.png, once per scale; returns each run's figures.
 
@@ -264,7 +168,7 @@ def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path
     ]
     pl.seed_everything(seed, verbose=False)
 
-    start = _stage_of(resume) if resume is not None else Stage()
+    start = stage_of(resume) if resume is not None else Stage()
     images, fit_time, evaluations, sizes = None, start.fit_time_before, start.evaluations_before, scales or [size]
     failures: dict[int, str] = {}  # runs of a batch whose loss became NaN, in any stage
     encoder = build(cfg.backbone, "backbone")  # one network for every stage: weights load once
@@ -313,7 +217,7 @@ def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path
                 save_image(colour.finish(cfg.colour, image[None], content), job.out_dir / f"stage_{stage_size}px.png")
 
     device = trainer.strategy.root_device
-    peak, peak_kind = _peak_memory_mb(device)
+    peak, peak_kind = peak_memory_mb(device)
     shared = {
         "steps": trainer.global_step,
         "evaluations": evaluations,
@@ -366,7 +270,7 @@ def train_batch(jobs: Sequence[Job], resume: Path | None = None) -> list[dict[st
     finally:
         for run, (job, result) in enumerate(zip(jobs, results, strict=True)):
             result = {**result, "wall_time_s": round(time.perf_counter() - started, 3)}
-            result["resident_memory_mb"] = _resident_memory_mb()
+            result["resident_memory_mb"] = resident_memory_mb()
             write_json(job.out_dir / "metrics.json", result)
             finish_logger(loggers[run] if run < len(loggers) else None, result.get("error"))
     return results
@@ -377,15 +281,6 @@ def train(
 ) -> dict[str, Any]:
     """One run as `cfg` says, its outcome in `out_dir`/metrics.json and its W&B run, finished or failed."""
     return train_batch([Job(cfg, Path(out_dir), identity)], resume)[0]
-
-
-def resumable(run_dir: Path) -> tuple[Path, DictConfig]:
-    """The directory and config of an interrupted run, checked to hold a checkpoint to resume from."""
-    if not (run_dir / RESUME_CHECKPOINT).is_file():
-        raise NSTError(f"resume={run_dir}: no {RESUME_CHECKPOINT} there; give the directory of an interrupted run")
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    cfg.resume = None
-    return run_dir, cfg
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

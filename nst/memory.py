@@ -1,0 +1,66 @@
+"""How much memory a run needs and used: checked before the first step, reported in metrics.json."""
+
+import resource
+from pathlib import Path
+
+import torch
+
+from nst.errors import NSTError
+from nst.module import StyleTransfer
+
+
+def peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    """The run's peak so far and what it measures: CUDA's max allocated, or the process's max resident set."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10, "process_max_rss"
+
+
+def resident_memory_mb() -> float | None:
+    """This process's resident memory now (Linux), to see whether a long sweep in one process grows."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return round(pages * resource.getpagesize() / 2**20, 1)
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes the run can still allocate on `device` (None where that cannot be told)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        meminfo = Path("/proc/meminfo").read_text()
+    except OSError:
+        return None
+    available = next((line.split()[1] for line in meminfo.splitlines() if line.startswith("MemAvailable:")), None)
+    return int(available) * 1024 if available else None
+
+
+def memory_estimate(module: StyleTransfer) -> int:
+    """Bytes a run needs beyond its start-up: activations and their gradients, L-BFGS history, images.
+
+    1.2 x the activations one forward pass keeps (the backward pass frees them as
+    it goes; calibrated on the CPU peaks at 1024 and 2048 px in benchmarks/results.md),
+    plus two image-sized vectors per L-BFGS history slot, for every run of a batch.
+    """
+    image = module.image
+    batch, _, height, width = image.shape
+    pixels = image.numel() * 4
+    factory = module.optimizer_factories[0]
+    history = getattr(factory, "keywords", {}).get("history_size", 0)
+    is_lbfgs = getattr(factory, "func", None) is torch.optim.LBFGS
+    return int(1.2 * module.encoder.activation_bytes(height, width, batch)) + (2 * history * is_lbfgs + 8) * pixels
+
+
+def check_memory(module: StyleTransfer, device: torch.device) -> None:
+    """Fail before the first step, not with an out-of-memory traceback in the middle of the run."""
+    need, free = memory_estimate(module), free_memory(device)
+    if free is not None and need > free:
+        runs, _, height, width = module.image.shape
+        what = f"a batch of {runs} {width}x{height} px images" if runs > 1 else f"a {width}x{height} px image"
+        raise NSTError(
+            f"{what} needs about {need / 2**30:.1f} GiB on {device}, but only "
+            f"{free / 2**30:.1f} GiB are free: lower image.size, or go coarse to fine with image.scales=[...], "
+            "or lower optimizer.torch.history_size" + (", or batch fewer runs" if runs > 1 else "")
+        )
