@@ -24,9 +24,9 @@ RESUME_CHECKPOINT = "resume.ckpt"
 class Interrupted(NSTError):
     """The run, or each run of a batch, was stopped by a signal after saving a checkpoint it can resume from."""
 
-    def __init__(self, signum: int, step: int, steps: int, out_dirs: Sequence[Path]):
+    def __init__(self, signum: int, step: int, steps: int, out_dirs: Sequence[Path], where: str = ""):
         self.signum = signum
-        stopped = f"interrupted by {signal.Signals(signum).name} at step {step} of {steps}"
+        stopped = f"interrupted by {signal.Signals(signum).name} at step {step} of {steps}{where}"
         if len(out_dirs) == 1:
             saved = f"the image and optimizer state are saved: continue with `nst resume={out_dirs[0]}`"
         else:

@@ -125,7 +125,9 @@ def _fit(
             split_checkpoint(interruption.checkpoint, [job.out_dir / RESUME_CHECKPOINT for job in jobs])
         for run, job in enumerate(jobs):
             save_image(module.images[run], job.out_dir / "interrupted.png")
-        raise Interrupted(interruption.received, trainer.global_step, steps, [job.out_dir for job in jobs])
+        height, width = module.image.shape[-2:]
+        where = f" of the {width}x{height} px stage" if suffix else ""
+        raise Interrupted(interruption.received, trainer.global_step, steps, [job.out_dir for job in jobs], where)
     if resume is not None:
         resume.unlink()
     return trainer

@@ -290,6 +290,7 @@ def test_a_coarse_to_fine_run_resumes_at_the_scale_it_was_interrupted_at(tmp_pat
     once = cut / snapshots / "step_00003.png"
     returncode, stderr = interrupt([*settings, f"hydra.run.dir={cut}"], tmp_path, once, signal.SIGINT)
     assert returncode == 130, stderr
+    assert ("of 20 of the 32x24 px stage;" in stderr) == (snapshots == "snapshots_32px")
     assert (cut / "stage_32px.png").exists() == (snapshots == "snapshots")
     resumed = nst(f"resume={cut}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
