@@ -11,6 +11,7 @@ batch that cannot start (too little memory for N images) runs its jobs one by on
 
 import json
 import logging
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -154,6 +155,7 @@ class BatchedLauncher(Launcher):
         """Each job's metrics, or the exception that stopped it."""
         if len(jobs) > 1:
             log.info("batch of %d runs: %s", len(jobs), ", ".join(job.out_dir.name for job in jobs))
+        earlier = {job.out_dir: set(_offline_wandb_runs(job)) for job in jobs}
         try:
             return list(train_batch(jobs))
         except (NonFiniteLoss, Interrupted) as exc:
@@ -162,10 +164,17 @@ class BatchedLauncher(Launcher):
             if len(jobs) == 1:
                 return [exc]
             log.warning("the batch of %d runs could not start (%s); running them one by one", len(jobs), exc)
+            for job in jobs:  # that attempt ran no step: its offline W&B runs would only show up as failed runs
+                for attempt in set(_offline_wandb_runs(job)) - earlier[job.out_dir]:
+                    shutil.rmtree(attempt)
             return [outcome for job in jobs for outcome in self._run([job])]
         except Exception as exc:
             log.exception("the batch of %d runs failed", len(jobs))
             return [exc] * len(jobs)
+
+
+def _offline_wandb_runs(job: Job) -> list[Path]:
+    return list((job.out_dir / "wandb").glob("offline-run-*"))
 
 
 def _settle(ret: JobReturn, job: Job, outcome: dict[str, Any] | Exception) -> None:

@@ -3,6 +3,7 @@
 import csv
 import itertools
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from nst.launcher import batches
-from nst.run import Job, train, train_batch
+from nst.run import Job, main, train, train_batch
 from tests.test_cli import TINY, nst
 from tests.wandb_records import read_run
 
@@ -85,6 +86,23 @@ def test_a_run_that_failed_at_a_coarse_scale_stays_at_its_last_good_image_at_the
     with open(tmp_path / "1" / "history.csv", newline="") as f:  # the 48 px stage
         totals = [float(row["total"]) for row in csv.DictReader(f)]
     assert len(totals) > 1 and np.isfinite(totals).all() and len(set(totals)) == 1, totals
+
+
+def test_a_batch_too_large_for_the_device_runs_its_jobs_one_by_one_with_one_wandb_run_each(tmp_path, monkeypatch):
+    alone = tmp_path / "alone"
+    assert nst(*FAST, f"hydra.run.dir={alone}", cwd=tmp_path).returncode == 0
+    need = json.loads((alone / "metrics.json").read_text())["memory_estimate_mb"] * 2**20
+    monkeypatch.setattr("nst.memory.free_memory", lambda device: int(1.5 * need))  # room for one run, not two
+    sweep = tmp_path / "sweep"
+    sweep_args = ["-m", *FAST, "hydra/launcher=batched", "loss.style_weight=1e3,1e4", f"hydra.sweep.dir={sweep}"]
+    monkeypatch.setattr(sys, "argv", ["nst", *sweep_args])
+    monkeypatch.chdir(tmp_path)
+    main()  # in this process, where the device's free memory is what the line above says
+    for job in (sweep / "0", sweep / "1"):
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert metrics["status"] == "finished" and "batch_size" not in metrics
+        runs = list((job / "wandb").glob("offline-run-*"))
+        assert len(runs) == 1 and read_run(runs[0]).exit_code == 0
 
 
 def test_only_jobs_that_share_everything_but_per_run_settings_share_a_batch(make_cfg):
