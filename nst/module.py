@@ -20,7 +20,7 @@ from nst.errors import NSTError
 from nst.fastpath import Encode, FastPath
 from nst.layers import layer_weights
 from nst.losses import CONVENTIONS, content_loss, style_gram, style_loss, total_variation
-from nst.optimizers import OptimizerFactory, one_optimizer_for_all
+from nst.optimizers import OptimizerFactory, one_optimizer_for_all, written_by_batched_lbfgs
 from nst.targets import blend_weights, content_targets, style_targets
 
 # The frozen backbone stays in eval mode on purpose; Lightning warns about that at every fit.
@@ -247,7 +247,7 @@ class StyleTransfer(pl.LightningModule):
         checkpoint["state_dict"] = {**checkpoint["state_dict"], **encoder}
         saved = (checkpoint.get("optimizer_states") or [{}])[0].get("state", {})
         if saved:  # a run interrupted on a GPU may resume on a CPU, whose `auto` would pick the other one
-            self._compact_lbfgs = any("pairs" in state for state in saved.values())
+            self._compact_lbfgs = written_by_batched_lbfgs(saved)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         compact = self._compact_lbfgs

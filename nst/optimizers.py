@@ -207,6 +207,11 @@ class BatchedLBFGS(torch.optim.Optimizer):
         return orig_loss
 
 
+def written_by_batched_lbfgs(state: dict) -> bool:
+    """Whether an optimizer `state_dict()["state"]` is BatchedLBFGS's (its `pairs`) rather than a torch optimizer's."""
+    return any("pairs" in value for value in state.values())
+
+
 def state_of_run(state_dict: dict, run: int) -> dict:
     """One run's share of a batch optimizer's `state_dict`, as that run's own optimizer would save it.
 
@@ -216,7 +221,7 @@ def state_of_run(state_dict: dict, run: int) -> dict:
     parameter group comes along, and its tensors are copies, not views of the batch's.
     """
     state = state_dict["state"]
-    batched = any("pairs" in value for value in state.values())
+    batched = written_by_batched_lbfgs(state)
     source = state[0] if batched else state.get(run, {})
     own = {k: (v[run : run + 1] if batched else v).clone() if isinstance(v, Tensor) else v for k, v in source.items()}
     return {"state": {0: own} if own else {}, "param_groups": [{**state_dict["param_groups"][run], "params": [0]}]}
