@@ -14,6 +14,7 @@ N runs that differ in style weight run one after the other and then as one batch
 """
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -119,6 +120,7 @@ PEAK_TFLOPS = {
 }
 
 
+@functools.cache
 def evaluation_flops(height: int, width: int) -> float:
     """FLOPs of one evaluation of the default config: convolutions forward and back to the image, and Grams.
 
