@@ -24,8 +24,17 @@ RESUME_CHECKPOINT = "resume.ckpt"
 class Interrupted(NSTError):
     """The run, or each run of a batch, was stopped by a signal after saving a checkpoint it can resume from."""
 
-    def __init__(self, signum: int, step: int, steps: int, out_dirs: Sequence[Path], where: str = ""):
+    def __init__(
+        self,
+        signum: int,
+        step: int,
+        steps: int,
+        out_dirs: Sequence[Path],
+        where: str = "",
+        failures: dict[int, str] | None = None,
+    ):
         self.signum = signum
+        self.failures = failures or {}  # runs of the batch (by index) that had failed before the signal: no checkpoint
         stopped = f"interrupted by {signal.Signals(signum).name} at step {step} of {steps}{where}"
         if len(out_dirs) == 1:
             saved = f"the image and optimizer state are saved: continue with `nst resume={out_dirs[0]}`"
@@ -36,12 +45,17 @@ class Interrupted(NSTError):
         super().__init__(f"{stopped}; {saved}")
 
 
-def split_checkpoint(path: Path, targets: Sequence[Path]) -> None:
-    """A batch's checkpoint as one checkpoint per run, in the form that run's own checkpoint would have."""
+def split_checkpoint(path: Path, targets: dict[int, Path]) -> None:
+    """A batch's checkpoint as one checkpoint per run named in `targets`, in the form its own checkpoint would have.
+
+    `path` is removed unless it is one of the targets: a run that failed gets no checkpoint.
+    """
     batch = torch.load(path, map_location="cpu", weights_only=False)
     images = {k: v for k, v in batch["state_dict"].items() if k.startswith("images.")}
     shared = {k: v for k, v in batch["state_dict"].items() if k not in images}
-    for run, target in enumerate(targets):
+    if path not in targets.values():
+        path.unlink()
+    for run, target in targets.items():
         own = {
             **batch,
             "state_dict": {**shared, "images.0": images[f"images.{run}"]},

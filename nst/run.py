@@ -121,13 +121,15 @@ def _fit(
         if interruption.received is None:
             raise
     if interruption.received is not None:
+        going = {run: job.out_dir for run, job in enumerate(jobs) if run not in module.failures}
         if len(jobs) > 1:
-            split_checkpoint(interruption.checkpoint, [job.out_dir / RESUME_CHECKPOINT for job in jobs])
+            split_checkpoint(interruption.checkpoint, {run: d / RESUME_CHECKPOINT for run, d in going.items()})
         for run, job in enumerate(jobs):
-            save_image(module.images[run], job.out_dir / "interrupted.png")
+            save_image(module.images[run], job.out_dir / ("interrupted.png" if run in going else "last_good.png"))
         height, width = module.image.shape[-2:]
         where = f" of the {width}x{height} px stage" if suffix else ""
-        raise Interrupted(interruption.received, trainer.global_step, steps, [job.out_dir for job in jobs], where)
+        signum, step = interruption.received, trainer.global_step
+        raise Interrupted(signum, step, steps, list(going.values()), where, dict(module.failures))
     if resume is not None:
         resume.unlink()
     return trainer
@@ -200,7 +202,8 @@ def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path
             style_blend=cfg.style_blend,
             fast=build(cfg.speed, "speed"),
         )
-        module.frozen[sorted(failures)] = True  # a run that failed at a coarser scale stays at its last good image
+        module.failures = dict(failures)  # a run that failed at a coarser scale stays at its last good image
+        module.frozen[sorted(failures)] = True
         for what, picture in [("the content image", content)] + [
             (f"style image {i + 1}", s) for i, s in enumerate(styles)
         ]:
@@ -212,7 +215,7 @@ def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path
         trainer = _fit(cfg, module, jobs, loggers, "" if last else f"_{stage_size}px", checkpoint)
         fit_time += time.perf_counter() - started
         evaluations += module.evaluations
-        failures = {**module.failures, **failures}
+        failures = dict(module.failures)
         images = module.image.detach()
         if not last:
             for job, image in zip(jobs, images, strict=True):
@@ -268,6 +271,8 @@ def train_batch(jobs: Sequence[Job], resume: Path | None = None) -> list[dict[st
     except Exception as exc:
         error = f"{exc}" if isinstance(exc, NSTError) else f"{type(exc).__name__}: {exc}"
         results = [{"status": "interrupted" if isinstance(exc, Interrupted) else "failed", "error": error}] * len(jobs)
+        for run, failure in getattr(exc, "failures", {}).items():
+            results[run] = {"status": "failed", "error": failure}
         raise
     finally:
         for run, (job, result) in enumerate(zip(jobs, results, strict=True)):

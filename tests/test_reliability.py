@@ -247,7 +247,7 @@ def interrupt(args: list[str], cwd: Path, once: Path, signum: int) -> tuple[int,
     command = [sys.executable, "-m", "nst", *args]
     process = subprocess.Popen(command, cwd=cwd, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not once.exists() and time.monotonic() < deadline:
+    while not once.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
@@ -337,6 +337,23 @@ def test_an_interrupted_batch_stops_the_sweep_and_leaves_each_run_resumable_alon
         assert np.abs(whole - again).max() <= 2  # the rest of the run alone, not in the batch: float noise
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["status"] == "finished" and metrics["steps"] == 16
+
+
+def test_a_run_that_failed_before_its_batch_was_interrupted_stays_failed(tmp_path):
+    settings = [o for o in TINY if not o.startswith(("optimizer.steps", "optimizer.torch.max_iter", "snapshot_every"))]
+    sweep = ["-m", "hydra/launcher=batched", "optimizer=adam", "optimizer.torch.lr=1e30,0.02"]
+    sweep += [*settings, "optimizer.steps=200", "snapshot_every=1", "logger=csv"]
+    cut = tmp_path / "cut"
+    once = cut / "1" / "snapshots" / "step_00003.png"
+    returncode, stderr = interrupt([*sweep, f"hydra.sweep.dir={cut}"], tmp_path, once, signal.SIGINT)
+    assert returncode == 130, stderr
+    assert f"continue with `nst resume={cut / '1'}`" in stderr
+    failed, going = json.loads((cut / "0" / "metrics.json").read_text()), cut / "1"
+    assert failed["status"] == "failed" and "lower the learning rate" in failed["error"]
+    assert (cut / "0" / "last_good.png").is_file()
+    assert not (cut / "0" / "resume.ckpt").exists() and not (cut / "0" / "interrupted.png").exists()
+    assert json.loads((going / "metrics.json").read_text())["status"] == "interrupted"
+    assert (going / "interrupted.png").is_file() and (going / "resume.ckpt").is_file()
 
 
 def test_an_unreachable_wandb_server_means_offline_logging_not_a_failed_run(tmp_path):
