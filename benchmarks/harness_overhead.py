@@ -12,9 +12,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import torch
-
-from benchmarks.results_file import machine, write_section
+from benchmarks.results_file import bench_device, machine, write_section
 from benchmarks.speed import bare_loop, harness
 
 BASE = ["loss.style_weight=1e5", "trainer.enable_progress_bar=false", "judge=false"]
@@ -33,7 +31,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=10, help="L-BFGS steps of 20 evaluations")
     args = parser.parse_args()
-    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = bench_device()
     seconds: dict[str, list[float]] = {"bare PyTorch loop (benchmarks/speed.py)": []}
     seconds.update({label: [] for label in CASES})
     bare_loop(args.size, 2, 1e5, dev)

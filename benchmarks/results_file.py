@@ -10,9 +10,14 @@ import torch
 RESULTS = Path(__file__).with_name("results.md")
 
 
+def bench_device() -> torch.device:
+    """Where the benchmarks run: the GPU when there is one, as `nst` on `accelerator: auto`."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def machine() -> str:
     """Where and with what the figures were measured."""
-    if torch.cuda.is_available():
+    if bench_device().type == "cuda":
         device = torch.cuda.get_device_name()
     else:
         device = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

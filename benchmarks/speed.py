@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from benchmarks.results_file import machine, write_section
+from benchmarks.results_file import bench_device, machine, write_section
 from nst.backbones import VGG, caffe_weights_path
 from nst.configs import CONF_DIR
 from nst.images import example, load_image
@@ -169,7 +169,7 @@ def main() -> None:
     parser.add_argument("--batch-px", type=int, default=512, help="image size of the batched-sweep comparison")
     parser.add_argument("--fastpath-px", type=int, default=0, help="compare the fast-path settings at this size")
     args = parser.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = bench_device()
 
     if args.rounds:
         write_section(f"speed-{device.type}-{args.size}", speed_table(args, device))

@@ -14,12 +14,12 @@ from collections.abc import Callable
 
 import torch
 
-from benchmarks.results_file import machine, write_section
+from benchmarks.results_file import bench_device, machine, write_section
 from nst.backbones import VGG
 from nst.losses import gram
 from nst.optimizers import BatchedLBFGS
 
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+DEVICE = bench_device()
 NAMES = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv4_2", "conv5_1"]
 
 
