@@ -7,6 +7,8 @@ the runs of a batch each keep their own files and their own experiment logger.
 import csv
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
@@ -32,6 +34,22 @@ class Snapshots(pl.Callback):
             log_images(self.logger, {"snapshot": image}, step)
 
 
+def loss_rows(trainer: pl.Trainer, module: pl.LightningModule, run: int) -> list[dict[str, float]]:
+    """The rows of loss terms to record after this step: every `log_every_n_steps` steps and the last.
+
+    A step's row holds its last evaluation's loss. After a first step of several
+    evaluations (L-BFGS), a row for step 0 comes first: the start image's loss (the
+    first evaluation), so that the loss curve shows L-BFGS's large early drop. (After
+    one evaluation, Adam's, step 1's row already is the start image's loss.)
+    """
+    step, rows = trainer.global_step, []
+    if step == 1 and module.start_terms and module.evaluations > 1:
+        rows.append({"step": 0, "evaluations": 1, **module.start_terms_of(run)})
+    if step % trainer.log_every_n_steps == 0 or step == trainer.max_steps:
+        rows.append({"step": step, "evaluations": module.evaluations, **module.terms_of(run)})
+    return rows
+
+
 class LossLogging(pl.Callback):
     """Every `log_every_n_steps` steps, the run's loss terms (per layer too) and evaluations to its logger."""
 
@@ -39,10 +57,10 @@ class LossLogging(pl.Callback):
         self.logger, self.run = logger, run
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
-        step = trainer.global_step
-        if self.logger and (step % trainer.log_every_n_steps == 0 or step == trainer.max_steps):
-            metrics = {f"loss/{k}": v for k, v in module.terms_of(self.run).items()}
-            self.logger.log_metrics({**metrics, "evaluations": float(module.evaluations)}, step=step)
+        for row in loss_rows(trainer, module, self.run) if self.logger else []:
+            step, evaluations = row.pop("step"), row.pop("evaluations")
+            metrics = {f"loss/{k}": v for k, v in row.items()}
+            self.logger.log_metrics({**metrics, "evaluations": float(evaluations)}, step=step)
 
 
 class LossHistory(pl.Callback):
@@ -58,12 +76,17 @@ class LossHistory(pl.Callback):
                 self.rows = [row for row in csv.DictReader(f) if int(row["step"]) <= trainer.global_step]
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
-        step = trainer.global_step
-        if step % trainer.log_every_n_steps == 0 or step == trainer.max_steps:
-            self.rows.append({"step": step, "evaluations": module.evaluations, **module.terms_of(self.run)})
+        self.rows += loss_rows(trainer, module, self.run)
 
     def teardown(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> None:
-        """Written however fitting ended: finished, failed or interrupted."""
+        """Written when fitting ends, stopped by a signal or not (Lightning skips this after an exception)."""
+        self._write()
+
+    def on_exception(self, trainer: pl.Trainer, module: pl.LightningModule, exception: BaseException) -> None:
+        """Written also when fitting failed (a NaN loss) or Lightning's SIGTERM handler stopped it."""
+        self._write()
+
+    def _write(self) -> None:
         if not self.rows:
             return
         columns = list(self.rows[0])
@@ -74,28 +97,37 @@ class LossHistory(pl.Callback):
 class Interruption(pl.Callback):
     """Ctrl-C or SIGTERM (SLURM preemption): finish the step, save a resumable checkpoint, stop cleanly.
 
-    A second Ctrl-C during that step stops at once, as usual.
+    A second Ctrl-C during that step stops at once, as usual. The signals are caught
+    only inside `catching_signals()`, around the whole `trainer.fit`.
     """
 
     def __init__(self, checkpoint: Path):
         self.checkpoint, self.received = Path(checkpoint), None
-        self._previous: dict[int, object] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.received = signum
 
-    def on_fit_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    @contextmanager
+    def catching_signals(self) -> Iterator[None]:
+        """The previous handlers come back however the fit ends.
+
+        Not a callback hook: after an exception (a NaN loss) Lightning skips `teardown`
+        and then puts back the handlers it found at the start of the fit, ours; in a
+        sweep, Ctrl-C between two jobs would then reach a finished job's handler.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
         if self.received is not None:
             trainer.save_checkpoint(self.checkpoint)
             trainer.should_stop = True
-
-    def teardown(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous = {}

@@ -140,6 +140,7 @@ class StyleTransfer(pl.LightningModule):
         self.factors: dict[str, Tensor] = {}
         self.evaluations = 0
         self.last_terms: dict[str, Tensor] = {}
+        self.start_terms: dict[str, Tensor] = {}  # the fit's first evaluation: the start image's loss, logged at step 0
         self._terms_on_host: tuple[int, list[list[float]]] = (-1, [])  # (evaluation, terms x runs)
         self.failures: dict[int, str] = {}
 
@@ -195,11 +196,13 @@ class StyleTransfer(pl.LightningModule):
             self.manual_backward(total.sum())
             self.evaluations += 1
             self.last_terms = {k: v.detach() for k, v in terms.items()}
+            if self.global_step == 0 and not self.start_terms:
+                self.start_terms = self.last_terms
             return total.detach()
 
         self.last_good.copy_(self.image.detach())
         optimizer.step(closure=closure)
-        broken = ~torch.isfinite(self.last_terms["total"]) | self.frozen
+        broken = ~torch.isfinite(self.last_terms["total"]) | self.frozen  # global_step now counts this step
         if bool(broken.any()):
             self._keep_last_good(broken)
 
@@ -211,7 +214,7 @@ class StyleTransfer(pl.LightningModule):
             if not self.frozen[index]:
                 value = self.last_terms["total"][index].item()
                 self.failures[index] = (
-                    f"the loss became {value} at step {self.global_step + 1}: lower the learning rate "
+                    f"the loss became {value} at step {self.global_step}: lower the learning rate "
                     "(optimizer.torch.lr) or the loss weights; the last good image is kept"
                 )
         self.frozen |= broken
@@ -229,6 +232,10 @@ class StyleTransfer(pl.LightningModule):
             self._terms_on_host = (self.evaluations, values)
         rows = self._terms_on_host[1]
         return {name: row[run] for name, row in zip(self.last_terms, rows, strict=True)}
+
+    def start_terms_of(self, run: int) -> dict[str, float]:
+        """The loss terms of one run's start image, read once per fit."""
+        return {name: float(values[run]) for name, values in self.start_terms.items()}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """The frozen encoder is left out: its config reloads it, and any run of a batch can resume alone."""

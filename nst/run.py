@@ -112,7 +112,8 @@ def _fit(
     )
     check_memory(module, trainer.strategy.root_device)
     try:
-        trainer.fit(module, DataLoader(range(steps), batch_size=None), ckpt_path=resume)
+        with interruption.catching_signals():
+            trainer.fit(module, DataLoader(range(steps), batch_size=None), ckpt_path=resume)
     except NonFiniteLoss:
         for run, job in enumerate(jobs):
             save_image(module.images[run], job.out_dir / "last_good.png")

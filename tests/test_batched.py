@@ -61,7 +61,7 @@ def test_a_batch_of_runs_gives_each_run_what_it_gets_alone(make_cfg, tmp_path, p
         difference = np.abs(pixels(tmp_path / f"alone{i}/final.png") - pixels(tmp_path / f"together{i}/final.png"))
         assert difference.max() <= 2, points[i]
         assert (tmp_path / f"together{i}/snapshots/step_00001.png").is_file()
-        assert (tmp_path / f"together{i}/history.csv").read_text().count("\n") == 1 + batched["steps"]
+        assert (tmp_path / f"together{i}/history.csv").read_text().count("\n") == 2 + batched["steps"]
         assert json.loads((tmp_path / f"together{i}/metrics.json").read_text())["status"] == "finished"
 
 
@@ -147,5 +147,6 @@ def test_the_batched_launcher_runs_a_sweep_as_one_batch_with_a_run_dir_and_wandb
             continue
         assert metrics["status"] == "finished" and metrics["batch_size"] == 4
         assert (job / "final.png").is_file() and (job / ".hydra" / "config.yaml").is_file()
-        assert run.exit_code == 0 and [r["trainer/global_step"] for r in run.history if "loss/total" in r] == [1, 2, 3]
+        assert run.exit_code == 0
+        assert [r["trainer/global_step"] for r in run.history if "loss/total" in r] == [0, 1, 2, 3]
     assert len({read_run(next((sweep / str(i) / "wandb").glob("offline-run-*"))).name for i in range(8)}) == 8

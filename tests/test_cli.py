@@ -51,7 +51,8 @@ def test_a_run_writes_image_snapshots_metrics_config_and_an_offline_wandb_run(tm
     assert run.config["loss"]["style_weight"] == 500
     assert run.config["content"].endswith("tubingen.jpg")  # resolved, not ${example:…}
     loss_rows = [row for row in run.history if "loss/total" in row]
-    assert [row["trainer/global_step"] for row in loss_rows] == [1, 2, 3, 4]  # after each step
+    assert [row["trainer/global_step"] for row in loss_rows] == [0, 1, 2, 3, 4]  # the start image, then each step
+    assert loss_rows[0]["loss/content"] == 0 and loss_rows[0]["evaluations"] == 1  # the start is the content image
     assert {"loss/content/conv4_2", "loss/style/conv5_1", "loss/tv", "evaluations"} <= set(loss_rows[0])
     assert run.summary["quality/content_error"] == metrics["content_error"]
     assert run.summary["quality/style_error"] == metrics["style_error"]

@@ -4,8 +4,10 @@ The bad-input cases go through the real `nst` entry point (`nst.run.main`, the
 console script) in this process, with `sys.argv` set as a shell would set it.
 """
 
+import csv
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -21,7 +23,8 @@ import torch
 from PIL import Image
 
 from nst import backbones
-from nst.run import main
+from nst.module import NonFiniteLoss
+from nst.run import main, train
 from tests.test_cli import TINY, nst
 from tests.wandb_records import read_run
 
@@ -239,6 +242,17 @@ def test_a_nan_loss_stops_the_run_keeps_the_last_good_image_and_marks_it_failed(
     with Image.open(run_dir / "last_good.png") as image:
         assert image.size == (48, 36)
     assert read_run(next((run_dir / "wandb").glob("offline-run-*"))).exit_code == 1
+    failed_at = int(re.search(r"at step (\d+)", metrics["error"]).group(1))
+    with open(run_dir / "history.csv", newline="") as f:  # Adam's step k: the loss of the image after k-1 steps
+        assert [int(row["step"]) for row in csv.DictReader(f)] == list(range(1, failed_at))
+
+
+def test_a_failed_run_gives_back_the_signal_handlers_it_took(make_cfg, tmp_path):
+    """Else, in a sweep, Ctrl-C between two jobs would reach the failed job's handler and do nothing."""
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(NonFiniteLoss):
+        train(make_cfg("optimizer=adam", "optimizer.torch.lr=1e30", "loss.style_weight=1e30"), tmp_path)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
 def interrupt(args: list[str], cwd: Path, once: Path, signum: int) -> tuple[int, str]:
@@ -278,6 +292,8 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, signum):
     assert metrics["status"] == "finished" and metrics["steps"] == 40
     assert metrics["evaluations"] == json.loads((tmp_path / "whole" / "metrics.json").read_text())["evaluations"]
     assert not (cut / "resume.ckpt").exists()
+    with open(cut / "history.csv", newline="") as f:
+        assert [int(row["step"]) for row in csv.DictReader(f)] == list(range(41))  # step 0 (the start) to the end
 
 
 @pytest.mark.parametrize("snapshots", ["snapshots_32px", "snapshots"], ids=["first-scale", "last-scale"])
