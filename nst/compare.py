@@ -162,19 +162,28 @@ def scatter(runs: list[Run], path: Path) -> list[Run]:
     return front
 
 
+def curve(run: Run, x: str = "evaluations") -> tuple[list[float], list[float]]:
+    """A run's total loss against `x`: function evaluations, its cost whatever a step holds.
+
+    An L-BFGS step is up to `max_iter` evaluations, an Adam step one: counted in steps,
+    their curves would not share an axis.
+    """
+    return [row[x] for row in run.history], [row["total"] for row in run.history]
+
+
 def loss_curves(runs: list[Run], path: Path) -> None:
-    """Total loss against optimizer step, one line per run (log scale)."""
+    """Total loss against function evaluations (steps for histories without them), one line per run, log scale."""
+    drawn = [run for run in runs if run.history]
+    x = "evaluations" if all("evaluations" in run.history[0] for run in drawn) else "step"
     fig, ax = plt.subplots(figsize=(7, 5))
-    for run in runs:
-        if run.history:
-            steps = [row["step"] for row in run.history]
-            ax.plot(steps, [row["total"] for row in run.history], label=f"#{run.number} {run.label}"[:60])
+    for run in drawn:
+        ax.plot(*curve(run, x), label=f"#{run.number} {run.label}"[:60])
     ax.set_yscale("log")
-    ax.set_xlabel("optimizer step")
+    ax.set_xlabel("function evaluations" if x == "evaluations" else "optimizer step")
     ax.set_ylabel("total loss (each run in its own loss convention)")
     ax.set_title("Loss curves")
     ax.grid(alpha=0.3)
-    if any(run.history for run in runs):
+    if drawn:
         ax.legend(fontsize=8)
     _save_figure(fig, path)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nst.compare import compare, pareto_front
+from nst.compare import Run, compare, curve, pareto_front
 from tests.test_cli import TINY, nst
 from tests.wandb_records import read_run
 
@@ -120,3 +120,20 @@ def test_wandb_sweep_files_drive_the_same_cli_with_valid_overrides(make_cfg, pat
 def test_pareto_front_keeps_the_points_nobody_beats_on_both_errors():
     points = [(1.0, 0.1), (0.5, 0.5), (0.6, 0.6), (0.1, 1.0), (2.0, 0.1)]
     assert pareto_front(points) == [3, 1, 0]
+
+
+def test_loss_curves_are_drawn_against_evaluations_so_lbfgs_and_adam_share_an_axis():
+    lbfgs = Run(
+        Path("a"),
+        {},
+        {},
+        history=[{"step": 0, "evaluations": 1, "total": 9.0}, {"step": 1, "evaluations": 20, "total": 2.0}],
+    )
+    adam = Run(
+        Path("b"),
+        {},
+        {},
+        history=[{"step": 1, "evaluations": 1, "total": 9.0}, {"step": 20, "evaluations": 20, "total": 4.0}],
+    )
+    assert curve(lbfgs) == ([1, 20], [9.0, 2.0])
+    assert curve(adam) == ([1, 20], [9.0, 4.0])
