@@ -207,6 +207,25 @@ class BatchedLBFGS(torch.optim.Optimizer):
         return orig_loss
 
 
+def curvature_pairs(optimizer: torch.optim.Optimizer) -> list[tuple[int, int]]:
+    """For each run of an L-BFGS optimizer, (curvature pairs in its history, pairs it could hold); [] for others.
+
+    L-BFGS keeps a pair (s, y) only if sᵀy > 1e-10. Without a line search, one step
+    that blows the loss up can leave the step scale (H_diag, from the last kept pair)
+    so small that no later pair passes: the history stops changing and the run crawls
+    for the rest of its evaluations (measured in benchmarks/results.md). A healthy run
+    keeps nearly every pair; such a run keeps a handful.
+    """
+    state = optimizer.state.get(optimizer.param_groups[0]["params"][0], {})
+    if not state or not isinstance(optimizer, torch.optim.LBFGS | BatchedLBFGS):
+        return []
+    formed = state["n_iter"] - 1  # a pair comes from two consecutive iterations
+    if isinstance(optimizer, BatchedLBFGS):
+        slots = state["ro"].shape[1]
+        return [(kept, min(formed, slots)) for kept in (state["ro"] != 0).sum(1).tolist()]
+    return [(len(state["old_dirs"]), min(formed, optimizer.defaults["history_size"]))]
+
+
 def written_by_batched_lbfgs(state: dict) -> bool:
     """Whether an optimizer `state_dict()["state"]` is BatchedLBFGS's (its `pairs`) rather than a torch optimizer's."""
     return any("pairs" in value for value in state.values())

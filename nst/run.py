@@ -36,6 +36,7 @@ from nst.judge import quality
 from nst.loggers import build_logger, finish_logger, log_images
 from nst.memory import check_memory, memory_estimate, peak_memory_mb, resident_memory_mb
 from nst.module import NonFiniteLoss, RunSettings, Stage, StyleTransfer, check_run
+from nst.optimizers import curvature_pairs
 from nst.outputs import write_json
 from nst.sweeps import RunIdentity, objective, run_identity
 
@@ -127,7 +128,7 @@ def _fit(
             split_checkpoint(interruption.checkpoint, {run: d / RESUME_CHECKPOINT for run, d in going.items()})
         for run, job in enumerate(jobs):
             save_image(module.images[run], job.out_dir / ("interrupted.png" if run in going else "last_good.png"))
-        height, width = module.image.shape[-2:]
+        height, width = module.images[0].shape[-2:]
         where = f" of the {width}x{height} px stage" if suffix else ""
         signum, step = interruption.received, trainer.global_step
         raise Interrupted(signum, step, steps, list(going.values()), where, dict(module.failures))
@@ -222,6 +223,7 @@ def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path
             for job, image in zip(jobs, images, strict=True):
                 save_image(colour.finish(cfg.colour, image[None], content), job.out_dir / f"stage_{stage_size}px.png")
 
+    pairs = curvature_pairs(trainer.optimizers[0])  # L-BFGS only: (kept, could keep) per run
     device = trainer.strategy.root_device
     peak, peak_kind = peak_memory_mb(device)
     shared = {
@@ -249,8 +251,26 @@ def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path
             if logger:
                 logger.log_metrics({f"quality/{k}": v for k, v in figures.items()}, step=trainer.global_step)
         losses = {f"loss/{k}": v for k, v in module.terms_of(run).items()}
-        results.append({"status": "finished", **losses, **figures, **shared, "image_size": list(final.shape[-2:])})
+        history = {"lbfgs_pairs": list(pairs[run])} if pairs else {}
+        if pairs:
+            _warn_if_stuck(job.out_dir, *pairs[run])
+        results.append(
+            {"status": "finished", **losses, **history, **figures, **shared, "image_size": list(final.shape[-2:])}
+        )
     return results
+
+
+def _warn_if_stuck(out_dir: Path, kept: int, possible: int) -> None:
+    """L-BFGS that kept few of its curvature pairs has stopped learning: say so, and what usually fixes it."""
+    if possible >= 10 and kept < possible / 2:
+        log.warning(
+            "%s: L-BFGS kept only %d of its last %d curvature pairs: its steps became too small to update "
+            "its history, so the run stopped improving early. Unless the loss had converged, one step blew it up "
+            "(see history.csv): set optimizer.torch.line_search_fn=strong_wolfe or lower optimizer.torch.lr",
+            out_dir,
+            kept,
+            possible,
+        )
 
 
 def train_batch(jobs: Sequence[Job], resume: Path | None = None) -> list[dict[str, Any]]:

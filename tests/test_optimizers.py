@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nst.errors import NSTError
-from nst.optimizers import BatchedLBFGS, state_of_run
+from nst.optimizers import BatchedLBFGS, curvature_pairs, state_of_run
 
 SIZE = 12
 
@@ -141,3 +141,34 @@ def test_without_tolerances_every_step_takes_max_iter_evaluations():
 def test_a_line_search_is_refused_with_the_fix():
     with pytest.raises(NSTError, match="line_search_fn=strong_wolfe cannot be batched"):
         BatchedLBFGS([{"params": [torch.zeros(2, requires_grad=True)]}], line_search_fn="strong_wolfe")
+
+
+def test_curvature_pairs_tell_a_run_that_learns_curvature_from_one_whose_history_stopped_changing():
+    """A pair is kept only if sᵀy > 1e-10: on a linear loss the gradient never changes (y = 0), so none is."""
+    matrix, target = problem(0)
+    settings = {"max_iter": 5, "history_size": 100, "tolerance_grad": -1, "tolerance_change": -1}
+
+    def fit(make: type[torch.optim.Optimizer], losses: list) -> torch.optim.Optimizer:
+        xs = [torch.zeros(SIZE, dtype=torch.float64, requires_grad=True) for _ in losses]
+        optimizer = make([{"params": [x]} for x in xs], **settings)
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            values = torch.stack([f(x) for f, x in zip(losses, xs, strict=True)])
+            values.sum().backward()
+            return values if make is BatchedLBFGS else values.sum()
+
+        for _ in range(2):  # 10 iterations: 9 pairs formed
+            optimizer.step(closure)
+        return optimizer
+
+    def curved(x: torch.Tensor) -> torch.Tensor:
+        return loss(x, matrix, target)
+
+    def linear(x: torch.Tensor) -> torch.Tensor:
+        return 1e-3 * x.sum()
+
+    assert curvature_pairs(fit(BatchedLBFGS, [curved, linear])) == [(9, 9), (0, 9)]
+    assert curvature_pairs(fit(torch.optim.LBFGS, [curved])) == [(9, 9)]
+    assert curvature_pairs(fit(torch.optim.LBFGS, [linear])) == [(0, 9)]
+    assert curvature_pairs(torch.optim.Adam([torch.zeros(1, requires_grad=True)])) == []

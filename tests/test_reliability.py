@@ -247,6 +247,16 @@ def test_a_nan_loss_stops_the_run_keeps_the_last_good_image_and_marks_it_failed(
         assert [int(row["step"]) for row in csv.DictReader(f)] == list(range(1, failed_at))
 
 
+def test_a_run_whose_lbfgs_history_stopped_changing_ends_with_a_warning_and_the_fix(make_cfg, tmp_path, caplog):
+    """A loss scaled so small that no curvature pair passes sᵀy > 1e-10: the signature of a stuck run."""
+    weights = ["loss.content_weight=0", "loss.style_weight=1e-12", "loss.tv_weight=0", "judge=false"]
+    metrics = train(make_cfg(*weights, "optimizer.steps=12"), tmp_path)  # 12 iterations: 11 pairs formed
+    assert metrics["status"] == "finished" and metrics["lbfgs_pairs"] == [0, 11]
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "curvature" in r.getMessage()]
+    assert "kept only 0 of its last 11 curvature pairs" in warning
+    assert "optimizer.torch.line_search_fn=strong_wolfe" in warning and "optimizer.torch.lr" in warning
+
+
 def test_a_failed_run_gives_back_the_signal_handlers_it_took(make_cfg, tmp_path):
     """Else, in a sweep, Ctrl-C between two jobs would reach the failed job's handler and do nothing."""
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
