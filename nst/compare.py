@@ -27,6 +27,7 @@ import yaml
 from PIL import Image, ImageDraw, ImageFont
 
 from nst.errors import NSTError
+from nst.optimizers import stuck
 from nst.outputs import atomic_write
 
 COLUMNS = ("content_error", "style_error", "error_sum", "loss/total", "evaluations", "wall_time_s")
@@ -194,6 +195,14 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _error(run: Run) -> str:
+    """A failed run's error, or what went wrong in a finished one: an L-BFGS run that got stuck early."""
+    kept, possible = run.metrics.get("lbfgs_pairs") or (0, 0)
+    if run.finished and stuck(kept, possible):
+        return f"L-BFGS stuck: kept {kept} of {possible} curvature pairs (see its run.log)"
+    return run.metrics.get("error", "")
+
+
 def table_rows(runs: list[Run]) -> list[dict[str, str]]:
     return [
         {
@@ -201,7 +210,7 @@ def table_rows(runs: list[Run]) -> list[dict[str, str]]:
             "run": run.label,
             "status": run.metrics.get("status", "finished"),
             **{c: _cell(run.metrics.get(c)) for c in COLUMNS},
-            "error": run.metrics.get("error", ""),
+            "error": _error(run),
             "dir": str(run.path),
         }
         for run in runs

@@ -226,6 +226,11 @@ def curvature_pairs(optimizer: torch.optim.Optimizer) -> list[tuple[int, int]]:
     return [(len(state["old_dirs"]), min(formed, optimizer.defaults["history_size"]))]
 
 
+def stuck(kept: int, possible: int) -> bool:
+    """Whether an L-BFGS run's history stopped changing: fewer than half the pairs it could hold (of 10 or more)."""
+    return possible >= 10 and kept < possible / 2
+
+
 def written_by_batched_lbfgs(state: dict) -> bool:
     """Whether an optimizer `state_dict()["state"]` is BatchedLBFGS's (its `pairs`) rather than a torch optimizer's."""
     return any("pairs" in value for value in state.values())

@@ -36,7 +36,7 @@ from nst.judge import quality
 from nst.loggers import build_logger, finish_logger, log_images
 from nst.memory import check_memory, memory_estimate, peak_memory_mb, resident_memory_mb
 from nst.module import NonFiniteLoss, RunSettings, Stage, StyleTransfer, check_run
-from nst.optimizers import curvature_pairs
+from nst.optimizers import curvature_pairs, stuck
 from nst.outputs import write_json
 from nst.sweeps import RunIdentity, objective, run_identity
 
@@ -254,6 +254,9 @@ def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path
         history = {"lbfgs_pairs": list(pairs[run])} if pairs else {}
         if pairs:
             _warn_if_stuck(job.out_dir, *pairs[run])
+            if logger:  # in the W&B summary: a sweep's stuck runs can be filtered out in the dashboard
+                kept, possible = pairs[run]
+                logger.log_metrics({"lbfgs/pairs_kept": kept, "lbfgs/pairs_possible": possible}, trainer.global_step)
         results.append(
             {"status": "finished", **losses, **history, **figures, **shared, "image_size": list(final.shape[-2:])}
         )
@@ -262,7 +265,7 @@ def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path
 
 def _warn_if_stuck(out_dir: Path, kept: int, possible: int) -> None:
     """L-BFGS that kept few of its curvature pairs has stopped learning: say so, and what usually fixes it."""
-    if possible >= 10 and kept < possible / 2:
+    if stuck(kept, possible):
         log.warning(
             "%s: L-BFGS kept only %d of its last %d curvature pairs: its steps became too small to update "
             "its history, so the run stopped improving early. Unless the loss had converged, one step blew it up "

@@ -56,6 +56,7 @@ def test_a_run_writes_image_snapshots_metrics_config_and_an_offline_wandb_run(tm
     assert {"loss/content/conv4_2", "loss/style/conv5_1", "loss/tv", "evaluations"} <= set(loss_rows[0])
     assert run.summary["quality/content_error"] == metrics["content_error"]
     assert run.summary["quality/style_error"] == metrics["style_error"]
+    assert [run.summary["lbfgs/pairs_kept"], run.summary["lbfgs/pairs_possible"]] == metrics["lbfgs_pairs"]
     assert run.exit_code == 0
     media = sorted(p.name.split("_")[0] for p in (wandb_dir / "files" / "media" / "images").iterdir())
     assert media == ["content", "final", "snapshot", "style"]

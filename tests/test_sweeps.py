@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nst.compare import Run, compare, curve, pareto_front
+from nst.compare import Run, compare, curve, pareto_front, table_rows
 from tests.test_cli import TINY, nst
 from tests.wandb_records import read_run
 
@@ -137,3 +137,14 @@ def test_loss_curves_are_drawn_against_evaluations_so_lbfgs_and_adam_share_an_ax
     )
     assert curve(lbfgs) == ([1, 20], [9.0, 2.0])
     assert curve(adam) == ([1, 20], [9.0, 4.0])
+
+
+def test_the_compare_table_flags_a_finished_run_whose_lbfgs_got_stuck():
+    runs = [
+        Run(Path("stuck"), {"status": "finished", "lbfgs_pairs": [6, 100]}, {}),
+        Run(Path("healthy"), {"status": "finished", "lbfgs_pairs": [100, 100]}, {}),
+        Run(Path("adam"), {"status": "finished"}, {}),
+        Run(Path("failed"), {"status": "failed", "error": "the loss became nan at step 3"}, {}),
+    ]
+    errors = [row["error"] for row in table_rows(runs)]
+    assert errors == ["L-BFGS stuck: kept 6 of 100 curvature pairs (see its run.log)", "", "", runs[3].metrics["error"]]
