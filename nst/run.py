@@ -251,20 +251,20 @@ def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path
             if logger:
                 logger.log_metrics({f"quality/{k}": v for k, v in figures.items()}, step=trainer.global_step)
         losses = {f"loss/{k}": v for k, v in module.terms_of(run).items()}
-        history = {"lbfgs_pairs": list(pairs[run])} if pairs else {}
-        if pairs:
-            _warn_if_stuck(job.out_dir, *pairs[run])
-            if logger:  # in the W&B summary: a sweep's stuck runs can be filtered out in the dashboard
-                kept, possible = pairs[run]
-                logger.log_metrics({"lbfgs/pairs_kept": kept, "lbfgs/pairs_possible": possible}, trainer.global_step)
+        history = _lbfgs_history(job.out_dir, logger, *pairs[run], step=trainer.global_step) if pairs else {}
         results.append(
             {"status": "finished", **losses, **history, **figures, **shared, "image_size": list(final.shape[-2:])}
         )
     return results
 
 
-def _warn_if_stuck(out_dir: Path, kept: int, possible: int) -> None:
-    """L-BFGS that kept few of its curvature pairs has stopped learning: say so, and what usually fixes it."""
+def _lbfgs_history(out_dir: Path, logger: Logger | bool, kept: int, possible: int, step: int) -> dict[str, Any]:
+    """The curvature pairs an L-BFGS run kept, for metrics.json and its logger (to filter a sweep's stuck runs).
+
+    A run that kept few has stopped learning: the log says so, and what usually fixes it.
+    """
+    if logger:
+        logger.log_metrics({"lbfgs/pairs_kept": kept, "lbfgs/pairs_possible": possible}, step=step)
     if stuck(kept, possible):
         log.warning(
             "%s: L-BFGS kept only %d of its last %d curvature pairs: its steps became too small to update "
@@ -274,6 +274,7 @@ def _warn_if_stuck(out_dir: Path, kept: int, possible: int) -> None:
             kept,
             possible,
         )
+    return {"lbfgs_pairs": [kept, possible]}
 
 
 def train_batch(jobs: Sequence[Job], resume: Path | None = None) -> list[dict[str, Any]]:
