@@ -33,6 +33,11 @@ class ResilientWandbLogger(WandbLogger):
 
     failed = False
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if self._wandb_init.get("anonymous") is None:  # Lightning always passes it; wandb 0.31 warns it is deprecated
+            self._wandb_init.pop("anonymous", None)
+
     def _guard(self, call: str, *args: Any, **kwargs: Any) -> None:
         if self.failed:
             return
