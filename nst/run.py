@@ -42,7 +42,13 @@ from nst.sweeps import RunIdentity, objective, run_identity
 
 log = logging.getLogger("nst")
 
+# Lightning's noise at every fit: a one-item dataloader needs no workers, an advert for its own logging
+# service, and its use of a pytree check that newer torch deprecates.
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
+warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
+    lambda record: not str(record.msg).startswith("💡 Tip")
+)
 
 
 def _paths(value: object, key: str) -> list[str]:
