@@ -49,6 +49,12 @@ class Run:
         return self.metrics.get("status", "finished") == "finished"
 
     @property
+    def stuck(self) -> bool:
+        """A finished L-BFGS run whose history stopped changing early: its result is not its config's."""
+        kept, possible = self.metrics.get("lbfgs_pairs") or (0, 0)
+        return self.finished and stuck(kept, possible)
+
+    @property
     def final(self) -> Path | None:
         path = self.path / "final.png"
         return path if path.is_file() else None
@@ -142,12 +148,21 @@ def _save_figure(fig: plt.Figure, path: Path) -> None:
 
 
 def scatter(runs: list[Run], path: Path) -> list[Run]:
-    """Content error vs style error of every judged run, the Pareto front highlighted; returns the front."""
+    """Content error vs style error of every judged run, the Pareto front highlighted; returns the front.
+
+    A stuck L-BFGS run is drawn apart and kept off the front: it stopped near its start,
+    which may look like a good trade-off only because it barely moved.
+    """
     judged = [r for r in runs if r.finished and "content_error" in r.metrics]
     points = [(r.metrics["content_error"], r.metrics["style_error"]) for r in judged]
-    front = [judged[i] for i in pareto_front(points)]
+    healthy = [i for i, r in enumerate(judged) if not r.stuck]
+    front = [judged[healthy[i]] for i in pareto_front([points[i] for i in healthy])]
     fig, ax = plt.subplots(figsize=(7, 5))
-    ax.scatter([x for x, _ in points], [y for _, y in points], color="#888888", label="run")
+    ax.scatter([points[i][0] for i in healthy], [points[i][1] for i in healthy], color="#888888", label="run")
+    stuck_points = [p for p, r in zip(points, judged, strict=True) if r.stuck]
+    if stuck_points:
+        xs, ys = zip(*stuck_points, strict=True)
+        ax.scatter(xs, ys, color="#888888", marker="x", label="L-BFGS stuck (kept off the front)")
     if front:
         xs = [r.metrics["content_error"] for r in front]
         ys = [r.metrics["style_error"] for r in front]
@@ -197,8 +212,8 @@ def _cell(value: Any) -> str:
 
 def _error(run: Run) -> str:
     """A failed run's error, or what went wrong in a finished one: an L-BFGS run that got stuck early."""
-    kept, possible = run.metrics.get("lbfgs_pairs") or (0, 0)
-    if run.finished and stuck(kept, possible):
+    if run.stuck:
+        kept, possible = run.metrics["lbfgs_pairs"]
         return f"L-BFGS stuck: kept {kept} of {possible} curvature pairs (see its run.log)"
     return run.metrics.get("error", "")
 

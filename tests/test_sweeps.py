@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nst.compare import Run, compare, curve, pareto_front, table_rows
+from nst.compare import Run, compare, curve, pareto_front, scatter, table_rows
 from tests.test_cli import TINY, nst
 from tests.wandb_records import read_run
 
@@ -148,3 +148,13 @@ def test_the_compare_table_flags_a_finished_run_whose_lbfgs_got_stuck():
     ]
     errors = [row["error"] for row in table_rows(runs)]
     assert errors == ["L-BFGS stuck: kept 6 of 100 curvature pairs (see its run.log)", "", "", runs[3].metrics["error"]]
+
+
+def test_a_stuck_lbfgs_run_is_kept_off_the_pareto_front(tmp_path):
+    def run(name: str, content: float, style: float, pairs: list[int]) -> Run:
+        figures = {"content_error": content, "style_error": style, "lbfgs_pairs": pairs}
+        return Run(Path(name), {"status": "finished", **figures}, {})
+
+    stuck, moved = run("stuck", 0.05, 0.55, [6, 100]), run("moved", 0.2, 0.3, [100, 100])
+    assert scatter([stuck, moved], tmp_path / "pareto.png") == [moved]
+    assert (tmp_path / "pareto.png").is_file()
