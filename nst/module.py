@@ -20,7 +20,13 @@ from nst.errors import NSTError
 from nst.fastpath import Encode, FastPath
 from nst.layers import layer_weights
 from nst.losses import CONVENTIONS, content_loss, style_gram, style_loss, total_variation
-from nst.optimizers import OptimizerFactory, one_optimizer_for_all, written_by_batched_lbfgs
+from nst.optimizers import (
+    OptimizerFactory,
+    newest_pair,
+    one_optimizer_for_all,
+    restart_if_stuck,
+    written_by_batched_lbfgs,
+)
 from nst.targets import blend_weights, content_targets, style_targets
 
 # The frozen backbone stays in eval mode on purpose; Lightning warns about that at every fit.
@@ -107,6 +113,7 @@ class StyleTransfer(pl.LightningModule):
         convention: str = "jcjohnson",
         style_blend: Sequence[float] | None = None,
         fast: FastPath | None = None,
+        restart_stuck_lbfgs: bool = False,
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -128,6 +135,7 @@ class StyleTransfer(pl.LightningModule):
         self._compact_lbfgs: bool | None = None  # set by a checkpoint: the L-BFGS that wrote its history
         self.stage = Stage()  # where in a coarse-to-fine run this module's fit is, for its checkpoint
         self.optimizer_factories = [run.optimizer for run in runs]
+        self.restart_stuck_lbfgs = restart_stuck_lbfgs  # optimizer.restart_stuck: see nst.optimizers.restart_if_stuck
         self.blend = blend_weights(len(styles), style_blend)
 
         self.images = nn.ParameterList([nn.Parameter(r.init.detach().clone().contiguous()) for r in runs])
@@ -201,7 +209,11 @@ class StyleTransfer(pl.LightningModule):
             return total.detach()
 
         self.last_good.copy_(self.image.detach())
+        torch_lbfgs = optimizer.optimizer if isinstance(optimizer.optimizer, torch.optim.LBFGS) else None
+        before = newest_pair(torch_lbfgs) if torch_lbfgs and self.restart_stuck_lbfgs else None
         optimizer.step(closure=closure)
+        if before is not None:  # BatchedLBFGS restarts its stuck runs itself, on the device
+            restart_if_stuck(torch_lbfgs, before)
         broken = ~torch.isfinite(self.last_terms["total"]) | self.frozen  # global_step now counts this step
         if bool(broken.any()):
             self._keep_last_good(broken)
@@ -260,4 +272,6 @@ class StyleTransfer(pl.LightningModule):
         compact = self._compact_lbfgs
         if compact is None:
             compact = bool(self.fast.for_device(self.device).compact_lbfgs)
-        return one_optimizer_for_all(self.optimizer_factories, list(self.images), compact_lbfgs=compact)
+        return one_optimizer_for_all(
+            self.optimizer_factories, list(self.images), compact_lbfgs=compact, restart_stuck=self.restart_stuck_lbfgs
+        )

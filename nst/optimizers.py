@@ -14,6 +14,10 @@ ones per pair, so a single run may use it too (`speed.compact_lbfgs`).
 
 No step synchronises with the host unless a tolerance can stop it (tolerances < 0,
 nst's default, never do), so on a GPU the whole step is queued without waiting.
+
+With `restart_stuck` (`optimizer.restart_stuck`), a run whose step formed curvature
+pairs but kept none forgets its history and starts again (`BatchedLBFGS._restart`;
+`restart_if_stuck` does the same for torch's LBFGS): see `curvature_pairs` for why.
 """
 
 from collections.abc import Callable, Iterable, Sequence
@@ -45,6 +49,7 @@ class BatchedLBFGS(torch.optim.Optimizer):
         tolerance_change: float = 1e-9,
         history_size: int = 100,
         line_search_fn: str | None = None,
+        restart_stuck: bool = False,
     ):
         if line_search_fn is not None:
             raise NSTError(
@@ -60,6 +65,7 @@ class BatchedLBFGS(torch.optim.Optimizer):
             "history_size": history_size,
         }
         super().__init__(params, defaults)
+        self.restart_stuck = restart_stuck
         sizes = {p.numel() for group in self.param_groups for p in group["params"]}
         if any(len(group["params"]) != 1 for group in self.param_groups) or len(sizes) != 1:
             raise ValueError("BatchedLBFGS needs one parameter per group, all of the same size")
@@ -84,9 +90,10 @@ class BatchedLBFGS(torch.optim.Optimizer):
         row and column per new pair, so that a direction needs no product of two pairs.
         """
         state = self.state[self._params[0]]
+        n, size = flat_grad.shape
         if not state:
-            n, size = flat_grad.shape
             slots = self.defaults["history_size"]
+            counter = partial(torch.zeros, n, dtype=torch.long, device=flat_grad.device)
             state.update(
                 func_evals=0,
                 n_iter=0,
@@ -94,7 +101,14 @@ class BatchedLBFGS(torch.optim.Optimizer):
                 gram=flat_grad.new_zeros(n, 2 * slots, 2 * slots),
                 ro=flat_grad.new_zeros(n, slots),
                 head=0,
+                kept=counter(),  # per run: pairs kept and formed since its last restart
+                formed=counter(),
+                restarts=counter(),
+                restarted=counter().bool(),
             )
+        for name in ("kept", "formed", "restarts"):  # `load_state_dict` casts them to the images' dtype
+            state[name] = state[name].long()
+        state["restarted"] = state["restarted"].bool()
         return state
 
     def _direction(self, state: dict, flat_grad: Tensor) -> Tensor:
@@ -138,6 +152,8 @@ class BatchedLBFGS(torch.optim.Optimizer):
         """
         ys = (y * s).sum(1)
         accept = active & (ys > 1e-10)
+        state["kept"] += accept
+        state["formed"] += active
         head, pairs, gram = state["head"], state["pairs"], state["gram"]
         slots = pairs.shape[1] // 2
         keep = accept[:, None]
@@ -169,6 +185,7 @@ class BatchedLBFGS(torch.optim.Optimizer):
             return orig_loss
 
         current_evals, n_iter = 1, 0
+        kept_before, formed_before = state["kept"].clone(), state["formed"].clone()
         while n_iter < settings["max_iter"]:
             n_iter += 1
             state["n_iter"] += 1
@@ -177,14 +194,14 @@ class BatchedLBFGS(torch.optim.Optimizer):
                 state["H_diag"] = torch.ones_like(lr)
             else:
                 d, t = state["d"], state["t"]
-                self._remember(state, flat_grad - state["prev_flat_grad"], d * t[:, None], active)
+                fresh = state["restarted"]  # a restarted run starts its history anew: no pair from before
+                self._remember(state, flat_grad - state["prev_flat_grad"], d * t[:, None], active & ~fresh)
                 d = torch.where(active[:, None], self._direction(state, flat_grad), d)
             state["prev_flat_grad"] = torch.where(active[:, None], flat_grad, state.get("prev_flat_grad", flat_grad))
             prev_loss = loss
-            if state["n_iter"] == 1:
-                new_t = (1.0 / flat_grad.abs().sum(1)).clamp_max(1.0) * lr
-            else:
-                new_t = lr
+            first_t = (1.0 / flat_grad.abs().sum(1)).clamp_max(1.0) * lr  # torch's cautious first step
+            new_t = first_t if state["n_iter"] == 1 else torch.where(state["restarted"], first_t, lr)
+            state["restarted"] = torch.zeros_like(state["restarted"])
             t = torch.where(active, new_t, t)
             state["d"], state["t"] = d, t
             active = active & ((flat_grad * d).sum(1) <= -tol_change)
@@ -204,11 +221,29 @@ class BatchedLBFGS(torch.optim.Optimizer):
                 active = active & ((loss - prev_loss).abs() >= tol_change)
                 if not bool(active.any()):
                     break
+        if self.restart_stuck:
+            self._restart(state, (state["kept"] == kept_before) & (state["formed"] > formed_before))
         return orig_loss
+
+    def _restart(self, state: dict, stuck: Tensor) -> None:
+        """Forget the history of each run that formed pairs in this step but kept none, on the device (no sync).
+
+        Such a run's step scale has collapsed (see `curvature_pairs`): it starts again
+        from its current image as L-BFGS starts, with a cautious first step.
+        """
+        keep = ~stuck
+        state["pairs"].mul_(keep[:, None, None])
+        state["gram"].mul_(keep[:, None, None])
+        state["ro"].mul_(keep[:, None])
+        state["H_diag"] = torch.where(stuck, 1.0, state["H_diag"])
+        state["kept"].mul_(keep)
+        state["formed"].mul_(keep)
+        state["restarts"] += stuck
+        state["restarted"] = stuck
 
 
 def curvature_pairs(optimizer: torch.optim.Optimizer) -> list[tuple[int, int]]:
-    """For each run of an L-BFGS optimizer, (curvature pairs in its history, pairs it could hold); [] for others.
+    """For each run of an L-BFGS optimizer, (pairs in its history, pairs it could hold since a restart); [] for others.
 
     L-BFGS keeps a pair (s, y) only if sᵀy > 1e-10. Without a line search, one step
     that blows the loss up can leave the step scale (H_diag, from the last kept pair)
@@ -216,14 +251,55 @@ def curvature_pairs(optimizer: torch.optim.Optimizer) -> list[tuple[int, int]]:
     for the rest of its evaluations (measured in benchmarks/results.md). A healthy run
     keeps nearly every pair; such a run keeps a handful.
     """
-    state = optimizer.state.get(optimizer.param_groups[0]["params"][0], {})
-    if not state or not isinstance(optimizer, torch.optim.LBFGS | BatchedLBFGS):
+    state = _lbfgs_state(optimizer)
+    if not state:
         return []
-    formed = state["n_iter"] - 1  # a pair comes from two consecutive iterations
     if isinstance(optimizer, BatchedLBFGS):
         slots = state["ro"].shape[1]
-        return [(kept, min(formed, slots)) for kept in (state["ro"] != 0).sum(1).tolist()]
-    return [(len(state["old_dirs"]), min(formed, optimizer.defaults["history_size"]))]
+        kept, formed = (state["ro"] != 0).sum(1).tolist(), state["formed"].tolist()
+        return [(k, min(f, slots)) for k, f in zip(kept, formed, strict=True)]
+    formed = max(state.get("n_iter", 0) - 1, 0)  # a pair comes from two consecutive iterations, since a restart
+    return [(len(state.get("old_dirs", [])), min(formed, optimizer.defaults["history_size"]))]
+
+
+def restarts(optimizer: torch.optim.Optimizer) -> list[int]:
+    """For each run of an L-BFGS optimizer, how often its history was forgotten because it had stopped changing."""
+    state = _lbfgs_state(optimizer)
+    if not state:
+        return []
+    if isinstance(optimizer, BatchedLBFGS):
+        return state["restarts"].tolist()
+    return [state.get("restarts", 0)]
+
+
+def _lbfgs_state(optimizer: torch.optim.Optimizer) -> dict:
+    """The state of an L-BFGS optimizer (kept with its first parameter), empty for others or before a step."""
+    if not isinstance(optimizer, torch.optim.LBFGS | BatchedLBFGS):
+        return {}
+    return optimizer.state.get(optimizer.param_groups[0]["params"][0], {})
+
+
+def newest_pair(optimizer: torch.optim.LBFGS) -> tuple[int, object]:
+    """torch's LBFGS before a step: its iterations so far and its newest kept pair, for `restart_if_stuck`."""
+    state = _lbfgs_state(optimizer)
+    return state.get("n_iter", 0), (state.get("old_dirs") or [None])[-1]
+
+
+def restart_if_stuck(optimizer: torch.optim.LBFGS, before: tuple[int, object]) -> bool:
+    """After a step of torch's LBFGS that formed pairs but kept none, forget its history, as `BatchedLBFGS` does.
+
+    Read from Python lists, no device sync. The next step starts as L-BFGS starts,
+    from the current image with a cautious first step.
+    """
+    state = _lbfgs_state(optimizer)
+    iterations, newest = before
+    formed = state["n_iter"] - max(iterations, 1)
+    if formed <= 0 or (state["old_dirs"] or [None])[-1] is not newest:
+        return False
+    count = state.get("restarts", 0) + 1
+    state.clear()
+    state["restarts"] = count
+    return True
 
 
 def stuck(kept: int, possible: int) -> bool:
@@ -257,14 +333,19 @@ def _without_line_search(factory: OptimizerFactory) -> bool:
 
 
 def one_optimizer_for_all(
-    factories: Sequence[OptimizerFactory], images: Sequence[Tensor], compact_lbfgs: bool = False
+    factories: Sequence[OptimizerFactory],
+    images: Sequence[Tensor],
+    compact_lbfgs: bool = False,
+    restart_stuck: bool = False,
 ) -> torch.optim.Optimizer:
     """One optimizer over every run's image, one parameter group per run carrying that run's settings.
 
     Runs may differ in any setting a torch optimizer keeps per group (lr, betas,
     weight decay for Adam; lr for L-BFGS); L-BFGS becomes `BatchedLBFGS`, and so does
     a single run's with `compact_lbfgs` (`speed.compact_lbfgs`) where it has no line
-    search. Each factory is the `functools.partial` Hydra builds from `optimizer.torch`.
+    search. Each factory is the `functools.partial` Hydra builds from `optimizer.torch`;
+    `restart_stuck` (`optimizer.restart_stuck`) goes to `BatchedLBFGS` (torch's LBFGS:
+    the module calls `restart_if_stuck`).
     """
     if len(factories) == 1 and not (compact_lbfgs and _without_line_search(factories[0])):
         return factories[0](images)
@@ -278,6 +359,6 @@ def one_optimizer_for_all(
         if any({k: v for k, v in s.items() if k != "lr"} != shared for s in settings):
             raise NSTError("the runs of a batch differ in an L-BFGS setting other than lr: batch runs that share them")
         groups = [{"params": [image], "lr": s.get("lr", 1.0)} for image, s in zip(images, settings, strict=True)]
-        return BatchedLBFGS(groups, **shared)
+        return BatchedLBFGS(groups, restart_stuck=restart_stuck, **shared)
     groups = [{"params": [image], **f.keywords} for image, f in zip(images, factories, strict=True)]
     return kind(groups)

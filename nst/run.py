@@ -36,7 +36,7 @@ from nst.judge import quality
 from nst.loggers import build_logger, finish_logger, log_images
 from nst.memory import check_memory, memory_estimate, peak_memory_mb, resident_memory_mb
 from nst.module import NonFiniteLoss, RunSettings, Stage, StyleTransfer, check_run
-from nst.optimizers import curvature_pairs, stuck
+from nst.optimizers import curvature_pairs, restarts, stuck
 from nst.outputs import write_json
 from nst.sweeps import RunIdentity, objective, run_identity
 
@@ -209,6 +209,7 @@ def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path
             convention=cfg.loss.convention,
             style_blend=cfg.style_blend,
             fast=build(cfg.speed, "speed"),
+            restart_stuck_lbfgs=bool(cfg.optimizer.get("restart_stuck", False)),
         )
         module.failures = dict(failures)  # a run that failed at a coarser scale stays at its last good image
         module.frozen[sorted(failures)] = True
@@ -230,6 +231,7 @@ def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path
                 save_image(colour.finish(cfg.colour, image[None], content), job.out_dir / f"stage_{stage_size}px.png")
 
     pairs = curvature_pairs(trainer.optimizers[0])  # L-BFGS only: (kept, could keep) per run
+    restarted = restarts(trainer.optimizers[0])
     device = trainer.strategy.root_device
     peak, peak_kind = peak_memory_mb(device)
     shared = {
@@ -257,20 +259,25 @@ def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path
             if logger:
                 logger.log_metrics({f"quality/{k}": v for k, v in figures.items()}, step=trainer.global_step)
         losses = {f"loss/{k}": v for k, v in module.terms_of(run).items()}
-        history = _lbfgs_history(job.out_dir, logger, *pairs[run], step=trainer.global_step) if pairs else {}
+        history = _lbfgs_history(job.out_dir, logger, *pairs[run], restarted[run], trainer.global_step) if pairs else {}
         results.append(
             {"status": "finished", **losses, **history, **figures, **shared, "image_size": list(final.shape[-2:])}
         )
     return results
 
 
-def _lbfgs_history(out_dir: Path, logger: Logger | bool, kept: int, possible: int, step: int) -> dict[str, Any]:
-    """The curvature pairs an L-BFGS run kept, for metrics.json and its logger (to filter a sweep's stuck runs).
+def _lbfgs_history(
+    out_dir: Path, logger: Logger | bool, kept: int, possible: int, restart_count: int, step: int
+) -> dict[str, Any]:
+    """An L-BFGS run's curvature pairs and restarts, for metrics.json and its logger (to filter a sweep's stuck runs).
 
     A run that kept few has stopped learning: the log says so, and what usually fixes it.
     """
     if logger:
-        logger.log_metrics({"lbfgs/pairs_kept": kept, "lbfgs/pairs_possible": possible}, step=step)
+        figures = {"lbfgs/pairs_kept": kept, "lbfgs/pairs_possible": possible, "lbfgs/restarts": restart_count}
+        logger.log_metrics(figures, step=step)
+    if restart_count:
+        log.info("%s: L-BFGS forgot its history %d time(s), after steps that kept no pair", out_dir, restart_count)
     if stuck(kept, possible):
         log.warning(
             "%s: L-BFGS kept only %d of its last %d curvature pairs: its steps became too small to update "
@@ -280,7 +287,7 @@ def _lbfgs_history(out_dir: Path, logger: Logger | bool, kept: int, possible: in
             kept,
             possible,
         )
-    return {"lbfgs_pairs": [kept, possible]}
+    return {"lbfgs_pairs": [kept, possible], "lbfgs_restarts": restart_count}
 
 
 def train_batch(jobs: Sequence[Job], resume: Path | None = None) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nst.errors import NSTError
-from nst.optimizers import BatchedLBFGS, curvature_pairs, state_of_run
+from nst.optimizers import BatchedLBFGS, curvature_pairs, newest_pair, restart_if_stuck, restarts, state_of_run
 
 SIZE = 12
 
@@ -172,3 +172,40 @@ def test_curvature_pairs_tell_a_run_that_learns_curvature_from_one_whose_history
     assert curvature_pairs(fit(torch.optim.LBFGS, [curved])) == [(9, 9)]
     assert curvature_pairs(fit(torch.optim.LBFGS, [linear])) == [(0, 9)]
     assert curvature_pairs(torch.optim.Adam([torch.zeros(1, requires_grad=True)])) == []
+
+
+def test_a_run_whose_step_kept_no_pair_restarts_and_the_others_keep_torchs_path():
+    """`restart_stuck`: a run whose history stopped changing starts anew; a healthy run is not touched."""
+    matrix, target = problem(0)
+    settings = {"max_iter": 5, "history_size": 100, "tolerance_grad": -1, "tolerance_change": -1}
+    curved, flat = (torch.zeros(SIZE, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    batch = BatchedLBFGS([{"params": [curved]}, {"params": [flat]}], restart_stuck=True, **settings)
+
+    def closure() -> torch.Tensor:
+        batch.zero_grad()
+        values = torch.stack([loss(curved, matrix, target), 1e-3 * flat.sum()])
+        values.sum().backward()
+        return values
+
+    for _ in range(2):
+        batch.step(closure)
+    assert restarts(batch) == [0, 2]  # the linear run kept no pair in either step
+    assert torch.allclose(curved.detach(), alone(0, steps=2, **settings), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind, stuck", [("curved", False), ("linear", True)])
+def test_torchs_lbfgs_restarts_only_after_a_step_that_kept_no_pair(kind, stuck):
+    matrix, target = problem(0)
+    x = torch.zeros(SIZE, dtype=torch.float64, requires_grad=True)
+    single = torch.optim.LBFGS([x], max_iter=5, tolerance_grad=-1, tolerance_change=-1)
+
+    def closure() -> torch.Tensor:
+        single.zero_grad()
+        value = loss(x, matrix, target) if kind == "curved" else 1e-3 * x.sum()
+        value.backward()
+        return value
+
+    before = newest_pair(single)
+    single.step(closure)
+    assert restart_if_stuck(single, before) == stuck and restarts(single) == [int(stuck)]
+    assert ("old_dirs" in single.state[x]) != stuck  # a restarted one starts again as L-BFGS starts

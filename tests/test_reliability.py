@@ -6,6 +6,7 @@ console script) in this process, with `sys.argv` set as a shell would set it.
 
 import csv
 import json
+import logging
 import os
 import re
 import signal
@@ -250,11 +251,22 @@ def test_a_nan_loss_stops_the_run_keeps_the_last_good_image_and_marks_it_failed(
 def test_a_run_whose_lbfgs_history_stopped_changing_ends_with_a_warning_and_the_fix(make_cfg, tmp_path, caplog):
     """A loss scaled so small that no curvature pair passes sᵀy > 1e-10: the signature of a stuck run."""
     weights = ["loss.content_weight=0", "loss.style_weight=1e-12", "loss.tv_weight=0", "judge=false"]
-    metrics = train(make_cfg(*weights, "optimizer.steps=12"), tmp_path)  # 12 iterations: 11 pairs formed
-    assert metrics["status"] == "finished" and metrics["lbfgs_pairs"] == [0, 11]
+    cfg = make_cfg(*weights, "optimizer.steps=12", "optimizer.restart_stuck=false")  # 12 iterations: 11 pairs
+    metrics = train(cfg, tmp_path)
+    assert metrics["status"] == "finished" and metrics["lbfgs_pairs"] == [0, 11] and metrics["lbfgs_restarts"] == 0
     (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "curvature" in r.getMessage()]
     assert "kept only 0 of its last 11 curvature pairs" in warning
     assert "optimizer.torch.line_search_fn=strong_wolfe" in warning and "optimizer.torch.lr" in warning
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["torch-lbfgs", "batched-lbfgs"])
+def test_by_default_such_a_run_restarts_its_lbfgs_history_instead(make_cfg, tmp_path, caplog, compact):
+    caplog.set_level(logging.INFO, logger="nst")
+    weights = ["loss.content_weight=0", "loss.style_weight=1e-12", "loss.tv_weight=0", "judge=false"]
+    cfg = make_cfg(*weights, "optimizer.steps=12", "optimizer.torch.max_iter=4", f"speed.compact_lbfgs={compact}")
+    metrics = train(cfg, tmp_path)
+    assert metrics["status"] == "finished" and metrics["lbfgs_restarts"] >= 3
+    assert "forgot its history" in caplog.text and "kept only" not in caplog.text
 
 
 def test_a_failed_run_gives_back_the_signal_handlers_it_took(make_cfg, tmp_path):
