@@ -101,12 +101,11 @@ class BatchedLBFGS(torch.optim.Optimizer):
                 gram=flat_grad.new_zeros(n, 2 * slots, 2 * slots),
                 ro=flat_grad.new_zeros(n, slots),
                 head=0,
-                kept=counter(),  # per run: pairs kept and formed since its last restart
-                formed=counter(),
+                formed=counter(),  # per run: pairs formed since its last restart
                 restarts=counter(),
                 restarted=counter().bool(),
             )
-        for name in ("kept", "formed", "restarts"):  # `load_state_dict` casts them to the images' dtype
+        for name in ("formed", "restarts"):  # `load_state_dict` casts them to the images' dtype
             state[name] = state[name].long()
         state["restarted"] = state["restarted"].bool()
         return state
@@ -140,7 +139,7 @@ class BatchedLBFGS(torch.optim.Optimizer):
         weights = torch.cat([by_slot(p), by_slot(-gamma * u)], dim=1)
         return -(gamma[:, :, 0] * flat_grad + torch.bmm(weights.mT, pairs).squeeze(1))
 
-    def _remember(self, state: dict, y: Tensor, s: Tensor, active: Tensor) -> None:
+    def _remember(self, state: dict, y: Tensor, s: Tensor, active: Tensor) -> Tensor:
         """Write (y, s) into every run's next slot; a run whose curvature condition fails gets a null pair.
 
         torch's LBFGS skips such a pair; here it takes the slot as zeros with ro = 0 (no
@@ -149,10 +148,10 @@ class BatchedLBFGS(torch.optim.Optimizer):
         null pair leaves the ring: the only way a run can differ from torch's iterates,
         and only after a pair torch rejects (ys ≤ 1e-10, rare on images) or, with
         tolerances set, while a run that stopped early in a step waits for the others.
+        Returns which runs kept their pair, for `restart_stuck`.
         """
         ys = (y * s).sum(1)
         accept = active & (ys > 1e-10)
-        state["kept"] += accept
         state["formed"] += active
         head, pairs, gram = state["head"], state["pairs"], state["gram"]
         slots = pairs.shape[1] // 2
@@ -166,6 +165,7 @@ class BatchedLBFGS(torch.optim.Optimizer):
         state["ro"][:, head] = torch.where(accept, 1.0 / ys, 0.0)
         state["head"] = (head + 1) % slots
         state["H_diag"] = torch.where(accept, ys / (y * y).sum(1), state["H_diag"])
+        return accept
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor]) -> Tensor:  # type: ignore[override]
@@ -185,7 +185,8 @@ class BatchedLBFGS(torch.optim.Optimizer):
             return orig_loss
 
         current_evals, n_iter = 1, 0
-        kept_before, formed_before = state["kept"].clone(), state["formed"].clone()
+        kept_in_step = torch.zeros_like(state["formed"])  # a run that forms pairs in a step but keeps none is stuck
+        formed_before = state["formed"].clone()
         while n_iter < settings["max_iter"]:
             n_iter += 1
             state["n_iter"] += 1
@@ -195,7 +196,8 @@ class BatchedLBFGS(torch.optim.Optimizer):
             else:
                 d, t = state["d"], state["t"]
                 fresh = state["restarted"]  # a restarted run starts its history anew: no pair from before
-                self._remember(state, flat_grad - state["prev_flat_grad"], d * t[:, None], active & ~fresh)
+                y = flat_grad - state["prev_flat_grad"]
+                kept_in_step += self._remember(state, y, d * t[:, None], active & ~fresh)
                 d = torch.where(active[:, None], self._direction(state, flat_grad), d)
             state["prev_flat_grad"] = torch.where(active[:, None], flat_grad, state.get("prev_flat_grad", flat_grad))
             prev_loss = loss
@@ -222,7 +224,7 @@ class BatchedLBFGS(torch.optim.Optimizer):
                 if not bool(active.any()):
                     break
         if self.restart_stuck:
-            self._restart(state, (state["kept"] == kept_before) & (state["formed"] > formed_before))
+            self._restart(state, (kept_in_step == 0) & (state["formed"] > formed_before))
         return orig_loss
 
     def _restart(self, state: dict, stuck: Tensor) -> None:
@@ -236,7 +238,6 @@ class BatchedLBFGS(torch.optim.Optimizer):
         state["gram"].mul_(keep[:, None, None])
         state["ro"].mul_(keep[:, None])
         state["H_diag"] = torch.where(stuck, 1.0, state["H_diag"])
-        state["kept"].mul_(keep)
         state["formed"].mul_(keep)
         state["restarts"] += stuck
         state["restarted"] = stuck
