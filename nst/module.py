@@ -25,6 +25,7 @@ from nst.optimizers import (
     newest_pair,
     one_optimizer_for_all,
     restart_if_stuck,
+    restarted_runs,
     written_by_batched_lbfgs,
 )
 from nst.targets import blend_weights, content_targets, style_targets
@@ -140,6 +141,8 @@ class StyleTransfer(pl.LightningModule):
 
         self.images = nn.ParameterList([nn.Parameter(r.init.detach().clone().contiguous()) for r in runs])
         self.register_buffer("last_good", self.image.detach().clone(), persistent=False)
+        self.register_buffer("best", self.image.detach().clone(), persistent=False)  # each run's lowest-loss image
+        self.register_buffer("best_loss", torch.full((len(runs),), torch.inf), persistent=False)
         self.register_buffer("frozen", torch.zeros(len(runs), dtype=torch.bool), persistent=False)
         self.register_buffer("content_image", content)
         self.style_images = list(styles)
@@ -202,6 +205,7 @@ class StyleTransfer(pl.LightningModule):
             terms = self.evaluate()
             total = torch.where(self.frozen, 0.0, terms["total"])
             self.manual_backward(total.sum())
+            self._remember_best(terms["total"].detach())
             self.evaluations += 1
             self.last_terms = {k: v.detach() for k, v in terms.items()}
             if self.global_step == 0 and not self.start_terms:
@@ -212,11 +216,32 @@ class StyleTransfer(pl.LightningModule):
         torch_lbfgs = optimizer.optimizer if isinstance(optimizer.optimizer, torch.optim.LBFGS) else None
         before = newest_pair(torch_lbfgs) if torch_lbfgs and self.restart_stuck_lbfgs else None
         optimizer.step(closure=closure)
-        if before is not None:  # BatchedLBFGS restarts its stuck runs itself, on the device
-            restart_if_stuck(torch_lbfgs, before)
+        if before is not None and restart_if_stuck(torch_lbfgs, before):
+            self._back_to_best(torch.ones(1, dtype=torch.bool, device=self.device))
+        restarted = restarted_runs(optimizer.optimizer)  # BatchedLBFGS restarts its stuck runs itself, on the device
+        if restarted is not None and self.restart_stuck_lbfgs:
+            self._back_to_best(restarted)
         broken = ~torch.isfinite(self.last_terms["total"]) | self.frozen  # global_step now counts this step
         if bool(broken.any()):
             self._keep_last_good(broken)
+
+    @torch.no_grad()
+    def _remember_best(self, loss: Tensor) -> None:
+        """Keep each run's lowest-loss image so far, on the device (no sync), for `_back_to_best`."""
+        better = loss < self.best_loss
+        self.best_loss.copy_(torch.where(better, loss, self.best_loss))
+        self.best.copy_(torch.where(better[:, None, None, None], self.image.detach(), self.best))
+
+    @torch.no_grad()
+    def _back_to_best(self, restarted: Tensor) -> None:
+        """A run whose L-BFGS history was just forgotten starts again from its best image, not from where it stuck.
+
+        Without a line search, the step that got a run stuck may have blown its loss up
+        by twenty orders of magnitude; restarting there lets the next steps blow it up
+        further (measured in benchmarks/results.md).
+        """
+        for index, image in enumerate(self.images):
+            image.copy_(torch.where(restarted[index], self.best[index : index + 1], image))
 
     @torch.no_grad()
     def _keep_last_good(self, broken: Tensor) -> None:

@@ -15,9 +15,9 @@ ones per pair, so a single run may use it too (`speed.compact_lbfgs`).
 No step synchronises with the host unless a tolerance can stop it (tolerances < 0,
 nst's default, never do), so on a GPU the whole step is queued without waiting.
 
-With `restart_stuck` (`optimizer.restart_stuck`), a run whose step formed curvature
-pairs but kept none forgets its history and starts again (`BatchedLBFGS._restart`;
-`restart_if_stuck` does the same for torch's LBFGS): see `curvature_pairs` for why.
+With `restart_stuck` (`optimizer.restart_stuck`), a stuck run forgets its history and
+starts again (`BatchedLBFGS._restart`; `restart_if_stuck` does the same for torch's
+LBFGS), from the lowest-loss image it has evaluated, which the module puts back.
 """
 
 from collections.abc import Callable, Iterable, Sequence
@@ -187,6 +187,7 @@ class BatchedLBFGS(torch.optim.Optimizer):
         current_evals, n_iter = 1, 0
         kept_in_step = torch.zeros_like(state["formed"])  # a run that forms pairs in a step but keeps none is stuck
         formed_before = state["formed"].clone()
+        uphill = torch.zeros_like(active)  # so is one whose history gave a direction that does not descend
         while n_iter < settings["max_iter"]:
             n_iter += 1
             state["n_iter"] += 1
@@ -206,7 +207,9 @@ class BatchedLBFGS(torch.optim.Optimizer):
             state["restarted"] = torch.zeros_like(state["restarted"])
             t = torch.where(active, new_t, t)
             state["d"], state["t"] = d, t
-            active = active & ((flat_grad * d).sum(1) <= -tol_change)
+            slope = (flat_grad * d).sum(1)
+            uphill |= active & (slope > 0)
+            active = active & (slope <= -tol_change)
 
             self._add_step(torch.where(active[:, None], d * t[:, None], 0.0))
             if n_iter != settings["max_iter"]:
@@ -224,14 +227,19 @@ class BatchedLBFGS(torch.optim.Optimizer):
                 if not bool(active.any()):
                     break
         if self.restart_stuck:
-            self._restart(state, (kept_in_step == 0) & (state["formed"] > formed_before))
+            self._restart(state, ((kept_in_step == 0) & (state["formed"] > formed_before)) | uphill)
         return orig_loss
 
     def _restart(self, state: dict, stuck: Tensor) -> None:
-        """Forget the history of each run that formed pairs in this step but kept none, on the device (no sync).
+        """Forget the history of each stuck run, on the device (no sync).
 
-        Such a run's step scale has collapsed (see `curvature_pairs`): it starts again
-        from its current image as L-BFGS starts, with a cautious first step.
+        A run is stuck when it formed pairs in this step but kept none (its step scale
+        has collapsed, see `curvature_pairs`), or when its history gave a direction that
+        does not descend: after a step that blew the loss up by twenty orders of
+        magnitude, the compact form's products lose the descent property to rounding
+        (measured in benchmarks/results.md), and such a run stops moving. Either starts
+        again as L-BFGS starts, with a cautious first step, from the image the module
+        puts back (`restarted_runs`).
         """
         keep = ~stuck
         state["pairs"].mul_(keep[:, None, None])
@@ -273,6 +281,12 @@ def restarts(optimizer: torch.optim.Optimizer) -> list[int]:
     return [state.get("restarts", 0)]
 
 
+def restarted_runs(optimizer: torch.optim.Optimizer) -> Tensor | None:
+    """Which runs of a `BatchedLBFGS` its last step restarted, a bool per run on the device; None for others."""
+    state = _lbfgs_state(optimizer)
+    return state.get("restarted") if isinstance(optimizer, BatchedLBFGS) else None
+
+
 def _lbfgs_state(optimizer: torch.optim.Optimizer) -> dict:
     """The state of an L-BFGS optimizer (kept with its first parameter), empty for others or before a step."""
     if not isinstance(optimizer, torch.optim.LBFGS | BatchedLBFGS):
@@ -289,8 +303,10 @@ def newest_pair(optimizer: torch.optim.LBFGS) -> tuple[int, object]:
 def restart_if_stuck(optimizer: torch.optim.LBFGS, before: tuple[int, object]) -> bool:
     """After a step of torch's LBFGS that formed pairs but kept none, forget its history, as `BatchedLBFGS` does.
 
-    Read from Python lists, no device sync. The next step starts as L-BFGS starts,
-    from the current image with a cautious first step.
+    Read from Python lists, no device sync. The next step starts as L-BFGS starts, with
+    a cautious first step, from the image the module puts back. A direction that does
+    not descend ends torch's step where it is; the next step's pair is then null (the
+    image has not moved), so that case lands here too, one evaluation later.
     """
     state = _lbfgs_state(optimizer)
     iterations, newest = before

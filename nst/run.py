@@ -277,7 +277,12 @@ def _lbfgs_history(
         figures = {"lbfgs/pairs_kept": kept, "lbfgs/pairs_possible": possible, "lbfgs/restarts": restart_count}
         logger.log_metrics(figures, step=step)
     if restart_count:
-        log.info("%s: L-BFGS forgot its history %d time(s), after steps that kept no pair", out_dir, restart_count)
+        log.info(
+            "%s: L-BFGS got stuck and restarted %d time(s) from the run's lowest-loss image (a step kept no "
+            "curvature pair, or its history pointed uphill)",
+            out_dir,
+            restart_count,
+        )
     if stuck(kept, possible):
         log.warning(
             "%s: L-BFGS kept only %d of its last %d curvature pairs: its steps became too small to update "

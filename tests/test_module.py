@@ -12,12 +12,14 @@ from nst.backbones import VGG
 from nst.errors import NSTError
 from nst.fastpath import FastPath
 from nst.module import RunSettings, StyleTransfer
-from nst.optimizers import BatchedLBFGS
+from nst.optimizers import BatchedLBFGS, restarts
 
 LAYERS = {"content": {"relu2_1": 1.0}, "style": {"relu1_1": 0.5, "relu2_1": 0.5}}
 
 
-def make_module(optimizer, convention: str = "jcjohnson", fast: FastPath | None = None, **weights) -> StyleTransfer:
+def make_module(
+    optimizer, convention: str = "jcjohnson", fast: FastPath | None = None, restart_stuck: bool = False, **weights
+) -> StyleTransfer:
     torch.manual_seed(0)
     content, style = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 40, 24)
     run = RunSettings(
@@ -28,7 +30,9 @@ def make_module(optimizer, convention: str = "jcjohnson", fast: FastPath | None 
         **{"style_weight": 1e3, **weights},
     )
     encoder = VGG("vgg19", weights="random")
-    return StyleTransfer(encoder, content, [style], [run], convention=convention, fast=fast)
+    return StyleTransfer(
+        encoder, content, [style], [run], convention=convention, fast=fast, restart_stuck_lbfgs=restart_stuck
+    )
 
 
 def fit(module: StyleTransfer, steps: int, ckpt_path: Path | None = None) -> pl.Trainer:
@@ -120,6 +124,34 @@ def test_compact_lbfgs_runs_a_single_lbfgs_job_through_batched_lbfgs_to_the_same
     assert torch.allclose(modules[True].image, modules[False].image, atol=1e-4)
     line_search = make_module(partial(lbfgs, line_search_fn="strong_wolfe"), fast=FastPath(compact_lbfgs=True))
     assert type(line_search.configure_optimizers()) is torch.optim.LBFGS  # BatchedLBFGS has no line search
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["torch-lbfgs", "batched-lbfgs"])
+def test_a_restarted_lbfgs_run_starts_again_from_the_lowest_loss_image_it_evaluated(compact):
+    """Not from where it got stuck, which after a blow-up may be far up the loss (benchmarks/results.md).
+
+    A loss scaled by 1e-12 with lr 1e10: the image moves at a normal pace, but no
+    curvature pair passes sᵀy > 1e-10, so the first step ends stuck and restarts.
+    Its last iteration moved the image without evaluating it; the restart takes that back.
+    """
+    lbfgs = partial(torch.optim.LBFGS, lr=1e10, max_iter=4, tolerance_grad=-1, tolerance_change=-1)
+    module = make_module(
+        lbfgs, fast=FastPath(compact_lbfgs=compact), restart_stuck=True, content_weight=1e-12, style_weight=0
+    )
+    evaluated: list[tuple[float, torch.Tensor]] = []
+    evaluate = module.evaluate
+
+    def recorded() -> dict[str, torch.Tensor]:
+        terms = evaluate()
+        evaluated.append((terms["total"].item(), module.image.detach().clone()))
+        return terms
+
+    module.evaluate = recorded
+    fit(module, 1)
+    assert restarts(module.optimizers().optimizer) == [1]
+    best_loss, best_image = min(evaluated, key=lambda pair: pair[0])
+    assert best_loss < evaluated[0][0] and not torch.equal(best_image, evaluated[0][1])
+    assert torch.equal(module.image, best_image)
 
 
 def test_a_resumed_lbfgs_run_goes_on_with_the_lbfgs_that_wrote_its_checkpoint(tmp_path):

@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from nst.errors import NSTError
-from nst.optimizers import BatchedLBFGS, curvature_pairs, newest_pair, restart_if_stuck, restarts, state_of_run
+from nst.optimizers import (
+    BatchedLBFGS,
+    curvature_pairs,
+    newest_pair,
+    restart_if_stuck,
+    restarted_runs,
+    restarts,
+    state_of_run,
+)
 
 SIZE = 12
 
@@ -191,6 +199,35 @@ def test_a_run_whose_step_kept_no_pair_restarts_and_the_others_keep_torchs_path(
         batch.step(closure)
     assert restarts(batch) == [0, 2]  # the linear run kept no pair in either step
     assert torch.allclose(curved.detach(), alone(0, steps=2, **settings), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("restart_stuck", [False, True])
+def test_a_run_whose_history_points_uphill_restarts(restart_stuck):
+    """After a blow-up, rounding in the compact form can give an ascent direction (benchmarks/results.md).
+
+    Here run 1's stored gradient changes y are scaled tenfold behind their inner
+    products' back: the same kind of broken history, vectors that disagree with their
+    Gram matrix. Its pairs still pass sᵀy > 0, so only the uphill direction can tell
+    that the run must start again. Run 0 keeps torch's path.
+    """
+    matrix, target = problem(0)
+    settings = {"max_iter": 5, "history_size": 100, "tolerance_grad": -1, "tolerance_change": -1}
+    xs = [torch.zeros(SIZE, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    batch = BatchedLBFGS([{"params": [x]} for x in xs], restart_stuck=restart_stuck, **settings)
+
+    def closure() -> torch.Tensor:
+        batch.zero_grad()
+        value = torch.stack([loss(x, matrix, target) for x in xs])
+        value.sum().backward()
+        return value.detach()
+
+    batch.step(closure)
+    pairs = batch.state[xs[0]]["pairs"]
+    pairs[1, pairs.shape[1] // 2 :] *= 10
+    batch.step(closure)
+    assert restarts(batch) == [0, int(restart_stuck)]
+    assert restarted_runs(batch).tolist() == [False, restart_stuck]
+    assert torch.allclose(xs[0].detach(), alone(0, steps=2, **settings), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind, stuck", [("curved", False), ("linear", True)])
