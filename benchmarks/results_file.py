@@ -15,12 +15,22 @@ def bench_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def cpu_name() -> str:
+    """The CPU's model (Linux), else its architecture: two x86_64 hosts here ran the same benchmark twofold apart."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor() or platform.machine()
+
+
 def machine() -> str:
     """Where and with what the figures were measured."""
     if bench_device().type == "cuda":
         device = torch.cuda.get_device_name()
     else:
-        device = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        device = f"CPU ({cpu_name()}, {torch.get_num_threads()} threads)"
     return (
         f"{datetime.date.today().isoformat()}, {device}, torch {torch.__version__}, Python {platform.python_version()}"
     )
