@@ -51,7 +51,7 @@ def check_loss_weights(
 
 
 class NonFiniteLoss(NSTError):
-    """The loss became NaN or infinite; the image of the last finite step has been restored."""
+    """The loss became NaN or infinite; the run's lowest-loss image has been restored."""
 
 
 @dataclass
@@ -140,8 +140,8 @@ class StyleTransfer(pl.LightningModule):
         self.blend = blend_weights(len(styles), style_blend)
 
         self.images = nn.ParameterList([nn.Parameter(r.init.detach().clone().contiguous()) for r in runs])
-        self.register_buffer("last_good", self.image.detach().clone(), persistent=False)
-        self.register_buffer("best", self.image.detach().clone(), persistent=False)  # each run's lowest-loss image
+        # Each run's lowest-loss image evaluated in this fit: where a stuck L-BFGS run restarts and a failed run stays.
+        self.register_buffer("best", self.image.detach().clone(), persistent=False)
         self.register_buffer("best_loss", torch.full((len(runs),), torch.inf), persistent=False)
         self.register_buffer("frozen", torch.zeros(len(runs), dtype=torch.bool), persistent=False)
         self.register_buffer("content_image", content)
@@ -168,6 +168,8 @@ class StyleTransfer(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self._encode = self.fast.encoder(self.encoder, self.device)
+        self.best.copy_(self.image.detach())  # a resumed run's image, restored by Lightning before this hook
+        self.best_loss.fill_(torch.inf)
         content_layers = set(self.content_layers)
         self.content_targets = content_targets(self.encode, self.content_image, content_layers)
         styles = [s.to(self.device) for s in self.style_images]
@@ -205,14 +207,13 @@ class StyleTransfer(pl.LightningModule):
             terms = self.evaluate()
             total = torch.where(self.frozen, 0.0, terms["total"])
             self.manual_backward(total.sum())
-            self._remember_best(terms["total"].detach())
+            self._remember_best(torch.where(self.frozen, torch.inf, terms["total"].detach()))
             self.evaluations += 1
             self.last_terms = {k: v.detach() for k, v in terms.items()}
             if self.global_step == 0 and not self.start_terms:
                 self.start_terms = self.last_terms
             return total.detach()
 
-        self.last_good.copy_(self.image.detach())
         torch_lbfgs = optimizer.optimizer if isinstance(optimizer.optimizer, torch.optim.LBFGS) else None
         before = newest_pair(torch_lbfgs) if torch_lbfgs and self.restart_stuck_lbfgs else None
         optimizer.step(closure=closure)
@@ -223,7 +224,7 @@ class StyleTransfer(pl.LightningModule):
             self._back_to_best(restarted)
         broken = ~torch.isfinite(self.last_terms["total"]) | self.frozen  # global_step now counts this step
         if bool(broken.any()):
-            self._keep_last_good(broken)
+            self._keep_best(broken)
 
     @torch.no_grad()
     def _remember_best(self, loss: Tensor) -> None:
@@ -244,15 +245,19 @@ class StyleTransfer(pl.LightningModule):
             image.copy_(torch.where(restarted[index], self.best[index : index + 1], image))
 
     @torch.no_grad()
-    def _keep_last_good(self, broken: Tensor) -> None:
-        """Runs whose loss became NaN/inf go back to their last finite image and stay there."""
+    def _keep_best(self, broken: Tensor) -> None:
+        """Runs whose loss became NaN/inf go back to their lowest-loss image and stay there.
+
+        Not to the image the step started from: for Adam that is the very image whose
+        loss was not finite, and for L-BFGS it may be.
+        """
         for index in broken.nonzero().flatten().tolist():
-            self.images[index].copy_(self.last_good[index : index + 1])
+            self.images[index].copy_(self.best[index : index + 1])
             if not self.frozen[index]:
                 value = self.last_terms["total"][index].item()
                 self.failures[index] = (
                     f"the loss became {value} at step {self.global_step}: lower the learning rate "
-                    "(optimizer.torch.lr) or the loss weights; the last good image is kept"
+                    "(optimizer.torch.lr) or the loss weights; its lowest-loss image is kept as last_good.png"
                 )
         self.frozen |= broken
         if bool(self.frozen.all()):

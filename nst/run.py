@@ -96,7 +96,7 @@ def _fit(
     suffix: str,
     resume: Path | None,
 ) -> pl.Trainer:
-    """Fit one stage; a NaN keeps the last good image, a signal leaves a checkpoint to resume from."""
+    """Fit one stage; a NaN keeps the lowest-loss image, a signal leaves a checkpoint to resume from."""
     steps = int(cfg.optimizer.steps)
     callbacks: list[pl.Callback] = []
     for run, (job, logger) in enumerate(zip(jobs, loggers, strict=True)):
@@ -211,7 +211,7 @@ def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path
             fast=build(cfg.speed, "speed"),
             restart_stuck_lbfgs=bool(cfg.optimizer.get("restart_stuck", False)),
         )
-        module.failures = dict(failures)  # a run that failed at a coarser scale stays at its last good image
+        module.failures = dict(failures)  # a run that failed at a coarser scale stays at its lowest-loss image
         module.frozen[sorted(failures)] = True
         for what, picture in [("the content image", content)] + [
             (f"style image {i + 1}", s) for i, s in enumerate(styles)

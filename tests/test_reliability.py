@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from nst import backbones
+from nst.images import example, load_image
 from nst.module import NonFiniteLoss
 from nst.run import main, train
 from tests.test_cli import TINY, nst
@@ -229,7 +230,12 @@ def test_an_exif_rotated_photo_comes_out_upright(tmp_path, capsys):
         assert final.size == (16, 32)  # 48x24 landscape stored, displayed as portrait
 
 
-def test_a_nan_loss_stops_the_run_keeps_the_last_good_image_and_marks_it_failed(tmp_path):
+def test_a_nan_loss_stops_the_run_keeps_its_lowest_loss_image_and_marks_it_failed(tmp_path):
+    """Adam at lr 1e30: step 1 evaluates the start image, step 2 the blown-up image after it, NaN.
+
+    last_good.png is the start image, the only one with a finite loss, not the blown-up
+    one that step 2 started from.
+    """
     run_dir = tmp_path / "run"
     settings = [o for o in TINY if not o.startswith(("optimizer.torch.max_iter", "optimizer.steps"))]
     result = nst(
@@ -242,6 +248,9 @@ def test_a_nan_loss_stops_the_run_keeps_the_last_good_image_and_marks_it_failed(
     assert metrics["status"] == "failed" and "the loss became" in metrics["error"]
     with Image.open(run_dir / "last_good.png") as image:
         assert image.size == (48, 36)
+        kept = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float()
+    start = load_image(example("tubingen.jpg"), 48)[0] * 255
+    assert (kept - start).abs().max() <= 1
     assert read_run(next((run_dir / "wandb").glob("offline-run-*"))).exit_code == 1
     failed_at = int(re.search(r"at step (\d+)", metrics["error"]).group(1))
     with open(run_dir / "history.csv", newline="") as f:  # Adam's step k: the loss of the image after k-1 steps
