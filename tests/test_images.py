@@ -1,5 +1,7 @@
 """Reading images the way users' files come: rotated, transparent, grey, missing."""
 
+import warnings
+
 import pytest
 import torch
 from PIL import Image
@@ -54,6 +56,16 @@ def test_save_image_writes_a_png_and_leaves_no_temp_files(tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["final.png"]
     with Image.open(tmp_path / "out" / "final.png") as img:
         assert img.size == (9, 6)
+
+
+def test_a_snapshot_of_a_blown_up_image_writes_nan_as_black_without_a_numpy_warning(tmp_path):
+    image = torch.full((1, 3, 4, 4), 0.5)
+    image[0, :, 0, 0] = float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        save_image(image, tmp_path / "snapshot.png")
+    with Image.open(tmp_path / "snapshot.png") as saved:
+        assert saved.getpixel((0, 0)) == (0, 0, 0) and saved.getpixel((1, 1)) == (128, 128, 128)
 
 
 def test_initial_images():
