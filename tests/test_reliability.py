@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lightning_utilities.core.rank_zero import rank_zero_info
 from PIL import Image
 
 from nst import backbones
@@ -276,6 +277,19 @@ def test_by_default_such_a_run_restarts_its_lbfgs_history_instead(make_cfg, tmp_
     metrics = train(cfg, tmp_path)
     assert metrics["status"] == "finished" and metrics["lbfgs_restarts"] >= 3
     assert "restarted" in caplog.text and "kept only" not in caplog.text
+
+
+def test_lightnings_advice_to_run_matmuls_in_tf32_is_not_shown_and_its_other_lines_are(caplog):
+    """Lightning gives it on Ampere and newer GPUs; nst keeps its Gram matrices in fp32 on purpose."""
+    advice = (
+        "You are using a CUDA device ('NVIDIA H100 80GB HBM3') that has Tensor Cores. To properly utilize them, you "
+        "should set `torch.set_float32_matmul_precision('medium' | 'high')` which will trade-off precision for "
+        "performance."
+    )
+    with caplog.at_level(logging.INFO):
+        rank_zero_info(advice)  # as lightning_fabric's _check_cuda_matmul_precision says it
+        rank_zero_info("GPU available: True (cuda), used: True")
+    assert "Tensor Cores" not in caplog.text and "GPU available: True" in caplog.text
 
 
 def test_a_failed_run_gives_back_the_signal_handlers_it_took(make_cfg, tmp_path):
