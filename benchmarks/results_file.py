@@ -16,7 +16,7 @@ def bench_device() -> torch.device:
 
 
 def cpu_name() -> str:
-    """The CPU's model (Linux), else its architecture: two x86_64 hosts here ran the same benchmark twofold apart."""
+    """The CPU's model (Linux), else its architecture, which does not tell one host from another."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
