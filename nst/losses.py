@@ -77,10 +77,10 @@ def total_variation(image: Tensor, beta: float = 2.0) -> Tensor:
     """
     dx = image[..., :-1, 1:] - image[..., :-1, :-1]
     dy = image[..., 1:, :-1] - image[..., :-1, :-1]
-    squared = dx**2 + dy**2
-    if beta != 2:
-        squared = squared.clamp_min(1e-12)  # (·)^(β/2) has an infinite slope at 0 for β < 2
-    return (squared ** (beta / 2)).flatten(1).mean(1)
+    variation = dx**2 + dy**2
+    if beta != 2:  # (·)^(β/2) has an infinite slope at 0 for β < 2
+        variation = variation.clamp_min(1e-12) ** (beta / 2)
+    return variation.flatten(1).mean(1)
 
 
 def relative_error(x: Tensor, target: Tensor) -> Tensor:

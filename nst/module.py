@@ -195,8 +195,11 @@ class StyleTransfer(pl.LightningModule):
             terms[f"style/{name}"] = style_loss(features[name], self.style_targets[name], self.convention)
         for kind, layers in (("content", self.content_layers), ("style", self.style_layers)):
             terms[kind] = sum(self.factors[f"{kind}/{n}"] * terms[f"{kind}/{n}"] for n in layers)
-        terms["tv"] = total_variation(image, self.tv_beta)
-        terms["total"] = sum(self.factors[k] * terms[k] for k in ("content", "style", "tv"))
+        weighed = ("content", "style", "tv") if any(self.weights["tv"]) else ("content", "style")
+        # TV that no run weighs (the default) is still reported, but kept out of the graph: no backward pass for it.
+        with torch.set_grad_enabled(torch.is_grad_enabled() and "tv" in weighed):
+            terms["tv"] = total_variation(image, self.tv_beta)
+        terms["total"] = sum(self.factors[k] * terms[k] for k in weighed)
         return terms
 
     def training_step(self, batch: Tensor, batch_idx: int) -> None:

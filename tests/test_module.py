@@ -92,6 +92,18 @@ def test_every_loss_term_is_reported_per_layer():
     assert torch.allclose(terms["total"], total)
 
 
+def test_tv_that_no_run_weighs_is_reported_but_kept_out_of_the_gradient():
+    """nst's default tv_weight is 0: the evaluation should not pay a backward pass for it."""
+    adam = partial(torch.optim.Adam, lr=0.05)
+    for tv_weight in (0.0, 1e-3):
+        module = make_module(adam, tv_weight=tv_weight)
+        module.on_fit_start()
+        terms = module.evaluate()
+        assert terms["tv"].item() > 0 and terms["tv"].requires_grad == (tv_weight > 0)
+        weighed = terms["content"] + 1e3 * terms["style"] + tv_weight * terms["tv"]
+        assert torch.allclose(terms["total"], weighed)
+
+
 @pytest.mark.parametrize(
     ("loss", "message"),
     [
