@@ -364,12 +364,15 @@ def _hydra_main(cfg: DictConfig) -> float | list[float] | None:
             sys.exit(2)
         log.exception("job failed; the sweep goes on (see %s/metrics.json)", out_dir)
         return objective(cfg.objective, None)
-    log.info(
-        "done: %s/final.png (content error %.3f, style error %.3f)",
-        out_dir,
-        metrics.get("content_error", float("nan")),
-        metrics.get("style_error", float("nan")),
-    )
+    if "content_error" in metrics:
+        log.info(
+            "done: %s/final.png (content error %.3f, style error %.3f)",
+            out_dir,
+            metrics["content_error"],
+            metrics["style_error"],
+        )
+    else:  # judge=false
+        log.info("done: %s/final.png (loss %.4g)", out_dir, metrics["loss/total"])
     return objective(cfg.objective, metrics)
 
 

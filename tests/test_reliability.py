@@ -224,6 +224,14 @@ def test_awkward_but_valid_images_run(tmp_path, capsys, make):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "finished"
 
 
+def test_a_run_without_the_judge_ends_with_its_loss_not_nan_errors(tmp_path, capsys):
+    exit_code, _ = run_nst(tmp_path, capsys, "judge=false")
+    assert exit_code == 0
+    log = (tmp_path / "run" / "run.log").read_text()
+    (done,) = [line for line in log.splitlines() if "done: " in line]
+    assert "final.png (loss " in done and "nan" not in done
+
+
 def test_an_exif_rotated_photo_comes_out_upright(tmp_path, capsys):
     exit_code, _ = run_nst(tmp_path, capsys, f"content={_exif_rotated(tmp_path)}")
     assert exit_code == 0
