@@ -11,3 +11,4 @@ python -m benchmarks.speed --rounds 0 --memory-sizes --batch 8 --batch-px 512 --
 python -m benchmarks.speed --rounds 0 --memory-sizes --fastpath-px 512 --steps 25
 python -m benchmarks.time_split --size 512 --runs 8
 python -m benchmarks.harness_overhead --size 1024 --steps 10
+python -m benchmarks.op_count

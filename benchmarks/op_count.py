@@ -1,0 +1,124 @@
+"""Operations launched per evaluation: the harness against the bare loop, and each L-BFGS per iteration.
+
+On a GPU every operation is at least one kernel launch, whose cost does not shrink
+with the image: at a few milliseconds an evaluation, the count sets the harness's
+overhead as much as the arithmetic does. Counted with torch's profiler: top-level aten
+operations (those Python launches, not the ones they call inside), the autograd
+backward pass included, and host syncs (`aten::_local_scalar_dense`, what `.item()`
+and `float()` of a tensor run). The counts are the same on any device; the script
+runs where `bench_device()` points.
+
+(a) One L-BFGS step of 20 evaluations (caffe VGG-19, Gatys layers, `--size` px):
+benchmarks/speed.py's bare loop against `nst`, quiet and as a user runs it, each the
+difference between a 2-step and a 1-step run, so that set-up drops out.
+(b) One iteration of torch.optim.LBFGS and of nst's BatchedLBFGS at a full 100-pair
+history (benchmarks/time_split.py's quadratic), the closure's own operations taken out.
+
+    python -m benchmarks.op_count [--size 32]
+"""
+
+import argparse
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from torch.profiler import ProfilerActivity, profile
+
+from benchmarks.results_file import bench_device, machine, write_section
+from benchmarks.speed import bare_loop, harness
+from benchmarks.time_split import quadratic_lbfgs
+
+QUIET = ["loss.style_weight=1e5", "trainer.enable_progress_bar=false", "judge=false", "logger=none", "snapshot_every=0"]
+AS_A_USER = ["loss.style_weight=1e5", "trainer.enable_progress_bar=false", "judge=false", "snapshot_every=5"]
+SYNC = "aten::_local_scalar_dense"
+OPTIMISERS = (
+    "torch's LBFGS in both",
+    "nst's BatchedLBFGS by `speed.compact_lbfgs: auto`, torch's LBFGS in the bare loop",
+)
+
+
+def operations(fn: Callable[[], object]) -> Counter:
+    """Top-level aten operations `fn` launches, by name, plus its host syncs under SYNC."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = prof.events()
+    top = Counter(
+        e.name
+        for e in events
+        if e.name.startswith("aten::") and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))
+    )
+    top[SYNC] = sum(e.name == SYNC for e in events)
+    return top
+
+
+def per_evaluation(run: Callable[[int], object]) -> Counter:
+    """Operations of one 20-evaluation step of `run(steps)`, per evaluation: 2 steps minus 1 step."""
+    run(1)  # warm-up: first calls load and cache
+    one, two = operations(lambda: run(1)), operations(lambda: run(2))
+    return Counter({name: (two[name] - one[name]) / 20 for name in two | one})
+
+
+def optimiser_iteration(batched: bool) -> Counter:
+    """Operations of one L-BFGS iteration at a full history, without its closure's."""
+    optimizer, closure = quadratic_lbfgs((1, 3, 24, 32), 1, batched)
+    step = operations(lambda: optimizer.step(closure))
+    alone = operations(lambda: [closure() for _ in range(20)])
+    return Counter({name: (step[name] - alone[name]) / 20 for name in step | alone})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=32, help="image size of the evaluation counts")
+    args = parser.parse_args()
+    device = bench_device()
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {
+            "bare PyTorch loop (benchmarks/speed.py)": lambda steps: bare_loop(args.size, steps, 1e5, device),
+            "nst, no logger, no snapshots, no judge": lambda steps: harness(
+                args.size, steps, Path(tmp) / f"quiet{steps}", QUIET
+            ),
+            "nst as a user runs it (W&B offline, snapshots every 5), no judge": lambda steps: harness(
+                args.size, steps, Path(tmp) / f"user{steps}", AS_A_USER
+            ),
+        }
+        counts = {label: per_evaluation(run) for label, run in runs.items()}
+    bare = counts["bare PyTorch loop (benchmarks/speed.py)"]
+    quiet = counts["nst, no logger, no snapshots, no judge"]
+    extra = sorted(((quiet[n] - bare[n], n) for n in quiet | bare if n != SYNC), reverse=True)
+    optimisers = {
+        "torch.optim.LBFGS (two-loop recursion)": optimiser_iteration(batched=False),
+        "nst's BatchedLBFGS (compact form)": optimiser_iteration(batched=True),
+    }
+
+    def total(counter: Counter) -> float:
+        return sum(v for k, v in counter.items() if k != SYNC)
+
+    lines = [
+        "## Operations per evaluation (what a GPU launches)",
+        "",
+        f"Measured {machine()} by `python -m benchmarks.op_count --size {args.size}`: top-level aten operations",
+        "(the backward pass included) counted with torch's profiler; a GPU launches the same. Evaluations: one",
+        f"L-BFGS step of 20 at {args.size} px (caffe VGG-19, Gatys layers), 2 steps minus 1 step, per evaluation;",
+        f"the optimiser's share is in these counts too ({OPTIMISERS[device.type == 'cuda']}). Iterations: a full",
+        "100-pair history on a quadratic, the closure's own operations taken out.",
+        "",
+        "| per evaluation | operations | host syncs |",
+        "| --- | ---: | ---: |",
+        *(f"| {label} | {total(c):.1f} | {c[SYNC]:.1f} |" for label, c in counts.items()),
+        "",
+        "What `nst` launches beyond the bare loop, per evaluation (the ten largest differences): "
+        + ", ".join(f"{name.removeprefix('aten::')} {diff:+.1f}" for diff, name in extra[:10])
+        + " (detach, to, unsqueeze, expand, slice, view and flatten start no kernel: views and no-op casts,"
+        + " which cost only the Python call).",
+        "",
+        "| per L-BFGS iteration, 100 pairs | operations | host syncs |",
+        "| --- | ---: | ---: |",
+        *(f"| {label} | {total(c):.1f} | {c[SYNC]:.1f} |" for label, c in optimisers.items()),
+    ]
+    print("\n".join(lines))
+    write_section(f"op-count-{device.type}", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
