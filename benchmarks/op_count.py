@@ -88,6 +88,9 @@ def main() -> None:
             "nst as a user runs it (W&B offline, snapshots every 5), no judge": lambda steps: harness(
                 args.size, steps, Path(tmp) / f"user{steps}", AS_A_USER
             ),
+            "the same with `speed.compact_lbfgs=true` (BatchedLBFGS: the CUDA default)": lambda steps: harness(
+                args.size, steps, Path(tmp) / f"compact{steps}", [*AS_A_USER, "speed.compact_lbfgs=true"]
+            ),
         }
         counts = {label: per_evaluation(run) for label, run in runs.items()}
     bare = counts["bare PyTorch loop (benchmarks/speed.py)"]
