@@ -185,8 +185,8 @@ class BatchedLBFGS(torch.optim.Optimizer):
             return orig_loss
 
         current_evals, n_iter = 1, 0
-        formed_in_step = torch.zeros_like(state["formed"])  # a run that forms pairs in a step but keeps none is stuck
-        kept_in_step = torch.zeros_like(state["formed"])
+        kept_in_step = torch.zeros_like(state["formed"])  # a run that forms pairs in a step but keeps none is stuck
+        formed_before = state["formed"].clone()  # once a step: cheaper than counting formed pairs per iteration
         uphill = torch.zeros_like(active)  # so is one whose history gave a direction that does not descend
         while n_iter < settings["max_iter"]:
             n_iter += 1
@@ -197,9 +197,8 @@ class BatchedLBFGS(torch.optim.Optimizer):
             else:
                 d, t = state["d"], state["t"]
                 fresh = state["restarted"]  # a restarted run starts its history anew: no pair from before
-                y, forming = flat_grad - state["prev_flat_grad"], active & ~fresh
-                formed_in_step += forming
-                kept_in_step += self._remember(state, y, d * t[:, None], forming)
+                y = flat_grad - state["prev_flat_grad"]
+                kept_in_step += self._remember(state, y, d * t[:, None], active & ~fresh)
                 d = torch.where(active[:, None], self._direction(state, flat_grad), d)
             state["prev_flat_grad"] = torch.where(active[:, None], flat_grad, state.get("prev_flat_grad", flat_grad))
             prev_loss = loss
@@ -228,7 +227,7 @@ class BatchedLBFGS(torch.optim.Optimizer):
                 if not bool(active.any()):
                     break
         if self.restart_stuck:
-            self._restart(state, ((formed_in_step > 0) & (kept_in_step == 0)) | uphill)
+            self._restart(state, ((kept_in_step == 0) & (state["formed"] > formed_before)) | uphill)
         return orig_loss
 
     def _restart(self, state: dict, stuck: Tensor) -> None:
