@@ -5,12 +5,14 @@ with the image: at a few milliseconds an evaluation, the count sets the harness'
 overhead as much as the arithmetic does. Counted with torch's profiler: top-level aten
 operations (those Python launches, not the ones they call inside), the autograd
 backward pass included, and host syncs (`aten::_local_scalar_dense`, what `.item()`
-and `float()` of a tensor run). The counts are the same on any device; the script
-runs where `bench_device()` points.
+and `float()` of a tensor run). A GPU launches the same operations for the same code
+path; which L-BFGS `nst` runs depends on the device (`speed.compact_lbfgs: auto`), so
+the CUDA path is also counted explicitly. The script runs where `bench_device()` points.
 
 (a) One L-BFGS step of 20 evaluations (caffe VGG-19, Gatys layers, `--size` px):
-benchmarks/speed.py's bare loop against `nst`, quiet and as a user runs it, each the
-difference between a 2-step and a 1-step run, so that set-up drops out.
+benchmarks/speed.py's bare loop against `nst`, quiet, as a user runs it, and with
+`speed.compact_lbfgs=true`, each the difference between a 2-step and a 1-step run, so
+that set-up drops out.
 (b) One iteration of torch.optim.LBFGS and of nst's BatchedLBFGS at a full 100-pair
 history (benchmarks/time_split.py's quadratic), the closure's own operations taken out.
 
@@ -25,12 +27,14 @@ from pathlib import Path
 
 from torch.profiler import ProfilerActivity, profile
 
+from benchmarks.harness_overhead import BASE
+from benchmarks.harness_overhead import QUIET as NO_LOGGING
 from benchmarks.results_file import bench_device, machine, write_section
 from benchmarks.speed import bare_loop, harness
 from benchmarks.time_split import quadratic_lbfgs
 
-QUIET = ["loss.style_weight=1e5", "trainer.enable_progress_bar=false", "judge=false", "logger=none", "snapshot_every=0"]
-AS_A_USER = ["loss.style_weight=1e5", "trainer.enable_progress_bar=false", "judge=false", "snapshot_every=5"]
+QUIET = [*BASE, *NO_LOGGING]
+AS_A_USER = [*BASE, "snapshot_every=5"]  # the default logger: W&B offline
 SYNC = "aten::_local_scalar_dense"
 # Operations that start no kernel: views, and casts and copies that are no-ops here (fp32 in, fp32 out).
 VIEWS = {
@@ -59,19 +63,23 @@ def operations(fn: Callable[[], object]) -> Counter:
     return top
 
 
+def per_one_of_20(more: Counter, less: Counter) -> Counter:
+    """What `more` launched beyond `less`, divided among the 20 evaluations of an L-BFGS step."""
+    return Counter({name: (more[name] - less[name]) / 20 for name in more | less})
+
+
 def per_evaluation(run: Callable[[int], object]) -> Counter:
     """Operations of one 20-evaluation step of `run(steps)`, per evaluation: 2 steps minus 1 step."""
     run(1)  # warm-up: first calls load and cache
     one, two = operations(lambda: run(1)), operations(lambda: run(2))
-    return Counter({name: (two[name] - one[name]) / 20 for name in two | one})
+    return per_one_of_20(two, one)
 
 
 def optimiser_iteration(batched: bool) -> Counter:
     """Operations of one L-BFGS iteration at a full history, without its closure's."""
     optimizer, closure = quadratic_lbfgs((1, 3, 24, 32), 1, batched)
     step = operations(lambda: optimizer.step(closure))
-    alone = operations(lambda: [closure() for _ in range(20)])
-    return Counter({name: (step[name] - alone[name]) / 20 for name in step | alone})
+    return per_one_of_20(step, operations(lambda: [closure() for _ in range(20)]))
 
 
 def main() -> None:
