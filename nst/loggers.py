@@ -8,7 +8,8 @@ import logging
 import netrc
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -38,11 +39,11 @@ class ResilientWandbLogger(WandbLogger):
         if self._wandb_init.get("anonymous") is None:  # Lightning always passes it; wandb 0.31 warns it is deprecated
             self._wandb_init.pop("anonymous", None)
 
-    def _guard(self, call: str, *args: Any, **kwargs: Any) -> None:
+    def _guard(self, action: Callable[[], object]) -> None:
         if self.failed:
             return
         try:
-            getattr(super(), call)(*args, **kwargs)
+            action()
         except Exception as exc:
             self.failed = True
             log.warning(
@@ -53,13 +54,16 @@ class ResilientWandbLogger(WandbLogger):
             )
 
     def log_metrics(self, *args: Any, **kwargs: Any) -> None:
-        self._guard("log_metrics", *args, **kwargs)
+        self._guard(partial(super().log_metrics, *args, **kwargs))
 
     def log_hyperparams(self, *args: Any, **kwargs: Any) -> None:
-        self._guard("log_hyperparams", *args, **kwargs)
+        self._guard(partial(super().log_hyperparams, *args, **kwargs))
 
     def log_image(self, *args: Any, **kwargs: Any) -> None:
-        self._guard("log_image", *args, **kwargs)
+        self._guard(partial(super().log_image, *args, **kwargs))
+
+    def log_summary(self, figures: Mapping[str, float]) -> None:
+        self._guard(lambda: self.experiment.summary.update(dict(figures)))
 
 
 def _wandb_api_key_present() -> bool:
@@ -132,6 +136,18 @@ def log_images(logger: Logger | bool, images: dict[str, Tensor], step: int) -> N
     elif isinstance(logger, TensorBoardLogger):
         for key, image in images.items():
             logger.experiment.add_image(key, image.detach()[0].clamp(0, 1).cpu(), global_step=step)
+
+
+def log_summary(logger: Logger | bool, figures: Mapping[str, float]) -> None:
+    """A run's final figures as its W&B summary, what sweep tables and dashboards compare.
+
+    W&B's summary otherwise holds each key's last logged value: for the losses, the last
+    step's, not those of final.png. Other loggers keep the curves; metrics.json has the figures.
+    """
+    if isinstance(logger, ResilientWandbLogger):
+        logger.log_summary(figures)
+    elif isinstance(logger, WandbLogger):
+        logger.experiment.summary.update(dict(figures))
 
 
 def finish_logger(logger: Logger | bool | None, error: str | None) -> None:

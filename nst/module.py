@@ -230,6 +230,25 @@ class StyleTransfer(pl.LightningModule):
             self._keep_best(broken)
 
     @torch.no_grad()
+    def on_train_end(self) -> None:
+        """Measure the images the fit leaves, and put back its lowest-loss image in any run they made worse.
+
+        Neither optimiser evaluates its last move: torch's LBFGS stops right after it, Adam
+        never evaluates where its step lands. Without a line search that move can blow the
+        loss up (benchmarks/results.md). One pass without gradients makes `last_terms`, and so
+        metrics.json, the terms of the image saved as final.png.
+        """
+        if self.trainer.global_step < self.trainer.max_steps:  # interrupted: its checkpoint holds these images
+            return
+        terms = self.evaluate()
+        worse = ~(terms["total"] <= self.best_loss) & ~self.frozen  # NaN counts as worse
+        if bool(worse.any()):
+            self._back_to_best(worse)
+            terms = self.evaluate()
+        self.last_terms = terms
+        self._terms_on_host = (-1, [])
+
+    @torch.no_grad()
     def _remember_best(self, loss: Tensor) -> None:
         """Keep each run's lowest-loss image so far, on the device (no sync), for `_back_to_best`."""
         better = loss < self.best_loss

@@ -33,7 +33,7 @@ from nst.configs import CONF_DIR, build
 from nst.errors import NSTError
 from nst.images import check_init, initial_image, load_image, save_image
 from nst.judge import quality
-from nst.loggers import build_logger, finish_logger, log_images
+from nst.loggers import build_logger, finish_logger, log_images, log_summary
 from nst.memory import check_memory, memory_estimate, peak_memory_mb, resident_memory_mb
 from nst.module import NonFiniteLoss, RunSettings, Stage, StyleTransfer, check_run
 from nst.optimizers import curvature_pairs, restarts, stuck
@@ -268,7 +268,8 @@ def optimise(jobs: Sequence[Job], loggers: Sequence[Logger | bool], resume: Path
             figures["error_sum"] = figures["content_error"] + figures["style_error"]
             if logger:
                 logger.log_metrics({f"quality/{k}": v for k, v in figures.items()}, step=trainer.global_step)
-        losses = {f"loss/{k}": v for k, v in module.terms_of(run).items()}
+        losses = {f"loss/{k}": v for k, v in module.terms_of(run).items()}  # final.png's (on_train_end)
+        log_summary(logger, losses)
         history = _lbfgs_history(job.out_dir, logger, *pairs[run], restarted[run], trainer.global_step) if pairs else {}
         results.append(
             {"status": "finished", **losses, **history, **figures, **shared, "image_size": list(final.shape[-2:])}

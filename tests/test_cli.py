@@ -30,7 +30,9 @@ def nst(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.
 
 def test_a_run_writes_image_snapshots_metrics_config_and_an_offline_wandb_run(tmp_path):
     run_dir = tmp_path / "run"
-    result = nst(*TINY, "loss.style_weight=500", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    # max_eval 3: each L-BFGS step moves once more after its 2 evaluations, as it does at the default max_iter of 20
+    overrides = ["loss.style_weight=5e6", "+optimizer.torch.max_eval=3", f"hydra.run.dir={run_dir}"]
+    result = nst(*TINY, *overrides, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for noise in ("wandb: WARNING", "LeafSpec", "Tip: "):  # deprecations and adverts of the libraries, every run
         assert noise not in result.stdout + result.stderr, noise
@@ -43,20 +45,21 @@ def test_a_run_writes_image_snapshots_metrics_config_and_an_offline_wandb_run(tm
         assert isinstance(metrics[key], float), key
     assert metrics["steps"] == 4 and metrics["evaluations"] == 8
     assert metrics["device"] == "cpu" and metrics["peak_memory_mb"] > 0 and metrics["wall_time_s"] > 0
-    assert "loss.style_weight=500" in (run_dir / ".hydra" / "overrides.yaml").read_text()
-    assert "style_weight: 500" in (run_dir / ".hydra" / "config.yaml").read_text()
+    assert "loss.style_weight=5e6" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+    assert "style_weight: 5000000.0" in (run_dir / ".hydra" / "config.yaml").read_text()
     assert "WandbLogger" in (run_dir / ".hydra" / "config.yaml").read_text()
     assert not (tmp_path / "wandb").exists(), "W&B files belong in the run directory"
 
     (wandb_dir,) = (run_dir / "wandb").glob("offline-run-*")
     run = read_run(wandb_dir)
-    assert run.config["loss"]["style_weight"] == 500
+    assert run.config["loss"]["style_weight"] == 5e6
     assert run.config["content"].endswith("tubingen.jpg")  # resolved, not ${example:…}
     loss_rows = [row for row in run.history if "loss/total" in row]
     assert [row["trainer/global_step"] for row in loss_rows] == [0, 1, 2, 3, 4]  # the start image, then each step
     assert loss_rows[0]["loss/content"] == 0 and loss_rows[0]["evaluations"] == 1  # the start is the content image
     assert {"loss/content/conv4_2", "loss/style/conv5_1", "loss/tv", "evaluations"} <= set(loss_rows[0])
     assert run.summary["quality/content_error"] == metrics["content_error"]
+    assert run.summary["loss/total"] == metrics["loss/total"]  # final.png's, not the last step's
     assert run.summary["quality/style_error"] == metrics["style_error"]
     assert [run.summary["lbfgs/pairs_kept"], run.summary["lbfgs/pairs_possible"]] == metrics["lbfgs_pairs"]
     assert run.exit_code == 0

@@ -67,6 +67,32 @@ def test_the_total_loss_decreases(optimizer, steps, evaluations):
     assert module.evaluations == evaluations
 
 
+@pytest.mark.parametrize("compact", [False, True], ids=["torch-lbfgs", "batched-lbfgs"])
+def test_the_reported_losses_are_those_of_the_image_the_fit_leaves(compact):
+    """L-BFGS moves the image once more after its last evaluation: final.png's losses are measured, not the last."""
+    lbfgs = partial(torch.optim.LBFGS, max_iter=5, tolerance_grad=-1, tolerance_change=-1)
+    module = make_module(lbfgs, fast=FastPath(compact_lbfgs=compact))
+    fit(module, 2)
+    with torch.no_grad():
+        measured = module.evaluate()
+    assert module.evaluations == 10
+    for key, value in measured.items():
+        assert torch.equal(module.last_terms[key], value), key
+    assert module.terms_of(0)["total"] == measured["total"].item()
+
+
+def test_a_last_move_that_made_the_loss_worse_is_taken_back():
+    """Adam's one step of lr 5 throws the image far out of [0, 1]; the run ends at its start, the lowest loss seen."""
+    module = make_module(partial(torch.optim.Adam, lr=5.0))
+    start = module.image.detach().clone()
+    module.on_fit_start()
+    with torch.no_grad():
+        start_loss = module.evaluate()["total"]
+    fit(module, 1)
+    assert torch.equal(module.image.detach(), start)
+    assert torch.equal(module.last_terms["total"], start_loss)
+
+
 def test_the_image_is_the_only_trainable_parameter_and_the_backbone_is_cut():
     module = make_module(partial(torch.optim.Adam, lr=0.05))
     trainable = [name for name, p in module.named_parameters() if p.requires_grad]
@@ -80,7 +106,8 @@ def test_targets_are_encoded_once_per_fit_and_one_pass_feeds_every_loss():
     module.encoder.register_forward_pre_hook(lambda _, args: inputs.append(tuple(args[0].shape)))
     fit(module, 4)
     assert inputs.count((1, 3, 40, 24)) == 1  # the style image
-    assert inputs.count((1, 3, 32, 32)) == 1 + 4  # the content image, then one pass per evaluation
+    # the content image, one pass per evaluation, one measuring the image the fit leaves
+    assert inputs.count((1, 3, 32, 32)) == 1 + 4 + 1
 
 
 def test_every_loss_term_is_reported_per_layer():
