@@ -229,14 +229,14 @@ class StyleTransfer(pl.LightningModule):
         if bool(broken.any()):
             self._keep_best(broken)
 
-    @torch.no_grad()
     def on_train_end(self) -> None:
         """Measure the images the fit leaves, and put back its lowest-loss image in any run they made worse.
 
         Neither optimiser evaluates its last move: torch's LBFGS stops right after it, Adam
         never evaluates where its step lands. Without a line search that move can blow the
-        loss up (benchmarks/results.md). One pass without gradients makes `last_terms`, and so
-        metrics.json, the terms of the image saved as final.png.
+        loss up (benchmarks/results.md). One more pass makes `last_terms`, and so metrics.json,
+        the terms of the image saved as final.png. It builds its graph as the steps' passes do,
+        unused: a pass without gradients would make torch.compile compile the backbone again.
         """
         if self.trainer.global_step < self.trainer.max_steps:  # interrupted: its checkpoint holds these images
             return
@@ -245,7 +245,7 @@ class StyleTransfer(pl.LightningModule):
         if bool(worse.any()):
             self._back_to_best(worse)
             terms = self.evaluate()
-        self.last_terms = terms
+        self.last_terms = {k: v.detach() for k, v in terms.items()}
         self._terms_on_host = (-1, [])
 
     @torch.no_grad()

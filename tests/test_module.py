@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from torch._dynamo.utils import counters
 from torch.utils.data import DataLoader
 
 from nst.backbones import VGG
@@ -91,6 +92,15 @@ def test_a_last_move_that_made_the_loss_worse_is_taken_back():
     fit(module, 1)
     assert torch.equal(module.image.detach(), start)
     assert torch.equal(module.last_terms["total"], start_loss)
+
+
+def test_measuring_the_final_image_compiles_nothing_more(monkeypatch):
+    """With speed.compile, one graph each for the content and style targets and one for the steps; no fourth."""
+    monkeypatch.setattr(torch, "compile", partial(torch.compile, backend="eager"))  # dynamo's guards, no codegen
+    torch._dynamo.reset()
+    counters.clear()
+    fit(make_module(partial(torch.optim.Adam, lr=0.05), fast=FastPath(compile=True)), 2)
+    assert counters["stats"]["unique_graphs"] == 3
 
 
 def test_the_image_is_the_only_trainable_parameter_and_the_backbone_is_cut():
