@@ -4,7 +4,8 @@
 and (b) a bare loop written below (no Lightning, no Hydra, no logger) run the
 same optimisation: caffe VGG-19, Gatys layers, jcjohnson losses, L-BFGS in
 steps of 20 evaluations, content start. They alternate, `--rounds` times each,
-and the fastest round of each is compared. Then each `--memory-sizes` size runs
+and the fastest round of each is compared; each side then runs once more in a
+fresh process, for its peak memory. Then each `--memory-sizes` size runs
 one short harness job in a fresh process, for its peak memory. With `--batch N`,
 N runs that differ in style weight run one after the other and then as one batch
 (the `batched` launcher's path), for the throughput of batched sweeps.
@@ -30,6 +31,7 @@ from benchmarks.results_file import bench_device, machine, write_section
 from nst.backbones import VGG, caffe_weights_path
 from nst.configs import CONF_DIR
 from nst.images import example, load_image
+from nst.memory import peak_memory_mb
 from nst.run import Job, train, train_batch
 
 CONTENT, STYLE = ("conv4_2",), ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -173,8 +175,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=0, help="runs in the batched-sweep comparison (0: none)")
     parser.add_argument("--batch-px", type=int, default=512, help="image size of the batched-sweep comparison")
     parser.add_argument("--fastpath-px", type=int, default=0, help="compare the fast-path settings at this size")
+    parser.add_argument("--peak-of", choices=["nst", "bare"], help="run one side once, print its peak memory (MiB)")
     args = parser.parse_args()
     device = bench_device()
+    if args.peak_of:
+        with tempfile.TemporaryDirectory() as tmp:
+            one_side(args.peak_of, args.size, args.steps, device, Path(tmp))
+        print(peak_memory_mb(device)[0])
+        return
 
     if args.rounds:
         write_section(f"speed-{device.type}-{args.size}", speed_table(args, device))
@@ -258,15 +266,35 @@ def batched_table(runs: int, size: int, steps: int, device: torch.device) -> str
     )
 
 
+STYLE_WEIGHT = 1e5
+LOGGING_ON = ["logger=wandb", f"loss.style_weight={STYLE_WEIGHT}", "trainer.enable_progress_bar=false"]
+
+
+def one_side(side: str, size: int, steps: int, device: torch.device, out: Path) -> dict:
+    """One run of the speed comparison: `nst` as a user runs it, or the bare loop."""
+    if side == "nst":
+        return harness(size, steps, out, LOGGING_ON)
+    return bare_loop(size, steps, STYLE_WEIGHT, device)
+
+
+def peak_of(side: str, size: int, steps: int) -> float:
+    """Peak memory (MiB) of one run of `side` in a fresh process: a process's peak cannot be reset on the CPU.
+
+    Both processes import the same libraries (this module imports nst), so on the CPU,
+    where the peak is the whole process's resident memory, their difference is the runs'.
+    """
+    command = [sys.executable, "-m", "benchmarks.speed", "--peak-of", side, "--size", str(size), "--steps", str(steps)]
+    return float(subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()[-1])
+
+
 def speed_table(args: argparse.Namespace, device: torch.device) -> str:
-    style_weight = 1e5
     runs: dict[str, list[dict]] = {"nst": [], "bare": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            logging_on = ["logger=wandb", f"loss.style_weight={style_weight}", "trainer.enable_progress_bar=false"]
-            runs["nst"].append(harness(args.size, args.steps, Path(tmp) / f"nst{r}", logging_on))
-            runs["bare"].append(bare_loop(args.size, args.steps, style_weight, device))
+            for side in runs:
+                runs[side].append(one_side(side, args.size, args.steps, device, Path(tmp) / f"{side}{r}"))
             print(r, runs["nst"][-1], runs["bare"][-1], flush=True)
+    peak = {side: peak_of(side, args.size, args.steps) for side in runs}
     best = {k: min(v, key=lambda run: run["loop_s"]) for k, v in runs.items()}
     rate = {k: run["evaluations"] / run["loop_s"] for k, run in best.items()}
     ratio = best["nst"]["loop_s"] / best["bare"]["loop_s"]
@@ -278,16 +306,21 @@ def speed_table(args: argparse.Namespace, device: torch.device) -> str:
         "`nst` runs as a user runs it (W&B offline, losses logged every step, snapshots every 5 steps);",
         "the time is the optimisation loop (`fit_time_s`), not start-up or the judge. The bare loop uses",
         "`torch.optim.LBFGS`; `nst` does too on the CPU, and its own `BatchedLBFGS` (same iterates) on CUDA.",
-        "The final loss is that of the image each leaves, measured by one pass without gradients after",
-        "L-BFGS's unevaluated last move: inside `nst`'s loop time, after the bare loop's.",
+        "The final loss is that of the image each leaves, measured by one more pass after L-BFGS's",
+        "unevaluated last move: inside `nst`'s loop time, after the bare loop's. Peak memory: each side",
+        f"run once more in a fresh process, as {peak_memory_mb(device)[1]} (on the CPU the whole process's,",
+        "the same libraries imported in both).",
         "",
-        "| | evaluations | loop time (s) | evaluations/s | final loss |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| | evaluations | loop time (s) | evaluations/s | final loss | peak memory (MiB) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name in ("nst", "bare"):
         run = best[name]
         label = "nst (Lightning + Hydra + W&B)" if name == "nst" else "bare PyTorch loop"
-        lines.append(f"| {label} | {run['evaluations']} | {run['loop_s']:.2f} | {rate[name]:.2f} | {run['loss']:.4g} |")
+        figures = (
+            f"{run['evaluations']} | {run['loop_s']:.2f} | {rate[name]:.2f} | {run['loss']:.4g} | {peak[name]:.0f}"
+        )
+        lines.append(f"| {label} | {figures} |")
     lines += ["", f"**Time ratio harness / bare loop: {ratio:.3f}** (target ≤ 1.03)."]
     lines.append(flops_line(best["nst"], device, "tf32" if device.type == "cuda" else "fp32"))
     times = {name: ", ".join(f"{run['loop_s']:.2f}" for run in runs[name]) for name in runs}

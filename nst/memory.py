@@ -1,6 +1,7 @@
 """How much memory a run needs and used: checked before the first step, reported in metrics.json."""
 
 import resource
+import sys
 from pathlib import Path
 
 import torch
@@ -9,11 +10,45 @@ from nst.errors import NSTError
 from nst.module import StyleTransfer
 
 
+def reset_peak_memory() -> None:
+    """Start measuring a new run's peak memory.
+
+    The jobs of a sweep share one process: without this, each would report the
+    largest peak of the jobs before it. On the CPU, Linux resets the process's
+    resident high-water mark to its resident memory now; CUDA, its statistics.
+    """
+    if torch.cuda.is_initialized():
+        for index in range(torch.cuda.device_count()):
+            torch.cuda.reset_peak_memory_stats(index)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # not Linux: the peak is the process's since it started
+
+
+def _status_kib(field: str) -> int | None:
+    """A field of /proc/self/status in KiB (Linux), such as VmHWM, the resident high-water mark."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return None
+    return next((int(line.split()[1]) for line in lines if line.startswith(f"{field}:")), None)
+
+
 def peak_memory_mb(device: torch.device) -> tuple[float, str]:
-    """The run's peak so far and what it measures: CUDA's max allocated, or the process's max resident set."""
+    """The run's peak so far and what it measures: CUDA's max allocated, or the process's peak resident set.
+
+    On Linux the high-water mark of /proc, not getrusage's ru_maxrss: that one keeps the
+    peak of the process nst was started from (it survives fork and exec), so a run started
+    from a large Python process would report that process's memory.
+    """
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10, "process_max_rss"
+    high_water = _status_kib("VmHWM")
+    if high_water is not None:
+        return high_water / 2**10, "process_peak_rss"
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**10 if sys.platform == "darwin" else 1)  # macOS: B
+    return kib / 2**10, "process_max_rss"
 
 
 def resident_memory_mb() -> float | None:

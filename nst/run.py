@@ -34,7 +34,7 @@ from nst.errors import NSTError
 from nst.images import check_init, initial_image, load_image, save_image
 from nst.judge import quality
 from nst.loggers import build_logger, finish_logger, log_images, log_summary
-from nst.memory import check_memory, memory_estimate, peak_memory_mb, resident_memory_mb
+from nst.memory import check_memory, memory_estimate, peak_memory_mb, reset_peak_memory, resident_memory_mb
 from nst.module import NonFiniteLoss, RunSettings, Stage, StyleTransfer, check_run
 from nst.optimizers import curvature_pairs, restarts, stuck
 from nst.outputs import write_json
@@ -313,6 +313,7 @@ def train_batch(jobs: Sequence[Job], resume: Path | None = None) -> list[dict[st
     became NaN); an error that stops the whole batch is written to every run, then raised.
     """
     started = time.perf_counter()
+    reset_peak_memory()
     loggers: list[Logger | bool] = []
     failure = {"status": "failed", "error": "stopped"}
     results: list[dict[str, Any]] = [dict(failure) for _ in jobs]
