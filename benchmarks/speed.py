@@ -350,13 +350,14 @@ def memory_table(sizes: list[int], device: torch.device) -> str:
         )
         print(lines[-1], flush=True)
     if device.type == "cpu":
+        baseline = peak_memory(32)["peak_memory_mb"]
         lines += [
             "",
-            "On the CPU the peak is the process's maximum resident memory, Python, torch and the libraries",
-            "(a 32 px run peaks at 855 MiB, measured the same way) included. The estimate is what `nst` checks",
-            "against free memory before the first step: the run's own tensors with a full L-BFGS history (100 pairs,",
-            "about 2 x 100 image-sized vectors), which a 2-evaluation run never fills, so it lies above these",
-            "short-run peaks by about that history.",
+            "On the CPU the peak is the process's peak resident memory, Python, torch and the libraries",
+            f"(a 32 px run peaks at {baseline:.0f} MiB, measured the same way) included. The estimate is what",
+            "`nst` checks against free memory before the first step: the run's own tensors with a full L-BFGS",
+            "history (100 pairs, about 2 x 100 image-sized vectors), which a 2-evaluation run never fills, so",
+            "it lies above these short-run peaks by about that history.",
         ]
     return "\n".join(lines)
 
