@@ -7,6 +7,7 @@ the runs of a batch each keep their own files and their own experiment logger.
 import csv
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,19 +65,30 @@ class LossLogging(pl.Callback):
 
 
 class LossHistory(pl.Callback):
-    """Every logged loss term per step, written to `history.csv` when fitting ends (for `nst compare`)."""
+    """Every logged loss term per step, written to `history.csv` when fitting ends (for `nst compare`).
+
+    Each row also holds `time_s`, the seconds of optimisation when its step ended (0 for
+    the start image's row), so that runs compare by wall-clock time as well as by
+    evaluations: a compile pause or a slow first step shows up there, not in the count.
+    """
 
     def __init__(self, path: Path, run: int = 0):
         self.path, self.run, self.rows = Path(path), run, []
+        self.started = 0.0  # perf_counter at the fit's start, less the time of the rows a resumed run kept
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        """A resumed run keeps the rows written before its interruption."""
+        """A resumed run keeps the rows written before its interruption, and counts its time on from theirs."""
+        self.started = time.perf_counter()
         if self.path.is_file() and trainer.global_step > 0:
             with open(self.path, newline="") as f:
                 self.rows = [row for row in csv.DictReader(f) if int(row["step"]) <= trainer.global_step]
+            self.started -= float(self.rows[-1].get("time_s") or 0) if self.rows else 0.0
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
-        self.rows += loss_rows(trainer, module, self.run)
+        elapsed = round(time.perf_counter() - self.started, 3)
+        for row in loss_rows(trainer, module, self.run):
+            step, evaluations = row.pop("step"), row.pop("evaluations")
+            self.rows.append({"step": step, "evaluations": evaluations, "time_s": elapsed if step else 0.0, **row})
 
     def teardown(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> None:
         """Written when fitting ends, stopped by a signal or not (Lightning skips this after an exception)."""

@@ -346,7 +346,10 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, signum):
     assert metrics["evaluations"] == json.loads((tmp_path / "whole" / "metrics.json").read_text())["evaluations"]
     assert not (cut / "resume.ckpt").exists()
     with open(cut / "history.csv", newline="") as f:
-        assert [int(row["step"]) for row in csv.DictReader(f)] == list(range(41))  # step 0 (the start) to the end
+        rows = list(csv.DictReader(f))
+    assert [int(row["step"]) for row in rows] == list(range(41))  # step 0 (the start) to the end
+    seconds = [float(row["time_s"]) for row in rows]
+    assert seconds[0] == 0 < seconds[1] and seconds == sorted(seconds)  # counted on across the interruption
 
 
 @pytest.mark.parametrize("snapshots", ["snapshots_32px", "snapshots"], ids=["first-scale", "last-scale"])
