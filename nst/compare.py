@@ -187,15 +187,26 @@ def curve(run: Run, x: str = "evaluations") -> tuple[list[float], list[float]]:
     return [row[x] for row in run.history], [row["total"] for row in run.history]
 
 
-def loss_curves(runs: list[Run], path: Path) -> None:
-    """Total loss against function evaluations (steps for histories without them), one line per run, log scale."""
+CURVE_AXES = {"evaluations": "function evaluations", "time_s": "seconds of optimisation", "step": "optimizer step"}
+
+
+def curve_axis(runs: list[Run], wanted: str) -> str:
+    """`wanted` if every history has it, else the first of evaluations and step that they all have (older runs)."""
+    for x in (wanted, "evaluations", "step"):
+        if all(x in run.history[0] for run in runs):
+            return x
+    raise NSTError("the runs' history.csv files share no step column: are they nst runs?")
+
+
+def loss_curves(runs: list[Run], path: Path, x: str = "evaluations") -> None:
+    """Total loss against `x` (evaluations, time_s or step), one line per run, log scale."""
     drawn = [run for run in runs if run.history]
-    x = "evaluations" if all("evaluations" in run.history[0] for run in drawn) else "step"
+    x = curve_axis(drawn, x)
     fig, ax = plt.subplots(figsize=(7, 5))
     for run in drawn:
         ax.plot(*curve(run, x), label=f"#{run.number} {run.label}"[:60])
     ax.set_yscale("log")
-    ax.set_xlabel("function evaluations" if x == "evaluations" else "optimizer step")
+    ax.set_xlabel(CURVE_AXES[x])
     ax.set_ylabel("total loss (each run in its own loss convention)")
     ax.set_title("Loss curves")
     ax.grid(alpha=0.3)
@@ -282,8 +293,8 @@ tr.failed {{ background: #fdd; }}
 """
 
 
-def compare(dirs: list[Path], out: Path, sort_by: str = "error_sum") -> dict[str, Path]:
-    """Write the report of the runs under `dirs` into `out`; returns the files by kind."""
+def compare(dirs: list[Path], out: Path, sort_by: str = "error_sum", x: str = "evaluations") -> dict[str, Path]:
+    """Write the report of the runs under `dirs` into `out`, loss curves against `x`; returns the files by kind."""
     runs = [run for run in find_runs(dirs) if out.resolve() not in run.path.resolve().parents]
     runs.sort(key=lambda run: _sort_key(run, sort_by))
     for number, run in enumerate(runs, start=1):
@@ -300,7 +311,7 @@ def compare(dirs: list[Path], out: Path, sort_by: str = "error_sum") -> dict[str
     }
     contact_sheet(runs, files["sheet"])
     front = scatter(runs, files["scatter"])
-    loss_curves(runs, files["curves"])
+    loss_curves(runs, files["curves"], x)
     atomic_write(files["markdown"], markdown_table(rows).encode())
     atomic_write(files["csv"], csv_table(rows).encode())
     atomic_write(files["html"], html_page(rows, files, front, dirs).encode())
@@ -312,10 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dirs", nargs="+", type=Path, help="run or sweep directories (outputs/…, multirun/…)")
     parser.add_argument("--out", type=Path, help="report directory (default: DIR/report of the first DIR)")
     parser.add_argument("--sort", default="error_sum", help="metric to sort the table by (default: error_sum)")
+    parser.add_argument(
+        "--x", choices=list(CURVE_AXES), default="evaluations", help="loss curves against (default: evaluations)"
+    )
     args = parser.parse_args(argv)
     out = args.out or args.dirs[0] / "report"
     try:
-        files = compare(args.dirs, out, args.sort)
+        files = compare(args.dirs, out, args.sort, args.x)
     except NSTError as exc:
         print(f"nst compare: error: {exc}")
         return 2

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nst.compare import Run, compare, curve, pareto_front, scatter, table_rows
+from nst.compare import Run, compare, curve, curve_axis, pareto_front, scatter, table_rows
 from tests.test_cli import TINY, nst
 from tests.wandb_records import read_run
 
@@ -36,7 +36,7 @@ def test_a_grid_multirun_gives_one_run_dir_and_one_grouped_wandb_run_per_job(tmp
     assert all("layers=johnson" in run.tags or "layers=gatys" in run.tags for run in runs)
     assert all(run.exit_code == 0 for run in runs)
 
-    files = compare([sweep], tmp_path / "report")
+    files = compare([sweep], tmp_path / "report", x="time_s")
     table = files["markdown"].read_text().splitlines()
     assert len(table) == 2 + 4
     assert "layers=gatys, loss.style_weight=100.0" in files["markdown"].read_text()
@@ -149,6 +149,13 @@ def test_loss_curves_are_drawn_against_evaluations_so_lbfgs_and_adam_share_an_ax
     )
     assert curve(lbfgs) == ([1, 20], [9.0, 2.0])
     assert curve(adam) == ([1, 20], [9.0, 4.0])
+
+
+def test_loss_curves_go_against_seconds_when_every_history_has_them():
+    timed = Run(Path("a"), {}, {}, history=[{"step": 0, "evaluations": 1, "time_s": 0.0, "total": 9.0}])
+    older = Run(Path("b"), {}, {}, history=[{"step": 0, "evaluations": 1, "total": 9.0}])  # from before time_s
+    assert curve_axis([timed], "time_s") == "time_s"
+    assert curve_axis([timed, older], "time_s") == "evaluations"
 
 
 def test_the_compare_table_flags_a_finished_run_whose_lbfgs_got_stuck():
