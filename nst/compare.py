@@ -13,6 +13,7 @@ import csv
 import html
 import io
 import json
+import logging
 import math
 import textwrap
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from PIL import Image, ImageDraw, ImageFont
 from nst.errors import NSTError
 from nst.optimizers import stuck
 from nst.outputs import atomic_write
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ("content_error", "style_error", "error_sum", "loss/total", "evaluations", "wall_time_s")
 
@@ -194,6 +197,8 @@ def curve_axis(runs: list[Run], wanted: str) -> str:
     """`wanted` if every history has it, else the first of evaluations and step that they all have (older runs)."""
     for x in (wanted, "evaluations", "step"):
         if all(x in run.history[0] for run in runs):
+            if x != wanted:
+                log.warning("nst compare: not every run's history.csv has %s; loss curves against %s", wanted, x)
             return x
     raise NSTError("the runs' history.csv files share no step column: are they nst runs?")
 
