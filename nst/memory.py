@@ -1,5 +1,7 @@
 """How much memory a run needs and used: checked before the first step, reported in metrics.json."""
 
+import ctypes
+import gc
 import resource
 import sys
 from pathlib import Path
@@ -20,6 +22,11 @@ def reset_peak_memory() -> None:
     if torch.cuda.is_initialized():
         for index in range(torch.cuda.device_count()):
             torch.cuda.reset_peak_memory_stats(index)
+    gc.collect()  # the jobs before left tensors in reference cycles (Lightning's trainer and module)
+    try:  # and memory they freed that the C allocator kept
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
