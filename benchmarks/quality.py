@@ -13,11 +13,10 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from benchmarks.results_file import machine, write_section
+from benchmarks.results_file import machine, train, write_section
 from nst.configs import CONF_DIR
 from nst.images import load_image
 from nst.judge import quality
-from nst.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "images" / "reference" / "tubingen_starry.png"

@@ -17,12 +17,11 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from benchmarks.results_file import RESULTS, machine, write_section
+from benchmarks.results_file import RESULTS, machine, train, write_section
 from nst.configs import CONF_DIR, EXPERIMENTS_DIR, experiment_sweep
 from nst.errors import NSTError
 from nst.images import load_image
 from nst.judge import quality
-from nst.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 GALLERY = ROOT / "docs" / "gallery"
@@ -52,7 +51,7 @@ def _slug(override: str) -> str:
 
 
 def run(name: str, point: list[str], args: argparse.Namespace) -> tuple[dict, str, Path]:
-    base = [f"+experiment={name}", f"image.size={args.size}", "logger=none", "snapshot_every=0"]
+    base = [f"experiment={name}", f"image.size={args.size}", "logger=none", "snapshot_every=0"]
     base += ["trainer.enable_progress_bar=false"]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[*base, *point])

@@ -6,8 +6,17 @@ import re
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
+
+from nst.pipeline import Job, run
 
 RESULTS = Path(__file__).with_name("results.md")
+
+
+def train(cfg: DictConfig, out_dir: Path) -> dict:
+    """One nst run of `cfg` through the pipeline, into `out_dir`; its metrics."""
+    (metrics,) = run([Job(cfg, Path(out_dir))])
+    return metrics
 
 
 def bench_device() -> torch.device:

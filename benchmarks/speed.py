@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from benchmarks.results_file import bench_device, machine, write_section
+from benchmarks.results_file import bench_device, machine, train, write_section
 from nst.backbones import VGG, caffe_weights_path
 from nst.configs import CONF_DIR
 from nst.images import example, load_image
 from nst.memory import peak_memory_mb
-from nst.run import Job, train, train_batch
+from nst.pipeline import Job, run
 
 CONTENT, STYLE = ("conv4_2",), ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 VGG19 = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512]
@@ -256,7 +256,7 @@ def batched_table(runs: int, size: int, steps: int, device: torch.device) -> str
     cfgs = [config(size, steps, [*quiet, f"loss.style_weight={w:.4g}"]) for w in weights]
     with tempfile.TemporaryDirectory() as tmp:
         alone = [train(cfg, Path(tmp) / f"alone{i}") for i, cfg in enumerate(cfgs)]
-        together = train_batch([Job(cfg, Path(tmp) / f"together{i}") for i, cfg in enumerate(cfgs)])
+        together = run([Job(cfg, Path(tmp) / f"together{i}") for i, cfg in enumerate(cfgs)])
     sequential_s = sum(m["fit_time_s"] for m in alone)
     batched_s = together[0]["fit_time_s"]
     images = sum(m["evaluations"] for m in alone)
@@ -269,7 +269,7 @@ def batched_table(runs: int, size: int, steps: int, device: torch.device) -> str
             "",
             f"Measured {machine()} by `python -m benchmarks.speed --batch {runs} --batch-px {size}`: {runs} runs",
             f"(caffe VGG-19, Gatys layers, L-BFGS {steps} steps x 20 evaluations, style weights 1e3 … 1e6)",
-            "one after the other through `nst.run.train`, then as one batch through `nst.run.train_batch`",
+            "one after the other, then as one batch, through `nst.pipeline.run`",
             "(what `hydra/launcher=batched` runs). Loop time only (`fit_time_s`), no logger.",
             "",
             "| | loop time (s) | image evaluations | image evaluations/s |",

@@ -16,8 +16,8 @@ import torch
 
 from benchmarks.results_file import bench_device, machine, write_section
 from nst.backbones import VGG
+from nst.lbfgs import BatchedLBFGS, curvature_pairs
 from nst.losses import gram
-from nst.optimizers import BatchedLBFGS, curvature_pairs
 
 DEVICE = bench_device()
 NAMES = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv4_2", "conv5_1"]

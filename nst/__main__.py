@@ -1,5 +1,5 @@
 """`python -m nst` runs the same entry point as the `nst` command."""
 
-from nst.run import main
+from nst.cli import main
 
 main()

@@ -98,19 +98,27 @@ def _imagenet_stem() -> tuple[Tensor, Tensor]:
     return torch.diag(1 / std)[:, :, None, None], -mean / std
 
 
+def check_backbone(arch: str, weights: str, pooling: str, padding: str) -> None:
+    """Refuse a backbone config that cannot be built, before any weights are read."""
+    layer_names(arch)
+    if pooling not in ("max", "avg"):
+        raise NSTError(f"backbone.pooling={pooling!r}: choose max or avg")
+    if padding not in ("zeros", "reflect"):
+        raise NSTError(f"backbone.padding={padding!r}: choose zeros or reflect")
+    if weights == "caffe" and arch != "vgg19":
+        raise NSTError(f"caffe weights exist for vgg19 only, not {arch}: use backbone=vgg19 or other weights")
+    if weights not in ("caffe", "torchvision", "random") and not Path(weights).expanduser().exists():
+        raise NSTError(f"backbone.weights={weights!r} is neither caffe, torchvision, random nor an existing file")
+
+
 def _load_state(arch: str, weights: str) -> StateDict | None:
     if weights == "random":
         return None
     if weights == "caffe":
-        if arch != "vgg19":
-            raise NSTError(f"caffe weights exist for vgg19 only, not {arch}: use backbone=vgg19 or other weights")
         return _load_verified(caffe_weights_path(), CAFFE_SHA256)
     if weights == "torchvision":
         return _torchvision_state(arch)
-    path = Path(weights).expanduser()
-    if not path.exists():
-        raise NSTError(f"backbone.weights={weights!r} is neither caffe, torchvision, random nor an existing file")
-    return _load_verified(path.resolve(), None)
+    return _load_verified(Path(weights).expanduser().resolve(), None)
 
 
 class VGG(nn.Module):
@@ -118,11 +126,8 @@ class VGG(nn.Module):
 
     def __init__(self, arch: str = "vgg19", weights: str = "caffe", pooling: str = "max", padding: str = "zeros"):
         super().__init__()
+        check_backbone(arch, weights, pooling, padding)
         names = layer_names(arch)
-        if pooling not in ("max", "avg"):
-            raise NSTError(f"backbone.pooling={pooling!r}: choose max or avg")
-        if padding not in ("zeros", "reflect"):
-            raise NSTError(f"backbone.padding={padding!r}: choose zeros or reflect")
         self.arch, self.weights, self.pooling, self.padding = arch, weights, pooling, padding
 
         state = _load_state(arch, weights)
@@ -174,6 +179,13 @@ class VGG(nn.Module):
     def min_input_size(self) -> int:
         """The smallest image side whose deepest kept layer still has at least one pixel."""
         return 2 ** sum(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) for m in self.layers)
+
+    def min_input_size_for(self, names: Iterable[str]) -> int:
+        """The smallest image side whose deepest layer of `names` still has at least one pixel."""
+        order = list(self.layers._modules)
+        last = max(order.index(self.canonical(n)) for n in names)
+        pools = [m for m in list(self.layers)[: last + 1] if isinstance(m, nn.MaxPool2d | nn.AvgPool2d)]
+        return 2 ** len(pools)
 
     def activation_bytes(self, height: int, width: int, batch: int = 1) -> int:
         """Bytes of float32 activations one forward pass keeps for the backward pass at this size."""

@@ -1,14 +1,14 @@
 """What a run records while it runs: snapshots of the image, its losses in its logger and history.csv.
 
-Each callback follows one run of the module (`run`, 0 unless runs are batched), so
-the runs of a batch each keep their own files and their own experiment logger.
+Each callback keeps one output per image of the module (one for a single run), so
+that every image of a batch has its own files and its own experiment logger.
 """
 
 import csv
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -22,21 +22,23 @@ from nst.outputs import atomic_write
 
 
 class Snapshots(pl.Callback):
-    """Every `every_n_steps` training steps, write `snapshots/step_NNNNN.png` and log it."""
+    """Every `every_n_steps[i]` training steps, image i's `snapshots/step_NNNNN.png`, also sent to its logger."""
 
-    def __init__(self, directory: Path, every_n_steps: int, logger: Logger | bool = False, run: int = 0):
-        self.directory, self.every, self.logger, self.run = Path(directory), every_n_steps, logger, run
+    def __init__(self, directories: Sequence[Path], every_n_steps: Sequence[int], loggers: Sequence[Logger | bool]):
+        self.directories, self.every, self.loggers = [Path(d) for d in directories], every_n_steps, loggers
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
         step = trainer.global_step
-        if self.every > 0 and step % self.every == 0 and step < trainer.max_steps:
-            image = module.images[self.run]
-            save_image(image, self.directory / f"step_{step:05d}.png")
-            log_images(self.logger, {"snapshot": image}, step)
+        for image, directory, every, logger in zip(
+            module.images, self.directories, self.every, self.loggers, strict=True
+        ):
+            if every > 0 and step % every == 0 and step < trainer.max_steps:
+                save_image(image, directory / f"step_{step:05d}.png")
+                log_images(logger, {"snapshot": image}, step)
 
 
-def loss_rows(trainer: pl.Trainer, module: pl.LightningModule, run: int) -> list[dict[str, float]]:
-    """The rows of loss terms to record after this step: every `log_every_n_steps` steps and the last.
+def loss_rows(trainer: pl.Trainer, module: pl.LightningModule, index: int) -> list[dict[str, float]]:
+    """Image `index`'s rows of loss terms to record after this step: every `log_every_n_steps` steps and the last.
 
     A step's row holds its last evaluation's loss. After a first step of several
     evaluations (L-BFGS), a row for step 0 comes first: the start image's loss (the
@@ -45,50 +47,54 @@ def loss_rows(trainer: pl.Trainer, module: pl.LightningModule, run: int) -> list
     """
     step, rows = trainer.global_step, []
     if step == 1 and module.start_terms and module.evaluations > 1:
-        rows.append({"step": 0, "evaluations": 1, **module.start_terms_of(run)})
+        rows.append({"step": 0, "evaluations": 1, **module.start_terms_of(index)})
     if step % trainer.log_every_n_steps == 0 or step == trainer.max_steps:
-        rows.append({"step": step, "evaluations": module.evaluations, **module.terms_of(run)})
+        rows.append({"step": step, "evaluations": module.evaluations, **module.terms_of(index)})
     return rows
 
 
 class LossLogging(pl.Callback):
-    """Every `log_every_n_steps` steps, the run's loss terms (per layer too) and evaluations to its logger."""
+    """Every `log_every_n_steps` steps, each image's loss terms (per layer too) and evaluations to its logger."""
 
-    def __init__(self, logger: Logger | bool, run: int = 0):
-        self.logger, self.run = logger, run
+    def __init__(self, loggers: Sequence[Logger | bool]):
+        self.loggers = loggers
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
-        for row in loss_rows(trainer, module, self.run) if self.logger else []:
-            step, evaluations = row.pop("step"), row.pop("evaluations")
-            metrics = {f"loss/{k}": v for k, v in row.items()}
-            self.logger.log_metrics({**metrics, "evaluations": float(evaluations)}, step=step)
+        for index, logger in enumerate(self.loggers):
+            for row in loss_rows(trainer, module, index) if logger else []:
+                step, evaluations = row.pop("step"), row.pop("evaluations")
+                metrics = {f"loss/{k}": v for k, v in row.items()}
+                logger.log_metrics({**metrics, "evaluations": float(evaluations)}, step=step)
 
 
 class LossHistory(pl.Callback):
-    """Every logged loss term per step, written to `history.csv` when fitting ends (for `nst compare`).
+    """Every logged loss term per step, each image's to its `history.csv` when fitting ends (for `nst compare`).
 
     Each row also holds `time_s`, the seconds of optimisation when its step ended (0 for
     the start image's row), so that runs compare by wall-clock time as well as by
     evaluations: a compile pause or a slow first step shows up there, not in the count.
     """
 
-    def __init__(self, path: Path, run: int = 0):
-        self.path, self.run, self.rows = Path(path), run, []
+    def __init__(self, paths: Sequence[Path]):
+        self.paths = [Path(p) for p in paths]
+        self.rows: list[list[dict]] = [[] for _ in self.paths]
         self.started = 0.0  # perf_counter at the fit's start, less the time of the rows a resumed run kept
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         """A resumed run keeps the rows written before its interruption, and counts its time on from theirs."""
         self.started = time.perf_counter()
-        if self.path.is_file() and trainer.global_step > 0:
-            with open(self.path, newline="") as f:
-                self.rows = [row for row in csv.DictReader(f) if int(row["step"]) <= trainer.global_step]
-            self.started -= float(self.rows[-1].get("time_s") or 0) if self.rows else 0.0
+        path = self.paths[0]
+        if len(self.paths) == 1 and path.is_file() and trainer.global_step > 0:  # a resumed run continues alone
+            with open(path, newline="") as f:
+                self.rows[0] = [row for row in csv.DictReader(f) if int(row["step"]) <= trainer.global_step]
+            self.started -= float(self.rows[0][-1].get("time_s") or 0) if self.rows[0] else 0.0
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
         elapsed = round(time.perf_counter() - self.started, 3)
-        for row in loss_rows(trainer, module, self.run):
-            step, evaluations = row.pop("step"), row.pop("evaluations")
-            self.rows.append({"step": step, "evaluations": evaluations, "time_s": elapsed if step else 0.0, **row})
+        for index, rows in enumerate(self.rows):
+            for row in loss_rows(trainer, module, index):
+                step, evaluations = row.pop("step"), row.pop("evaluations")
+                rows.append({"step": step, "evaluations": evaluations, "time_s": elapsed if step else 0.0, **row})
 
     def teardown(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> None:
         """Written when fitting ends, stopped by a signal or not (Lightning skips this after an exception)."""
@@ -99,11 +105,12 @@ class LossHistory(pl.Callback):
         self._write()
 
     def _write(self) -> None:
-        if not self.rows:
-            return
-        columns = list(self.rows[0])
-        lines = [",".join(columns)] + [",".join(str(row[c]) for c in columns) for row in self.rows]
-        atomic_write(self.path, ("\n".join(lines) + "\n").encode())
+        for path, rows in zip(self.paths, self.rows, strict=True):
+            if not rows:
+                continue
+            columns = list(rows[0])
+            lines = [",".join(columns)] + [",".join(str(row[c]) for c in columns) for row in rows]
+            atomic_write(path, ("\n".join(lines) + "\n").encode())
 
 
 class Interruption(pl.Callback):

@@ -2,10 +2,9 @@
 
 A signal ends a run after its current step with `resume.ckpt` (image, optimizer
 state, counters, and its stage of a coarse-to-fine run) in its directory; a batch
-leaves each of its runs such a checkpoint of its own, so that each resumes alone.
+leaves each of its runs such a checkpoint of its own (nst/batching.py).
 """
 
-import io
 import signal
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,8 +14,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from nst.errors import NSTError
 from nst.module import Stage
-from nst.optimizers import state_of_run
-from nst.outputs import atomic_write
 
 RESUME_CHECKPOINT = "resume.ckpt"
 
@@ -43,27 +40,6 @@ class Interrupted(NSTError):
             saved = "each run's image and optimizer state are saved in its directory: "
             saved += f"continue each alone with `nst resume=<directory>` ({dirs})"
         super().__init__(f"{stopped}; {saved}")
-
-
-def split_checkpoint(path: Path, targets: dict[int, Path]) -> None:
-    """A batch's checkpoint as one checkpoint per run named in `targets`, in the form its own checkpoint would have.
-
-    `path` is removed unless it is one of the targets: a run that failed gets no checkpoint.
-    """
-    batch = torch.load(path, map_location="cpu", weights_only=False)
-    images = {k: v for k, v in batch["state_dict"].items() if k.startswith("images.")}
-    shared = {k: v for k, v in batch["state_dict"].items() if k not in images}
-    if path not in targets.values():
-        path.unlink()
-    for run, target in targets.items():
-        own = {
-            **batch,
-            "state_dict": {**shared, "images.0": images[f"images.{run}"]},
-            "optimizer_states": [state_of_run(batch["optimizer_states"][0], run)],
-        }
-        buffer = io.BytesIO()
-        torch.save(own, buffer)
-        atomic_write(target, buffer.getvalue())
 
 
 def stage_of(checkpoint: Path) -> Stage:

@@ -28,7 +28,7 @@ import yaml
 from PIL import Image, ImageDraw, ImageFont
 
 from nst.errors import NSTError
-from nst.optimizers import stuck
+from nst.lbfgs import stuck
 from nst.outputs import atomic_write
 
 log = logging.getLogger(__name__)

@@ -4,39 +4,18 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from nst.errors import NSTError
-from nst.images import example
 
 _HERE = Path(__file__).resolve().parent
 # A checkout keeps conf/ beside the package; a wheel ships it inside as nst/conf.
 CONF_DIR = next(p for p in (_HERE / "conf", _HERE.parent / "conf") if p.is_dir())
-EXPERIMENTS_DIR = next(p for p in (_HERE / "experiments", _HERE.parent / "experiments") if p.is_dir())
-
-OmegaConf.register_new_resolver("example", example, replace=True)
-
-
-def register_experiments(directory: Path = EXPERIMENTS_DIR) -> list[str]:
-    """Make every `experiments/NAME.yaml` selectable as `+experiment=NAME`.
-
-    The files live outside `conf/` (they are the papers, not the defaults), so they
-    are put into Hydra's ConfigStore from wherever the package finds them: the
-    checkout, or the copy shipped inside a wheel.
-    """
-    store = ConfigStore.instance()
-    names = []
-    for path in sorted(directory.glob("*.yaml")):
-        store.store(group="experiment", name=path.stem, node=OmegaConf.load(path), package="_global_")
-        names.append(path.stem)
-    return names
-
-
-register_experiments()
+# The `experiment` group: in a checkout conf/experiment links to the top-level experiments/, the papers' configs.
+EXPERIMENTS_DIR = CONF_DIR / "experiment"
 
 
 def experiment_sweep(name: str) -> list[list[str]]:

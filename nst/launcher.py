@@ -1,15 +1,14 @@
 """A Hydra launcher that optimises the jobs of a sweep in batches: N images, one forward pass.
 
 `nst -m hydra/launcher=batched loss.style_weight=1e4,1e5,1e6 seed=0,1` groups the
-jobs that may share a batch (same everything except the settings in PER_RUN) into
-batches of `hydra.launcher.batch_size` and runs each batch as one optimisation on
+jobs that may share a batch (same everything except the settings in
+nst.batching.PER_RUN) into batches of `hydra.launcher.batch_size` and runs each batch as one optimisation on
 one device. Each job stays its own run: Hydra makes its directory and saves its
 config as usual, and nst gives it its own final.png, history.csv, metrics.json and
 W&B run. A job whose own settings are bad fails alone, with its one-line error; a
 batch that cannot start (too little memory for N images) runs its jobs one by one.
 """
 
-import json
 import logging
 import shutil
 import sys
@@ -21,66 +20,17 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
+from nst.batching import batches, unbatchable
 from nst.checkpoints import Interrupted
+from nst.checks import check_job
 from nst.errors import NSTError
 from nst.module import NonFiniteLoss
-from nst.run import Job, check_job, train_batch
+from nst.pipeline import Job, run
 from nst.sweeps import objective, run_identity
 
 log = logging.getLogger(__name__)
-
-# What the runs of one batch may set for themselves; everything else must be equal.
-PER_RUN = (
-    "loss.content_weight",
-    "loss.style_weight",
-    "loss.tv_weight",
-    "layers",
-    "init",
-    "init_noise",
-    "seed",
-    "optimizer.torch.lr",
-    "snapshot_every",
-    "judge",
-    "objective",
-    "logger",
-)
-
-
-def batch_key(cfg: DictConfig) -> str:
-    """Jobs with equal keys can be optimised as one batch."""
-    shared = OmegaConf.to_container(cfg, resolve=True)
-    for dotted in PER_RUN:
-        if dotted == "seed" and cfg.backbone.weights == "random":
-            continue  # random weights are drawn from the seed: another seed is another network
-        *parents, leaf = dotted.split(".")
-        node = shared
-        for parent in parents:
-            node = node.get(parent, {})
-        node.pop(leaf, None)
-    return json.dumps(shared, sort_keys=True, default=str)
-
-
-def unbatchable(cfg: DictConfig) -> str | None:
-    """Why a job must run alone, if it must."""
-    torch_optimizer = cfg.optimizer.torch
-    if torch_optimizer._target_.endswith("LBFGS") and torch_optimizer.get("line_search_fn"):
-        return f"L-BFGS with line_search_fn={torch_optimizer.line_search_fn} cannot be batched"
-    if cfg.get("resume"):
-        return "a resumed run continues alone"
-    return None
-
-
-def batches(jobs: Sequence[Job], size: int) -> list[list[int]]:
-    """Indices of `jobs` grouped by batch key, in order of first appearance, at most `size` a batch."""
-    groups: dict[str, list[int]] = {}
-    for index, job in enumerate(jobs):
-        reason = unbatchable(job.cfg)
-        if reason:
-            log.info("job %s runs alone: %s", job.out_dir.name, reason)
-        groups.setdefault(f"alone {index}" if reason else batch_key(job.cfg), []).append(index)
-    return [indices[i : i + size] for indices in groups.values() for i in range(0, len(indices), size)]
 
 
 class BatchedLauncher(Launcher):
@@ -142,7 +92,10 @@ class BatchedLauncher(Launcher):
                 valid.append(index)
             except NSTError:
                 outcomes.append((index, self._run([job])[0]))
-        for indices in batches([jobs[i] for i in valid], self.batch_size):
+        for job in (jobs[i] for i in valid):
+            if reason := unbatchable(job.cfg):
+                log.info("job %s runs alone: %s", job.out_dir.name, reason)
+        for indices in batches([jobs[i].cfg for i in valid], self.batch_size):
             chosen = [valid[i] for i in indices]
             outcomes += zip(chosen, self._run([jobs[i] for i in chosen]), strict=True)
             stop = next((o for _, o in outcomes if isinstance(o, Interrupted)), None)
@@ -157,7 +110,7 @@ class BatchedLauncher(Launcher):
             log.info("batch of %d runs: %s", len(jobs), ", ".join(job.out_dir.name for job in jobs))
         earlier = {job.out_dir: set(_offline_wandb_runs(job)) for job in jobs}
         try:
-            return list(train_batch(jobs))
+            return list(run(jobs))
         except (NonFiniteLoss, Interrupted) as exc:
             return [exc] * len(jobs)
         except NSTError as exc:

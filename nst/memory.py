@@ -26,7 +26,7 @@ def reset_peak_memory() -> None:
         for index in range(torch.cuda.device_count()):
             torch.cuda.reset_peak_memory_stats(index)
     if _runs_started:
-        gc.collect()  # the jobs before left tensors in reference cycles (Lightning's trainer and module): 0.3 s
+        gc.collect()  # the jobs before left tensors in reference cycles (Lightning's trainer and module)
         try:  # and memory they freed that the C allocator kept
             ctypes.CDLL("libc.so.6").malloc_trim(0)
         except (OSError, AttributeError):
@@ -84,25 +84,23 @@ def free_memory(device: torch.device) -> int | None:
     return int(available) * 1024 if available else None
 
 
-def memory_estimate(module: StyleTransfer) -> int:
+def memory_estimate(module: StyleTransfer, lbfgs_history: int = 0) -> int:
     """Bytes a run needs beyond its start-up: activations and their gradients, L-BFGS history, images.
 
     1.2 x the activations one forward pass keeps (the backward pass frees them as
     it goes; calibrated on the CPU peaks at 1024 and 2048 px in benchmarks/results.md),
-    plus two image-sized vectors per L-BFGS history slot, for every run of a batch.
+    plus two image-sized vectors per L-BFGS history slot (`lbfgs_history`, 0 for other
+    optimizers), for every image of the module.
     """
     image = module.image
     batch, _, height, width = image.shape
     pixels = image.numel() * 4
-    factory = module.optimizer_factories[0]
-    history = getattr(factory, "keywords", {}).get("history_size", 0)
-    is_lbfgs = getattr(factory, "func", None) is torch.optim.LBFGS
-    return int(1.2 * module.encoder.activation_bytes(height, width, batch)) + (2 * history * is_lbfgs + 8) * pixels
+    return int(1.2 * module.encoder.activation_bytes(height, width, batch)) + (2 * lbfgs_history + 8) * pixels
 
 
-def check_memory(module: StyleTransfer, device: torch.device) -> None:
+def check_memory(module: StyleTransfer, device: torch.device, lbfgs_history: int = 0) -> None:
     """Fail before the first step, not with an out-of-memory traceback in the middle of the run."""
-    need, free = memory_estimate(module), free_memory(device)
+    need, free = memory_estimate(module, lbfgs_history), free_memory(device)
     if free is not None and need > free:
         runs, _, height, width = module.image.shape
         what = f"a batch of {runs} {width}x{height} px images" if runs > 1 else f"a {width}x{height} px image"

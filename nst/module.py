@@ -1,14 +1,13 @@
 """The Lightning module: generated images, optimised against fixed content and style targets.
 
-A module holds one run, or a batch of runs that share the content, the style, the
-image size and the backbone but may differ in everything else a researcher sweeps
-(loss and layer weights, start image, seed, learning rate). The runs of a batch
-share each forward pass and never influence each other: every loss is per image and
-every run keeps its own optimizer state (nst.optimizers).
+The module optimises B images at once (B = 1 for a single run) that share the
+content, the style, the image size and the backbone; each image has its own loss
+and layer weights (`LossWeights`, tensors of B values) and its own optimizer
+state. The images share each forward pass and never influence each other: every
+loss is per image, and so is every optimizer statistic (nst/lbfgs.py).
 """
 
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import pytorch_lightning as pl
@@ -18,53 +17,45 @@ from torch import Tensor, nn
 from nst.backbones import VGG
 from nst.errors import NSTError
 from nst.fastpath import Encode, FastPath
-from nst.layers import layer_weights
-from nst.losses import CONVENTIONS, content_loss, style_gram, style_loss, total_variation
-from nst.optimizers import (
-    OptimizerFactory,
-    newest_pair,
-    one_optimizer_for_all,
-    restart_if_stuck,
-    restarted_runs,
-    written_by_batched_lbfgs,
-)
-from nst.targets import blend_weights, content_targets, style_targets
+from nst.lbfgs import restarted_runs, written_by_batched_lbfgs
+from nst.losses import content_loss, style_gram, style_loss, total_variation
+from nst.targets import content_targets, style_targets
 
-# The frozen backbone stays in eval mode on purpose; Lightning warns about that at every fit.
-warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode at the start of training.*")
-
-
-def check_loss_weights(
-    content_weight: float, style_weight: float, tv_weight: float, tv_beta: float, convention: str
-) -> None:
-    """Reject weights that make no sense before any compute is spent."""
-    if convention not in CONVENTIONS:
-        raise NSTError(f"unknown loss.convention {convention!r}: choose one of {', '.join(CONVENTIONS)}")
-    weights = {"content_weight": content_weight, "style_weight": style_weight, "tv_weight": tv_weight}
-    for name, value in weights.items():
-        if not isinstance(value, (int, float)) or value != value or value < 0:
-            raise NSTError(f"loss.{name}={value!r} must be a number >= 0")
-    if not isinstance(tv_beta, (int, float)) or not tv_beta > 0:
-        raise NSTError(f"loss.tv_beta={tv_beta!r} must be a number > 0 (2 is the usual squared TV)")
-    if content_weight == 0 and style_weight == 0:
-        raise NSTError("loss.content_weight and loss.style_weight are both 0: nothing to optimise")
+# Builds the optimizer over the images; its flag says whether L-BFGS may take its compact form (nst/lbfgs.py).
+OptimizerBuilder = Callable[[Sequence[Tensor], bool], torch.optim.Optimizer]
 
 
 class NonFiniteLoss(NSTError):
     """The loss became NaN or infinite; the run's lowest-loss image has been restored."""
 
 
-@dataclass
-class RunSettings:
-    """What one run of a batch may set for itself (`init`: its start image, set once the content is loaded)."""
+@dataclass(frozen=True)
+class LossWeights:
+    """How much each term and layer counts, per image: each value is a list of B weights."""
 
-    content_layers: Mapping[str, float]
-    style_layers: Mapping[str, float]
-    optimizer: OptimizerFactory
-    content_weight: float = 1.0
-    style_weight: float = 1.0
-    tv_weight: float = 0.0
-    init: Tensor | None = None
+    content: list[float]
+    style: list[float]
+    tv: list[float]
+    content_layers: dict[str, list[float]]
+    style_layers: dict[str, list[float]]
+
+    @classmethod
+    def of(cls, runs: Sequence[tuple[Mapping, Mapping[str, float], Mapping[str, float]]]) -> "LossWeights":
+        """From each image's (`loss` config, content layers, style layers), layers over the union of all images'."""
+        losses = [loss for loss, _, _ in runs]
+        return cls(
+            content=[loss["content_weight"] for loss in losses],
+            style=[loss["style_weight"] for loss in losses],
+            tv=[loss["tv_weight"] for loss in losses],
+            content_layers=_union([content for _, content, _ in runs]),
+            style_layers=_union([style for _, _, style in runs]),
+        )
+
+
+def _union(values: Sequence[Mapping[str, float]]) -> dict[str, list[float]]:
+    """`{layer: weight}` of each image -> `{layer: [weight of image 1, …]}`, 0 where an image has no such layer."""
+    names = list(dict.fromkeys(name for value in values for name in value))
+    return {name: [value.get(name, 0.0) for value in values] for name in names}
 
 
 @dataclass(frozen=True)
@@ -79,24 +70,8 @@ class Stage:
     fit_time_before: float = 0.0
 
 
-def check_run(run: RunSettings, arch: str, tv_beta: float, convention: str) -> tuple[dict, dict]:
-    """Refuse a run's bad settings before any compute; its content and style layers, canonical."""
-    check_loss_weights(run.content_weight, run.style_weight, run.tv_weight, tv_beta, convention)
-    try:  # a bad setting (lr=fast) would otherwise surface only inside the Trainer
-        run.optimizer([torch.zeros(1, requires_grad=True)])
-    except (TypeError, ValueError) as exc:
-        raise NSTError(f"cannot build optimizer.torch ({exc}): check the optimizer.torch.* settings") from None
-    return layer_weights(run.content_layers, arch, "content"), layer_weights(run.style_layers, arch, "style")
-
-
-def _per_run(values: Sequence[Mapping[str, float]]) -> dict[str, list[float]]:
-    """`{layer: weight}` of each run -> `{layer: [weight of run 1, …]}` over the union of their layers."""
-    names = list(dict.fromkeys(name for value in values for name in value))
-    return {name: [value.get(name, 0.0) for value in values] for name in names}
-
-
 class StyleTransfer(pl.LightningModule):
-    """Treats the generated images, one per run, as the model's only parameters.
+    """Treats the generated images as the model's only parameters.
 
     The backbone is frozen and cut after its deepest used layer; the content
     features and (blended) style Grams are computed once when fitting starts, on
@@ -109,41 +84,40 @@ class StyleTransfer(pl.LightningModule):
         encoder: VGG,
         content: Tensor,
         styles: Sequence[Tensor],
-        runs: Sequence[RunSettings],
+        init: Sequence[Tensor],
+        weights: LossWeights,
+        optimizer: OptimizerBuilder,
         tv_beta: float = 2.0,
         convention: str = "jcjohnson",
-        style_blend: Sequence[float] | None = None,
+        blend: Sequence[float] = (1.0,),
         fast: FastPath | None = None,
-        restart_stuck_lbfgs: bool = False,
+        stage: Stage = Stage(),
+        failed: Mapping[int, str] | None = None,
     ):
+        """`init`: each image's start; `stage`: where this fit sits in a coarse-to-fine run; `failed`: images
+        whose loss became NaN in an earlier stage, with why (they stay at their lowest-loss image)."""
         super().__init__()
         self.automatic_optimization = False
-        checked = [check_run(run, encoder.arch, tv_beta, convention) for run in runs]
-        content_layers, style_layers = [c for c, _ in checked], [s for _, s in checked]
-        if len({tuple(run.init.shape) for run in runs}) != 1:
-            raise NSTError("the runs of a batch start from images of different sizes: batch only runs of one size")
-        self.content_layers, self.style_layers = _per_run(content_layers), _per_run(style_layers)
+        self.content_layers, self.style_layers = weights.content_layers, weights.style_layers
         self.layers = set(self.content_layers) | set(self.style_layers)
         self.encoder = encoder.trim(self.layers)
-        self.weights = {
-            "content": [r.content_weight for r in runs],
-            "style": [r.style_weight for r in runs],
-            "tv": [r.tv_weight for r in runs],
-        }
+        self.weights = {"content": weights.content, "style": weights.style, "tv": weights.tv}
         self.tv_beta, self.convention = tv_beta, convention
         self.fast = fast or FastPath()
         self._encode: Encode | None = None  # the encoder on the fast path, set up on the fitting device
         self._compact_lbfgs: bool | None = None  # set by a checkpoint: the L-BFGS that wrote its history
-        self.stage = Stage()  # where in a coarse-to-fine run this module's fit is, for its checkpoint
-        self.optimizer_factories = [run.optimizer for run in runs]
-        self.restart_stuck_lbfgs = restart_stuck_lbfgs  # optimizer.restart_stuck: see nst.optimizers.restart_if_stuck
-        self.blend = blend_weights(len(styles), style_blend)
+        self.stage = stage
+        self.make_optimizer = optimizer
+        self.blend = list(blend)
 
-        self.images = nn.ParameterList([nn.Parameter(r.init.detach().clone().contiguous()) for r in runs])
-        # Each run's lowest-loss image evaluated in this fit: where a stuck L-BFGS run restarts and a failed run stays.
+        self.images = nn.ParameterList([nn.Parameter(image.detach().clone().contiguous()) for image in init])
+        # Each image's lowest-loss state evaluated in this fit: where a stuck L-BFGS run restarts, a failed one stays.
         self.register_buffer("best", self.image.detach().clone(), persistent=False)
-        self.register_buffer("best_loss", torch.full((len(runs),), torch.inf), persistent=False)
-        self.register_buffer("frozen", torch.zeros(len(runs), dtype=torch.bool), persistent=False)
+        self.register_buffer("best_loss", torch.full((len(init),), torch.inf), persistent=False)
+        self.failures: dict[int, str] = dict(failed or {})
+        frozen = torch.zeros(len(init), dtype=torch.bool)
+        frozen[sorted(self.failures)] = True
+        self.register_buffer("frozen", frozen, persistent=False)
         self.register_buffer("content_image", content)
         self.style_images = list(styles)
         self.content_targets: dict[str, Tensor] = {}
@@ -152,17 +126,16 @@ class StyleTransfer(pl.LightningModule):
         self.evaluations = 0
         self.last_terms: dict[str, Tensor] = {}
         self.start_terms: dict[str, Tensor] = {}  # the fit's first evaluation: the start image's loss, logged at step 0
-        self._terms_on_host: tuple[int, list[list[float]]] = (-1, [])  # (evaluation, terms x runs)
-        self.failures: dict[int, str] = {}
+        self._terms_on_host: tuple[int, list[list[float]]] = (-1, [])  # (evaluation, terms x images)
 
     @property
     def image(self) -> Tensor:
-        """The batch of generated images, (N, 3, H, W); for one run, the parameter itself."""
+        """The generated images, (B, 3, H, W); for one image, the parameter itself."""
         return self.images[0] if len(self.images) == 1 else torch.cat(list(self.images))
 
     def extra_repr(self) -> str:
         return (
-            f"runs={len(self.images)}, content={self.content_layers}, style={self.style_layers}, "
+            f"images={len(self.images)}, content={self.content_layers}, style={self.style_layers}, "
             f"weights={self.weights}, convention={self.convention}"
         )
 
@@ -176,16 +149,16 @@ class StyleTransfer(pl.LightningModule):
         self.style_targets = style_targets(
             self.encode, styles, self.blend, set(self.style_layers), lambda f: style_gram(f, self.convention)
         )
-        per_run = {**self.weights, **{f"content/{n}": w for n, w in self.content_layers.items()}}
-        per_run.update({f"style/{n}": w for n, w in self.style_layers.items()})
-        self.factors = {k: torch.tensor(w, device=self.device) for k, w in per_run.items()}
+        per_image = {**self.weights, **{f"content/{n}": w for n, w in self.content_layers.items()}}
+        per_image.update({f"style/{n}": w for n, w in self.style_layers.items()})
+        self.factors = {k: torch.tensor(w, device=self.device) for k, w in per_image.items()}
 
     def encode(self, image: Tensor, layers: set[str]) -> dict[str, Tensor]:
         """Features of `image` at `layers`, in fp32, through the fast path once fitting has set it up."""
         return (self._encode or self.encoder)(image, layers)
 
     def evaluate(self) -> dict[str, Tensor]:
-        """Every loss term of the current images, one value per run: one encoder pass feeds them all."""
+        """Every loss term of the current images, one value per image: one encoder pass feeds them all."""
         image = self.image
         features = self.encode(image, self.layers)
         terms: dict[str, Tensor] = {}
@@ -196,7 +169,7 @@ class StyleTransfer(pl.LightningModule):
         for kind, layers in (("content", self.content_layers), ("style", self.style_layers)):
             terms[kind] = sum(self.factors[f"{kind}/{n}"] * terms[f"{kind}/{n}"] for n in layers)
         weighed = ("content", "style", "tv") if any(self.weights["tv"]) else ("content", "style")
-        # TV that no run weighs (the default) is still reported, but kept out of the graph: no backward pass for it.
+        # TV that no image weighs (the default) is still reported, but kept out of the graph: no backward pass for it.
         with torch.set_grad_enabled(torch.is_grad_enabled() and "tv" in weighed):
             terms["tv"] = total_variation(image, self.tv_beta)
         terms["total"] = sum(self.factors[k] * terms[k] for k in weighed)
@@ -217,13 +190,9 @@ class StyleTransfer(pl.LightningModule):
                 self.start_terms = self.last_terms
             return total.detach()
 
-        torch_lbfgs = optimizer.optimizer if isinstance(optimizer.optimizer, torch.optim.LBFGS) else None
-        before = newest_pair(torch_lbfgs) if torch_lbfgs and self.restart_stuck_lbfgs else None
         optimizer.step(closure=closure)
-        if before is not None and restart_if_stuck(torch_lbfgs, before):
-            self._back_to_best(torch.ones(1, dtype=torch.bool, device=self.device))
-        restarted = restarted_runs(optimizer.optimizer)  # BatchedLBFGS restarts its stuck runs itself, on the device
-        if restarted is not None and self.restart_stuck_lbfgs:
+        restarted = restarted_runs(optimizer.optimizer)  # images whose L-BFGS history was forgotten
+        if restarted is not None:
             self._back_to_best(restarted)
         broken = ~torch.isfinite(self.last_terms["total"]) | self.frozen  # global_step now counts this step
         if bool(broken.any()):
@@ -285,24 +254,24 @@ class StyleTransfer(pl.LightningModule):
         if bool(self.frozen.all()):
             raise NonFiniteLoss(self.failures[min(self.failures)])
 
-    def terms_of(self, run: int) -> dict[str, float]:
-        """The last evaluation's loss terms of one run, as numbers.
+    def terms_of(self, index: int) -> dict[str, float]:
+        """The last evaluation's loss terms of image `index`, as numbers.
 
-        Every run's snapshot, logger and history read these each step: the terms of all
-        runs come to the host once per evaluation (one device sync), not once per reader.
+        Every image's logger and history read these each step: the terms of all images
+        come to the host once per evaluation (one device sync), not once per reader.
         """
         if self._terms_on_host[0] != self.evaluations:
             values = torch.stack([v.float() for v in self.last_terms.values()]).tolist()
             self._terms_on_host = (self.evaluations, values)
         rows = self._terms_on_host[1]
-        return {name: row[run] for name, row in zip(self.last_terms, rows, strict=True)}
+        return {name: row[index] for name, row in zip(self.last_terms, rows, strict=True)}
 
-    def start_terms_of(self, run: int) -> dict[str, float]:
-        """The loss terms of one run's start image, read once per fit."""
-        return {name: float(values[run]) for name, values in self.start_terms.items()}
+    def start_terms_of(self, index: int) -> dict[str, float]:
+        """The loss terms of image `index` at its start, read once per fit."""
+        return {name: float(values[index]) for name, values in self.start_terms.items()}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """The frozen encoder is left out: its config reloads it, and any run of a batch can resume alone."""
+        """The frozen encoder is left out: its config reloads it, and each image's share can resume alone."""
         checkpoint["evaluations"] = self.evaluations
         checkpoint["stage"] = asdict(self.stage)
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("encoder.")}
@@ -324,6 +293,4 @@ class StyleTransfer(pl.LightningModule):
         compact = self._compact_lbfgs
         if compact is None:
             compact = bool(self.fast.for_device(self.device).compact_lbfgs)
-        return one_optimizer_for_all(
-            self.optimizer_factories, list(self.images), compact_lbfgs=compact, restart_stuck=self.restart_stuck_lbfgs
-        )
+        return self.make_optimizer(list(self.images), compact)

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real configs, composed as the CLI composes them, shrunk to test size."""
+"""Shared fixtures: the real configs, composed as the CLI composes them, shrunk to test size (conf/debug/tiny.yaml)."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -8,26 +8,30 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
 
+from nst import environment
 from nst.configs import CONF_DIR
 
-# Tiny and fast: random weights, 32 px, 2 steps of 2 evaluations, no experiment logger.
-TINY = [
-    "backbone.weights=random",
-    "image.size=32",
-    "optimizer.steps=2",
-    "logger=none",
-    "snapshot_every=1",
-    "trainer.enable_progress_bar=false",
-]
+environment.configure()  # the `${example:…}` resolver, as the CLI sets it
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` run where there is a CUDA device and are skipped, with the reason, elsewhere."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
 
 
 @pytest.fixture
 def make_cfg() -> Callable[..., DictConfig]:
-    """Compose conf/config.yaml with the tiny overrides, then the test's own."""
+    """Compose conf/config.yaml with `debug=tiny` (L-BFGS at 2 evaluations a step), then the test's own."""
 
     def make(*overrides: str, tiny: bool = True) -> DictConfig:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=[*(TINY if tiny else []), *overrides])
+            cfg = compose("config", overrides=[*(["debug=tiny"] if tiny else []), *overrides])
         if tiny and cfg.optimizer.torch._target_.endswith("LBFGS"):
             cfg.optimizer.torch.max_iter = 2
         return cfg

@@ -1,31 +1,11 @@
 """The `nst` command end to end, through a real subprocess, as a user runs it."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 from PIL import Image
 
+from tests.helpers import TINY, nst
 from tests.wandb_records import read_run
-
-TINY = [
-    "backbone.weights=random",
-    "image.size=48",
-    "optimizer.steps=4",
-    "optimizer.torch.max_iter=2",
-    "snapshot_every=2",
-    "trainer.enable_progress_bar=false",
-]
-
-
-def nst(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "nst", *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300
-    )
 
 
 def test_a_run_writes_image_snapshots_metrics_config_and_an_offline_wandb_run(tmp_path):

@@ -3,27 +3,29 @@
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
-from nst.configs import EXPERIMENTS_DIR, experiment_sweep, register_experiments
-from nst.run import train
+from nst.configs import CONF_DIR, EXPERIMENTS_DIR, experiment_sweep
+from tests.helpers import train
 
 EXPERIMENTS = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
 # Small and fast whatever the experiment asks for: 32 px, random weights, 2 steps.
 SMALL = ["backbone.weights=random", "image.size=32", "optimizer.steps=2", "image.scales=null"]
 
 
-def test_every_experiment_file_is_registered_and_holds_only_global_deltas():
-    assert register_experiments() == EXPERIMENTS
+def test_every_experiment_file_is_an_option_of_the_experiment_group_and_holds_only_global_deltas(make_cfg):
+    defaults = OmegaConf.load(CONF_DIR / "config.yaml").defaults
+    assert {"experiment": None} in defaults  # selected as experiment=NAME, no `+`
     assert len(EXPERIMENTS) >= 7
     for name in EXPERIMENTS:
         text = (EXPERIMENTS_DIR / f"{name}.yaml").read_text()
         assert text.startswith("# @package _global_\n"), name
-        assert "Run: nst" in text or "nst +experiment" in text, f"{name}: say how to run it"
+        assert f"experiment={name}" in text, f"{name}: say how to run it"
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_runs_two_steps(make_cfg, tmp_path, name):
-    cfg = make_cfg(f"+experiment={name}", *SMALL)
+    cfg = make_cfg(f"experiment={name}", *SMALL)
     if cfg.optimizer.torch._target_.endswith("LBFGS"):
         cfg.optimizer.torch.max_iter = 2
     metrics = train(cfg, tmp_path)
@@ -35,25 +37,25 @@ def test_every_point_of_an_experiment_sweep_composes(make_cfg, name):
     points = experiment_sweep(name)
     assert len(points) == {"gatys2016_fig3": 20, "gatys2017_color": 2}[name]
     for point in points:
-        cfg = make_cfg(f"+experiment={name}", *SMALL, *point)
+        cfg = make_cfg(f"experiment={name}", *SMALL, *point)
         assert cfg.image.size == 32
 
 
 def test_experiments_override_what_their_papers_say(make_cfg):
-    fig2 = make_cfg("+experiment=gatys2016_fig2", tiny=False)
+    fig2 = make_cfg("experiment=gatys2016_fig2", tiny=False)
     assert fig2.backbone.pooling == "avg" and fig2.loss.convention == "gatys" and fig2.init == "random"
     assert fig2.loss.content_weight / fig2.loss.style_weight == pytest.approx(1e-8)  # see its header
     assert fig2.optimizer.torch.line_search_fn == "strong_wolfe"
-    jcj = make_cfg("+experiment=jcjohnson_defaults", tiny=False)
+    jcj = make_cfg("experiment=jcjohnson_defaults", tiny=False)
     assert dict(jcj.layers.content) == {"relu4_2": 1.0} and len(jcj.layers.style) == 5
     assert (jcj.loss.content_weight, jcj.loss.style_weight, jcj.image.size) == (5.0, 100.0, 512)
-    surma = make_cfg("+experiment=surma_vgg16", tiny=False)
+    surma = make_cfg("experiment=surma_vgg16", tiny=False)
     assert surma.backbone.arch == "vgg16" and surma.loss.tv_beta == 1.25
     assert Path(surma.content).is_file()
 
 
 def test_a_built_wheel_carries_the_configs_and_experiments(tmp_path):
-    """`+experiment=` must work from an installed wheel, not only from a checkout."""
+    """`experiment=` (and the older `+experiment=`) must work from an installed wheel, not only from a checkout."""
     import subprocess
     import sys
 
@@ -64,7 +66,7 @@ def test_a_built_wheel_carries_the_configs_and_experiments(tmp_path):
     subprocess.run([*pip, "install", "--no-deps", "--target", tmp_path / "site", wheel], check=True)
     env = {"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"}
     shown = subprocess.run(
-        [sys.executable, "-m", "nst", "--cfg", "job", "+experiment=gatys2016_fig2"],
+        [sys.executable, "-m", "nst", "--cfg", "job", "experiment=gatys2016_fig2"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
@@ -78,4 +80,9 @@ def test_a_built_wheel_carries_the_configs_and_experiments(tmp_path):
         [sys.executable, "-c", "import nst.configs as c; print(c.CONF_DIR, c.EXPERIMENTS_DIR)"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert where.stdout.split() == [str(tmp_path / "site" / "nst" / d) for d in ("conf", "experiments")]
+    assert where.stdout.split() == [str(tmp_path / "site" / "nst" / d) for d in ("conf", "conf/experiment")]
+    old_form = subprocess.run(
+        [sys.executable, "-m", "nst", "--cfg", "job", "+experiment=jcjohnson_defaults"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert old_form.returncode == 0 and "init: random" in old_form.stdout, old_form.stderr

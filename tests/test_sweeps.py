@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from nst.compare import Run, compare, curve, curve_axis, pareto_front, scatter, table_rows
-from tests.test_cli import TINY, nst
+from tests.helpers import TINY, nst
 from tests.wandb_records import read_run
 
 FAST = [o for o in TINY if not o.startswith(("optimizer.steps", "snapshot_every"))]
@@ -81,7 +81,7 @@ def test_one_failing_job_is_recorded_and_the_others_finish(tmp_path, photo):
     assert statuses == ["finished", "failed", "finished"]
     failed = json.loads((sweep / "1" / "metrics.json").read_text())
     assert "missing.png does not exist" in failed["error"]
-    assert read_run(next((sweep / "1" / "wandb").glob("offline-run-*"))).exit_code == 1
+    assert not (sweep / "1" / "wandb").exists()  # refused before its logger opened
     assert (sweep / "2" / "final.png").is_file()
 
     files = compare([sweep], tmp_path / "report")
@@ -121,7 +121,7 @@ def _sweep_overrides(sweep: dict) -> list[list[str]]:
     return [list(combo) for combo in itertools.product(*choices)]
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "experiments" / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted((ROOT / "docs" / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
 def test_wandb_sweep_files_drive_the_same_cli_with_valid_overrides(make_cfg, path):
     sweep = yaml.safe_load(path.read_text())
     assert "${args_no_hyphens}" in sweep["command"] and "nst" in sweep["command"]

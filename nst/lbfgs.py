@@ -1,26 +1,23 @@
-"""Optimizers for a batch of independent runs: one forward pass for all, each run its own optimizer state.
+"""L-BFGS without a line search, as Gatys et al. and jcjohnson/neural-style run it, in one place.
 
-`torch.optim.LBFGS` treats all its parameters as one vector, so a batch of N
-images would share one curvature history, one step length and one stopping rule,
-and each run's result would depend on the others. `BatchedLBFGS` runs N copies of
-torch's algorithm (without line search) in lockstep instead: every dot product is
-taken per image, each image keeps its own curvature pairs, its own first step
-length and learning rate, and stops on its own tolerances. Each image gets the
-iterates `torch.optim.LBFGS` would give it alone (tests/test_optimizers.py); the one
-exception, after a pair torch would reject, is described in `_remember`. Directions
-come from L-BFGS's compact form (`_direction`): a few large kernels per iteration
-whatever the history's length, where torch's two-loop recursion launches several small
-ones per pair, so a single run may use it too (`speed.compact_lbfgs`).
+Two implementations give the same iterates. torch's `LBFGS` (`TorchLBFGS` here, for its
+restart) is the reference. `BatchedLBFGS` runs N copies of torch's algorithm in
+lockstep, one per image of a batch: every dot product is taken per image, each
+image keeps its own curvature pairs, first step length and learning rate, and stops
+on its own tolerances (tests/test_lbfgs.py checks it against torch's). Its
+directions come from L-BFGS's compact form (`_direction`): a few large kernels per
+iteration whatever the history's length, and no host sync unless a tolerance can
+stop a step, so a single run on a GPU uses it too (`speed.compact_lbfgs`).
 
-No step synchronises with the host unless a tolerance can stop it (tolerances < 0,
-nst's default, never do), so on a GPU the whole step is queued without waiting.
-
-With `restart_stuck` (`optimizer.restart_stuck`), a stuck run forgets its history and
-starts again (`BatchedLBFGS._restart`; `restart_if_stuck` does the same for torch's
-LBFGS), from the lowest-loss image it has evaluated, which the module puts back.
+`lbfgs_settings` is the one answer to "is this L-BFGS, and which": memory
+estimates, the batching launcher and the module all ask it. Both implementations
+restart a stuck run the same way (`optimizer.restart_stuck`): the history is
+forgotten inside `step`, `restarted_runs` says which runs, and the module puts back
+each such run's lowest-loss image.
 """
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -29,6 +26,72 @@ from torch import Tensor
 from nst.errors import NSTError
 
 OptimizerFactory = Callable[[Iterable[Tensor]], torch.optim.Optimizer]
+
+
+@dataclass(frozen=True)
+class LBFGSSettings:
+    """What a run's `optimizer.torch` says about L-BFGS: its history length and line search."""
+
+    history_size: int
+    line_search_fn: str | None
+
+    @property
+    def compact(self) -> bool:
+        """Whether `BatchedLBFGS` can run it: only without a line search (each run would need its own evaluations)."""
+        return self.line_search_fn is None
+
+
+def lbfgs_settings(factory: OptimizerFactory) -> LBFGSSettings | None:
+    """The L-BFGS settings of the `functools.partial` Hydra builds from `optimizer.torch`; None for other optimizers."""
+    if getattr(factory, "func", None) is not torch.optim.LBFGS:
+        return None
+    keywords = factory.keywords
+    return LBFGSSettings(keywords.get("history_size", 100), keywords.get("line_search_fn"))
+
+
+def build_optimizer(
+    factory: OptimizerFactory, images: Sequence[Tensor], compact: bool = False, restart_stuck: bool = False
+) -> torch.optim.Optimizer:
+    """The optimizer of one run: `BatchedLBFGS` where `compact` allows it, torch's L-BFGS or `factory`'s otherwise."""
+    settings = lbfgs_settings(factory)
+    if settings is None:
+        return factory(images)
+    if compact and settings.compact:
+        return BatchedLBFGS(
+            [{"params": list(images), "lr": factory.keywords.get("lr", 1.0)}],
+            restart_stuck=restart_stuck,
+            **{k: v for k, v in factory.keywords.items() if k != "lr"},
+        )
+    return TorchLBFGS(images, restart_stuck=restart_stuck, **factory.keywords)
+
+
+class TorchLBFGS(torch.optim.LBFGS):
+    """torch's LBFGS, step for step, that forgets its history when a step got it stuck (`restart_stuck`).
+
+    Stuck: the step formed curvature pairs but kept none, so its history stopped
+    changing. Read from torch's state lists, no device sync. A direction that does not
+    descend ends torch's step where it is; the next step's pair is then null (the image
+    has not moved), so that case lands here too, one evaluation later.
+    """
+
+    def __init__(self, params: Iterable[Tensor], restart_stuck: bool = False, **settings: object):
+        super().__init__(params, **settings)
+        self.restart_stuck = restart_stuck
+        self.restarted: Tensor | None = None  # [True] on the image's device after a step that restarted
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor]) -> Tensor:  # type: ignore[override]
+        state = self.state[self.param_groups[0]["params"][0]]
+        iterations, newest = state.get("n_iter", 0), (state.get("old_dirs") or [None])[-1]
+        loss = super().step(closure)
+        self.restarted = None
+        formed = state["n_iter"] - max(iterations, 1)
+        if self.restart_stuck and formed > 0 and (state["old_dirs"] or [None])[-1] is newest:
+            count = state.get("restarts", 0) + 1
+            state.clear()
+            state["restarts"] = count
+            self.restarted = torch.ones(1, dtype=torch.bool, device=self.param_groups[0]["params"][0].device)
+        return loss
 
 
 class BatchedLBFGS(torch.optim.Optimizer):
@@ -251,14 +314,21 @@ class BatchedLBFGS(torch.optim.Optimizer):
         state["restarted"] = stuck
 
 
+def _lbfgs_state(optimizer: torch.optim.Optimizer) -> dict:
+    """The state of an L-BFGS optimizer (kept with its first parameter), empty for others or before a step."""
+    if not isinstance(optimizer, torch.optim.LBFGS | BatchedLBFGS):
+        return {}
+    return optimizer.state.get(optimizer.param_groups[0]["params"][0], {})
+
+
 def curvature_pairs(optimizer: torch.optim.Optimizer) -> list[tuple[int, int]]:
-    """For each run of an L-BFGS optimizer, (pairs in its history, pairs it could hold since a restart); [] for others.
+    """For each image of an L-BFGS optimizer, (pairs in its history, pairs it could hold since a restart); [] else.
 
     L-BFGS keeps a pair (s, y) only if sᵀy > 1e-10. Without a line search, one step
     that blows the loss up can leave the step scale (H_diag, from the last kept pair)
     so small that no later pair passes: the history stops changing and the run crawls
-    for the rest of its evaluations (measured in benchmarks/results.md). A healthy run
-    keeps nearly every pair; such a run keeps a handful.
+    for the rest of its evaluations (docs/lbfgs.md). A healthy run keeps nearly every
+    pair; such a run keeps a handful.
     """
     state = _lbfgs_state(optimizer)
     if not state:
@@ -272,7 +342,7 @@ def curvature_pairs(optimizer: torch.optim.Optimizer) -> list[tuple[int, int]]:
 
 
 def restarts(optimizer: torch.optim.Optimizer) -> list[int]:
-    """For each run of an L-BFGS optimizer, how often its history was forgotten because it had stopped changing."""
+    """For each image of an L-BFGS optimizer, how often its history was forgotten because it had got stuck."""
     state = _lbfgs_state(optimizer)
     if not state:
         return []
@@ -282,41 +352,10 @@ def restarts(optimizer: torch.optim.Optimizer) -> list[int]:
 
 
 def restarted_runs(optimizer: torch.optim.Optimizer) -> Tensor | None:
-    """Which runs of a `BatchedLBFGS` its last step restarted, a bool per run on the device; None for others."""
-    state = _lbfgs_state(optimizer)
-    return state.get("restarted") if isinstance(optimizer, BatchedLBFGS) else None
-
-
-def _lbfgs_state(optimizer: torch.optim.Optimizer) -> dict:
-    """The state of an L-BFGS optimizer (kept with its first parameter), empty for others or before a step."""
-    if not isinstance(optimizer, torch.optim.LBFGS | BatchedLBFGS):
-        return {}
-    return optimizer.state.get(optimizer.param_groups[0]["params"][0], {})
-
-
-def newest_pair(optimizer: torch.optim.LBFGS) -> tuple[int, object]:
-    """torch's LBFGS before a step: its iterations so far and its newest kept pair, for `restart_if_stuck`."""
-    state = _lbfgs_state(optimizer)
-    return state.get("n_iter", 0), (state.get("old_dirs") or [None])[-1]
-
-
-def restart_if_stuck(optimizer: torch.optim.LBFGS, before: tuple[int, object]) -> bool:
-    """After a step of torch's LBFGS that formed pairs but kept none, forget its history, as `BatchedLBFGS` does.
-
-    Read from Python lists, no device sync. The next step starts as L-BFGS starts, with
-    a cautious first step, from the image the module puts back. A direction that does
-    not descend ends torch's step where it is; the next step's pair is then null (the
-    image has not moved), so that case lands here too, one evaluation later.
-    """
-    state = _lbfgs_state(optimizer)
-    iterations, newest = before
-    formed = state["n_iter"] - max(iterations, 1)
-    if formed <= 0 or (state["old_dirs"] or [None])[-1] is not newest:
-        return False
-    count = state.get("restarts", 0) + 1
-    state.clear()
-    state["restarts"] = count
-    return True
+    """Which images the last step restarted, a bool per image on the device; None where none can have."""
+    if isinstance(optimizer, BatchedLBFGS):
+        return _lbfgs_state(optimizer).get("restarted") if optimizer.restart_stuck else None
+    return getattr(optimizer, "restarted", None)
 
 
 def stuck(kept: int, possible: int) -> bool:
@@ -327,55 +366,3 @@ def stuck(kept: int, possible: int) -> bool:
 def written_by_batched_lbfgs(state: dict) -> bool:
     """Whether an optimizer `state_dict()["state"]` is BatchedLBFGS's (its `pairs`) rather than a torch optimizer's."""
     return any("pairs" in value for value in state.values())
-
-
-def state_of_run(state_dict: dict, run: int) -> dict:
-    """One run's share of a batch optimizer's `state_dict`, as that run's own optimizer would save it.
-
-    Torch optimizers keep their state per parameter, and run `run`'s image is parameter
-    `run`; `BatchedLBFGS` keeps one state, whose tensors hold the runs along dim 0 and
-    whose numbers (ring position, counters) all runs share. Either way the run's own
-    parameter group comes along, and its tensors are copies, not views of the batch's.
-    """
-    state = state_dict["state"]
-    batched = written_by_batched_lbfgs(state)
-    source = state[0] if batched else state.get(run, {})
-    own = {k: (v[run : run + 1] if batched else v).clone() if isinstance(v, Tensor) else v for k, v in source.items()}
-    return {"state": {0: own} if own else {}, "param_groups": [{**state_dict["param_groups"][run], "params": [0]}]}
-
-
-def _without_line_search(factory: OptimizerFactory) -> bool:
-    """Whether `factory` builds torch's LBFGS with no line search: what `BatchedLBFGS` can run instead."""
-    return getattr(factory, "func", None) is torch.optim.LBFGS and factory.keywords.get("line_search_fn") is None
-
-
-def one_optimizer_for_all(
-    factories: Sequence[OptimizerFactory],
-    images: Sequence[Tensor],
-    compact_lbfgs: bool = False,
-    restart_stuck: bool = False,
-) -> torch.optim.Optimizer:
-    """One optimizer over every run's image, one parameter group per run carrying that run's settings.
-
-    Runs may differ in any setting a torch optimizer keeps per group (lr, betas,
-    weight decay for Adam; lr for L-BFGS); L-BFGS becomes `BatchedLBFGS`, and so does
-    a single run's with `compact_lbfgs` (`speed.compact_lbfgs`) where it has no line
-    search. Each factory is the `functools.partial` Hydra builds from `optimizer.torch`;
-    `restart_stuck` (`optimizer.restart_stuck`) goes to `BatchedLBFGS` (torch's LBFGS:
-    the module calls `restart_if_stuck`).
-    """
-    if len(factories) == 1 and not (compact_lbfgs and _without_line_search(factories[0])):
-        return factories[0](images)
-    kinds = {getattr(f, "func", f) for f in factories}
-    if len(kinds) != 1 or not all(isinstance(f, partial) for f in factories):
-        raise NSTError("the runs of a batch use different optimizers: batch only runs with one optimizer._target_")
-    kind = kinds.pop()
-    if kind is torch.optim.LBFGS:
-        settings = [dict(f.keywords) for f in factories]
-        shared = {k: v for k, v in settings[0].items() if k != "lr"}
-        if any({k: v for k, v in s.items() if k != "lr"} != shared for s in settings):
-            raise NSTError("the runs of a batch differ in an L-BFGS setting other than lr: batch runs that share them")
-        groups = [{"params": [image], "lr": s.get("lr", 1.0)} for image, s in zip(images, settings, strict=True)]
-        return BatchedLBFGS(groups, restart_stuck=restart_stuck, **shared)
-    groups = [{"params": [image], **f.keywords} for image, f in zip(images, factories, strict=True)]
-    return kind(groups)

@@ -3,16 +3,9 @@
 import pytest
 import torch
 
+from nst.batching import state_of_run
 from nst.errors import NSTError
-from nst.optimizers import (
-    BatchedLBFGS,
-    curvature_pairs,
-    newest_pair,
-    restart_if_stuck,
-    restarted_runs,
-    restarts,
-    state_of_run,
-)
+from nst.lbfgs import BatchedLBFGS, TorchLBFGS, curvature_pairs, restarted_runs, restarts
 
 SIZE = 12
 
@@ -226,7 +219,8 @@ def test_a_run_whose_history_points_uphill_restarts(restart_stuck):
     pairs[1, pairs.shape[1] // 2 :] *= 10
     batch.step(closure)
     assert restarts(batch) == [0, int(restart_stuck)]
-    assert restarted_runs(batch).tolist() == [False, restart_stuck]
+    restarted = restarted_runs(batch)
+    assert (restarted.tolist() if restart_stuck else restarted) == ([False, True] if restart_stuck else None)
     assert torch.allclose(xs[0].detach(), alone(0, steps=2, **settings), rtol=0, atol=1e-12)
 
 
@@ -234,7 +228,7 @@ def test_a_run_whose_history_points_uphill_restarts(restart_stuck):
 def test_torchs_lbfgs_restarts_only_after_a_step_that_kept_no_pair(kind, stuck):
     matrix, target = problem(0)
     x = torch.zeros(SIZE, dtype=torch.float64, requires_grad=True)
-    single = torch.optim.LBFGS([x], max_iter=5, tolerance_grad=-1, tolerance_change=-1)
+    single = TorchLBFGS([x], restart_stuck=True, max_iter=5, tolerance_grad=-1, tolerance_change=-1)
 
     def closure() -> torch.Tensor:
         single.zero_grad()
@@ -242,7 +236,6 @@ def test_torchs_lbfgs_restarts_only_after_a_step_that_kept_no_pair(kind, stuck):
         value.backward()
         return value
 
-    before = newest_pair(single)
     single.step(closure)
-    assert restart_if_stuck(single, before) == stuck and restarts(single) == [int(stuck)]
+    assert (restarted_runs(single) is not None) == stuck and restarts(single) == [int(stuck)]
     assert ("old_dirs" in single.state[x]) != stuck  # a restarted one starts again as L-BFGS starts

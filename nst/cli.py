@@ -1,0 +1,79 @@
+"""The `nst` command: `nst compare …`, or a Hydra run whose bad input ends in one line and exit code 2.
+
+Exit codes: 0 done; 1 a sweep in which some job failed (nst/sweeps.py); 2 bad input
+or a failed run; 128 + N stopped by signal N, resumable with `nst resume=DIR`.
+Set NST_DEBUG=1 (or `hydra.verbose=true`) to see the traceback instead.
+"""
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
+from hydra.types import RunMode
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig
+
+from hydra_plugins.nst_launcher import BatchedLauncher
+from nst import environment
+from nst.checkpoints import RESUME_CHECKPOINT, Interrupted, resumable
+from nst.configs import CONF_DIR
+from nst.errors import NSTError
+from nst.pipeline import Job, run
+from nst.sweeps import objective, run_identity
+
+log = logging.getLogger("nst")
+environment.configure()  # here, not in main: submitit's workers import this module's task function
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def _hydra_main(cfg: DictConfig) -> float | list[float] | None:
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        resume = None
+        if cfg.resume:
+            out_dir, cfg = resumable(Path(to_absolute_path(cfg.resume)))
+            resume = out_dir / RESUME_CHECKPOINT
+        (metrics,) = run([Job(cfg, out_dir, run_identity(hydra_cfg))], resume)
+    except Exception as exc:
+        if not (sweeping or isinstance(exc, NSTError)) or os.environ.get("NST_DEBUG") or hydra_cfg.verbose:
+            raise  # a bug, not bad input, or asked for: keep the traceback
+        print(f"nst: error: {exc}", file=sys.stderr)
+        if isinstance(exc, Interrupted):
+            sys.exit(128 + exc.signum)  # a sweep stops too: the next job would not start
+        if not sweeping:
+            sys.exit(2)
+        log.error("job failed; the sweep goes on (see %s/metrics.json)", out_dir)
+        return objective(cfg.objective, None)
+    if "content_error" in metrics:
+        log.info(
+            "done: %s/final.png (content error %.3f, style error %.3f)",
+            out_dir,
+            metrics["content_error"],
+            metrics["style_error"],
+        )
+    else:  # judge=false
+        log.info("done: %s/final.png (loss %.4g)", out_dir, metrics["loss/total"])
+    return objective(cfg.objective, metrics)
+
+
+def main() -> None:
+    """Console-script entry point: `nst compare …` compares runs, anything else is a Hydra run."""
+    if sys.argv[1:2] == ["compare"]:
+        from nst.compare import main as compare
+
+        sys.exit(compare(sys.argv[2:]))
+    # `+experiment=NAME` (the form before `experiment` was a default-null group) means `experiment=NAME`.
+    sys.argv = [a[1:] if a.startswith("+experiment=") else a for a in sys.argv]
+    _register_launcher()
+    _hydra_main()
+
+
+def _register_launcher() -> None:
+    """Make `hydra/launcher=batched` known to Hydra also where its plugin scan cannot see it (editable installs)."""
+    Plugins.instance().register(BatchedLauncher)

@@ -1,0 +1,35 @@
+"""What nst changes in the process it runs in, all in one place, done once by `configure`.
+
+nst/cli.py calls it when it is imported: the `nst` command, and the worker processes
+of submitit's launchers, which import the CLI's task function rather than run `main`.
+"""
+
+import logging
+import warnings
+
+from omegaconf import OmegaConf
+
+from nst.images import example
+
+
+def _not_lightning_advice(record: logging.LogRecord) -> bool:
+    """Drop Lightning's advert for its logging service and its advice, on CUDA, to run matmuls in TF32.
+
+    That advice is wrong here: the matmuls are the Gram matrices, kept in fp32 on purpose;
+    nst gives TF32 to the convolutions only (`speed.tf32`).
+    """
+    message = str(record.msg)
+    return not (message.startswith("💡 Tip") or "that has Tensor Cores" in message)
+
+
+def configure() -> None:
+    """The `${example:NAME}` config resolver, and Lightning's warnings that never apply to nst kept quiet."""
+    OmegaConf.register_new_resolver("example", example, replace=True)
+    # A one-item dataloader needs no workers; the frozen backbone stays in eval mode on purpose; Lightning's use
+    # of a pytree check that newer torch deprecates.
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode at the start of training.*")
+    warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+    rank_zero = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    if _not_lightning_advice not in rank_zero.filters:
+        rank_zero.addFilter(_not_lightning_advice)

@@ -1,0 +1,387 @@
+"""One run, config to image, as a handful of steps read top to bottom.
+
+    check_job      every setting, before anything starts          (nst/checks.py)
+    load_stage     content and style images at the stage's size   (nst/images.py, nst/colour.py)
+    open_loggers   each job's experiment logger                   (nst/loggers.py)
+    build_module   start images, weights, optimizer -> module     (nst/module.py, nst/lbfgs.py)
+    fit            one Lightning fit of a stage                   (nst/callbacks.py)
+    write_outputs  final.png, judged, figures to the logger       (nst/judge.py)
+    record         metrics.json and the logger closed, whatever happened
+
+`run` takes a list of jobs: one for a single run, several for a batch that the
+sweep launcher formed (nst/batching.py): their images share each forward pass,
+each job keeps its own outputs. With `image.scales=[256,512]` the stages go coarse
+to fine, each starting from the previous result upsampled."""
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from nst import batching, colour
+from nst.backbones import VGG
+from nst.callbacks import Interruption, LossHistory, LossLogging, Snapshots
+from nst.checkpoints import RESUME_CHECKPOINT, Interrupted, stage_of
+from nst.checks import check_image_sizes, check_job, image_paths
+from nst.configs import build
+from nst.errors import NSTError
+from nst.images import initial_image, load_image, save_image
+from nst.judge import quality
+from nst.layers import layer_weights
+from nst.lbfgs import build_optimizer, curvature_pairs, lbfgs_settings, restarts, stuck
+from nst.loggers import build_logger, finish_logger, log_images, log_summary
+from nst.memory import check_memory, memory_estimate, peak_memory_mb, reset_peak_memory, resident_memory_mb
+from nst.module import LossWeights, NonFiniteLoss, Stage, StyleTransfer
+from nst.outputs import write_json
+from nst.sweeps import RunIdentity
+from nst.targets import blend_weights
+
+log = logging.getLogger("nst")
+
+
+@dataclass
+class Job:
+    """One run: its config, its output directory and the identity of its W&B run."""
+
+    cfg: DictConfig
+    out_dir: Path
+    identity: RunIdentity | None = None
+
+
+def run(jobs: Sequence[Job], resume: Path | None = None) -> list[dict[str, Any]]:
+    """The jobs' runs, each outcome in its own metrics.json and logger: finished, failed or interrupted.
+
+    Returns each job's metrics (a job of a batch whose loss became NaN fails alone);
+    an error that stops them all is written to every job's metrics.json, then raised.
+    """
+    started = time.perf_counter()
+    loggers: list[Logger | bool] = []
+    results: list[dict[str, Any]] = [{"status": "failed", "error": "stopped"} for _ in jobs]
+    try:
+        for job in jobs:
+            check_job(job.cfg)
+        cfg = jobs[0].cfg
+        reset_peak_memory()
+        pl.seed_everything(int(cfg.seed), verbose=False)
+        encoder = build(cfg.backbone, "backbone")  # one network for every stage: weights load once
+        sizes = [int(s) for s in cfg.image.get("scales") or [cfg.image.size]]
+        first = load_stage(cfg, sizes[0], encoder, jobs)
+        loggers = open_loggers(jobs, first)
+        fitted = fit_stages(jobs, loggers, encoder, sizes, first, resume)
+        results = write_outputs(jobs, loggers, fitted)
+    except Exception as exc:
+        error = f"{exc}" if isinstance(exc, NSTError) else f"{type(exc).__name__}: {exc}"
+        results = [{"status": "interrupted" if isinstance(exc, Interrupted) else "failed", "error": error}] * len(jobs)
+        for index, failure in getattr(exc, "failures", {}).items():
+            results[index] = {"status": "failed", "error": failure}
+        raise
+    finally:
+        record(jobs, loggers, results, started)
+    return results
+
+
+@dataclass
+class StageInputs:
+    """The images of one stage: as given, and as the optimisation sees them (`colour`)."""
+
+    size: int
+    content: Tensor
+    styles: list[Tensor]
+    seen_content: Tensor
+    seen_styles: list[Tensor]
+
+
+def load_stage(cfg: DictConfig, size: int, encoder: VGG, jobs: Sequence[Job]) -> StageInputs:
+    """Content at `size` px, styles at `size * image.style_scale`, checked against what the layers need."""
+    content = load_image(image_paths(cfg.content, "content")[0], size)
+    scale = float(cfg.image.style_scale)
+    styles = [load_image(path, max(1, round(size * scale))) for path in image_paths(cfg.style, "style")]
+    layers = {name for job in jobs for name in _layers(job.cfg, encoder.arch)}
+    named = {"the content image": content, **{f"style image {i + 1}": s for i, s in enumerate(styles)}}
+    check_image_sizes(named, encoder.min_input_size_for(layers))
+    seen_content, seen_styles = colour.prepare(cfg.colour, content, styles)
+    return StageInputs(size, content, styles, seen_content, seen_styles)
+
+
+def _layers(cfg: DictConfig, arch: str) -> dict[str, float]:
+    """A job's content and style layers, canonical names."""
+    content = layer_weights(cfg.layers.get("content") or {}, arch, "content")
+    return {**content, **layer_weights(cfg.layers.get("style") or {}, arch, "style")}
+
+
+def open_loggers(jobs: Sequence[Job], first: StageInputs) -> list[Logger | bool]:
+    """Each job's experiment logger, its config logged and the content and style images at step 0."""
+    loggers = []
+    for job in jobs:
+        logger = build_logger(job.cfg.logger, job.out_dir, job.identity, alongside_others=len(jobs) > 1)
+        loggers.append(logger)
+        if logger:
+            logger.log_hyperparams(OmegaConf.to_container(job.cfg, resolve=True))
+        inputs = {"content": first.content, **{f"style_{i}": s for i, s in enumerate(first.styles)}}
+        log_images(logger, inputs, step=0)
+    return loggers
+
+
+@dataclass
+class Fitted:
+    """What the stages leave: the last stage's module and trainer, its inputs, and the totals over all stages."""
+
+    module: StyleTransfer
+    trainer: pl.Trainer
+    inputs: StageInputs
+    evaluations: int
+    fit_time: float
+    lbfgs_history: int
+    failures: dict[int, str] = field(default_factory=dict)
+
+
+def fit_stages(
+    jobs: Sequence[Job],
+    loggers: Sequence[Logger | bool],
+    encoder: VGG,
+    sizes: Sequence[int],
+    first: StageInputs,
+    resume: Path | None,
+) -> Fitted:
+    """Each stage of a coarse-to-fine run (one, usually), each from the last stage's images upsampled."""
+    cfg = jobs[0].cfg
+    start = stage_of(resume) if resume is not None else Stage()
+    images, fit_time, evaluations, failures = None, start.fit_time_before, start.evaluations_before, {}
+    for index, size in enumerate(sizes):
+        if index < start.index:  # finished before the interruption: its stage image is on disk
+            continue
+        inputs = first if index == 0 else load_stage(cfg, size, encoder, jobs)
+        stage = Stage(index, evaluations, fit_time)
+        module = build_module(jobs, encoder, inputs, images, stage, failures)
+        last = index == len(sizes) - 1
+        started = time.perf_counter()
+        trainer = fit(jobs, loggers, module, "" if last else f"_{size}px", resume if index == start.index else None)
+        fit_time += time.perf_counter() - started
+        evaluations += module.evaluations
+        failures, images = dict(module.failures), module.image.detach()
+        if not last:
+            for job, image in zip(jobs, images, strict=True):
+                stage_image = colour.finish(cfg.colour, image[None], inputs.content)
+                save_image(stage_image, job.out_dir / f"stage_{size}px.png")
+    return Fitted(module, trainer, inputs, evaluations, fit_time, lbfgs_history(cfg), failures)
+
+
+def build_module(
+    jobs: Sequence[Job],
+    encoder: VGG,
+    inputs: StageInputs,
+    previous: Tensor | None,
+    stage: Stage,
+    failures: dict[int, str],
+) -> StyleTransfer:
+    """The module of one stage: each job's start image (or the previous stage's result), weights and optimizer."""
+    cfg = jobs[0].cfg
+    if previous is None:
+        init = [_start_image(job.cfg, inputs) for job in jobs]
+    else:
+        shape = inputs.content.shape[-2:]
+        init = [F.interpolate(image[None].cpu(), size=shape, mode="bicubic").clamp(0, 1) for image in previous]
+    arch = encoder.arch
+    weights = LossWeights.of(
+        [
+            (
+                job.cfg.loss,
+                layer_weights(job.cfg.layers.get("content") or {}, arch, "content"),
+                layer_weights(job.cfg.layers.get("style") or {}, arch, "style"),
+            )
+            for job in jobs
+        ]
+    )
+    restart = bool(cfg.optimizer.get("restart_stuck", False))
+    factories = [build(job.cfg.optimizer.torch, "optimizer.torch") for job in jobs]
+    optimizer = (
+        partial(build_optimizer, factories[0], restart_stuck=restart)
+        if len(jobs) == 1
+        else batching.batch_optimizer(factories, restart)
+    )
+    return StyleTransfer(
+        encoder=encoder,
+        content=inputs.seen_content,
+        styles=inputs.seen_styles,
+        init=init,
+        weights=weights,
+        optimizer=optimizer,
+        tv_beta=cfg.loss.tv_beta,
+        convention=cfg.loss.convention,
+        blend=blend_weights(len(inputs.styles), cfg.style_blend),
+        fast=build(cfg.speed, "speed"),
+        stage=stage,
+        failed=failures,
+    )
+
+
+def lbfgs_history(cfg: DictConfig) -> int:
+    """The curvature pairs an L-BFGS run keeps per image (0 for other optimizers), for the memory estimate."""
+    lbfgs = lbfgs_settings(build(cfg.optimizer.torch, "optimizer.torch"))
+    return lbfgs.history_size if lbfgs else 0
+
+
+def _start_image(cfg: DictConfig, inputs: StageInputs) -> Tensor:
+    """A job's start image (`init`), drawn from its own seed."""
+    generator = torch.Generator().manual_seed(int(cfg.seed))
+    return initial_image(cfg.init, inputs.seen_content, inputs.seen_styles[0], generator, cfg.init_noise)
+
+
+def fit(
+    jobs: Sequence[Job], loggers: Sequence[Logger | bool], module: StyleTransfer, suffix: str, resume: Path | None
+) -> pl.Trainer:
+    """Fit one stage; a NaN keeps the lowest-loss image, a signal leaves a checkpoint to resume from."""
+    cfg = jobs[0].cfg
+    steps = int(cfg.optimizer.steps)
+    out_dirs = [job.out_dir for job in jobs]
+    interruption = Interruption(out_dirs[0] / RESUME_CHECKPOINT)
+    callbacks = [
+        Snapshots([d / f"snapshots{suffix}" for d in out_dirs], [job.cfg.snapshot_every for job in jobs], loggers),
+        LossLogging(loggers),
+        LossHistory([d / f"history{suffix}.csv" for d in out_dirs]),
+        interruption,
+    ]
+    trainer: pl.Trainer = build(
+        cfg.trainer,
+        "trainer",
+        max_steps=steps,
+        logger=False,
+        callbacks=callbacks,
+        default_root_dir=str(out_dirs[0]),
+        log_every_n_steps=cfg.log_every,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+    )
+    check_memory(module, trainer.strategy.root_device, lbfgs_history(cfg))
+    try:
+        with interruption.catching_signals():
+            trainer.fit(module, DataLoader(range(steps), batch_size=None), ckpt_path=resume)
+    except NonFiniteLoss:
+        for image, out_dir in zip(module.images, out_dirs, strict=True):
+            save_image(image, out_dir / "last_good.png")
+        raise
+    except SIGTERMException:  # Lightning's own SIGTERM handler stops the fit after our checkpoint
+        if interruption.received is None:
+            raise
+    if interruption.received is not None:
+        stopped(module, trainer, interruption, out_dirs, suffix)
+    if resume is not None:
+        resume.unlink()
+    return trainer
+
+
+def stopped(
+    module: StyleTransfer, trainer: pl.Trainer, interruption: Interruption, out_dirs: Sequence[Path], suffix: str
+) -> None:
+    """After a signal: each going run's image and its own checkpoint kept, then `Interrupted` raised."""
+    going = {index: d for index, d in enumerate(out_dirs) if index not in module.failures}
+    if len(out_dirs) > 1:
+        batching.split_checkpoint(interruption.checkpoint, {index: d / RESUME_CHECKPOINT for index, d in going.items()})
+    for index, out_dir in enumerate(out_dirs):
+        save_image(module.images[index], out_dir / ("interrupted.png" if index in going else "last_good.png"))
+    height, width = module.images[0].shape[-2:]
+    where = f" of the {width}x{height} px stage" if suffix else ""
+    steps = trainer.max_steps
+    raise Interrupted(
+        interruption.received, trainer.global_step, steps, list(going.values()), where, dict(module.failures)
+    )
+
+
+def write_outputs(jobs: Sequence[Job], loggers: Sequence[Logger | bool], fitted: Fitted) -> list[dict[str, Any]]:
+    """Each job's final.png (or last_good.png), judged; its figures to its logger; its metrics returned."""
+    optimizer = fitted.trainer.optimizers[0]
+    pairs, restarted = curvature_pairs(optimizer), restarts(optimizer)  # L-BFGS only: one entry per image
+    shared = shared_figures(fitted, len(jobs))
+    results = []
+    for index, (job, logger) in enumerate(zip(jobs, loggers, strict=True)):
+        if index in fitted.failures:
+            save_image(fitted.module.images[index].detach(), job.out_dir / "last_good.png")
+            results.append({"status": "failed", "error": fitted.failures[index], **shared})
+            continue
+        figures = write_final(job, logger, index, fitted)
+        step = fitted.trainer.global_step
+        lbfgs = lbfgs_report(job.out_dir, logger, *pairs[index], restarted[index], step) if pairs else {}
+        results.append({"status": "finished", **figures, **lbfgs, **shared})
+    return results
+
+
+def write_final(job: Job, logger: Logger | bool, index: int, fitted: Fitted) -> dict[str, Any]:
+    """Image `index` as final.png, logged and judged; its losses (measured by `on_train_end`) and quality figures."""
+    inputs, step = fitted.inputs, fitted.trainer.global_step
+    final = colour.finish(job.cfg.colour, fitted.module.images[index].detach(), inputs.content)
+    save_image(final, job.out_dir / "final.png")
+    log_images(logger, {"final": final}, step=step)
+    figures = quality(final, inputs.content, inputs.styles, fitted.module.blend) if job.cfg.judge else {}
+    if figures:
+        figures["error_sum"] = figures["content_error"] + figures["style_error"]
+        if logger:
+            logger.log_metrics({f"quality/{k}": v for k, v in figures.items()}, step=step)
+    losses = {f"loss/{k}": v for k, v in fitted.module.terms_of(index).items()}
+    log_summary(logger, losses)
+    return {**losses, **figures, "image_size": list(final.shape[-2:])}
+
+
+def shared_figures(fitted: Fitted, runs: int) -> dict[str, Any]:
+    """What every job of the fit shares in its metrics.json: steps, evaluations, time, device, memory."""
+    device = fitted.trainer.strategy.root_device
+    peak, peak_kind = peak_memory_mb(device)
+    return {
+        "steps": fitted.trainer.global_step,
+        "evaluations": fitted.evaluations,
+        "fit_time_s": round(fitted.fit_time, 3),
+        "device": str(device),
+        "peak_memory_mb": round(peak, 1),
+        "peak_memory_kind": peak_kind,
+        "memory_estimate_mb": round(memory_estimate(fitted.module, fitted.lbfgs_history) / 2**20, 1),
+        **({"batch_size": runs} if runs > 1 else {}),
+    }
+
+
+def lbfgs_report(
+    out_dir: Path, logger: Logger | bool, kept: int, possible: int, restart_count: int, step: int
+) -> dict[str, Any]:
+    """An L-BFGS run's curvature pairs and restarts, for metrics.json and its logger (to filter a sweep's stuck runs).
+
+    A run that kept few has stopped learning: the log says so, and what usually fixes it.
+    """
+    if logger:
+        figures = {"lbfgs/pairs_kept": kept, "lbfgs/pairs_possible": possible, "lbfgs/restarts": restart_count}
+        logger.log_metrics(figures, step=step)
+    if restart_count:
+        log.info(
+            "%s: L-BFGS got stuck and restarted %d time(s) from the run's lowest-loss image (a step kept no "
+            "curvature pair, or its history pointed uphill)",
+            out_dir,
+            restart_count,
+        )
+    if stuck(kept, possible):
+        log.warning(
+            "%s: L-BFGS kept only %d of its last %d curvature pairs: its steps became too small to update "
+            "its history, so the run stopped improving early. Unless the loss had converged, one step blew it up "
+            "(see history.csv): set optimizer.torch.line_search_fn=strong_wolfe or lower optimizer.torch.lr",
+            out_dir,
+            kept,
+            possible,
+        )
+    return {"lbfgs_pairs": [kept, possible], "lbfgs_restarts": restart_count}
+
+
+def record(jobs: Sequence[Job], loggers: Sequence[Logger | bool], results: Sequence[dict], started: float) -> None:
+    """Each job's metrics.json and its logger closed, its W&B run marked failed where the job failed."""
+    for index, (job, result) in enumerate(zip(jobs, results, strict=True)):
+        result = {**result, "wall_time_s": round(time.perf_counter() - started, 3)}
+        result["resident_memory_mb"] = resident_memory_mb()
+        write_json(job.out_dir / "metrics.json", result)
+        finish_logger(loggers[index] if index < len(loggers) else None, result.get("error"))

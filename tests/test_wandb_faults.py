@@ -1,0 +1,56 @@
+"""W&B never takes a run down: an unreachable server, no API key, a crashed service."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.helpers import TINY, nst
+from tests.wandb_records import read_run
+
+
+def test_an_unreachable_wandb_server_means_offline_logging_not_a_failed_run(tmp_path):
+    run_dir = tmp_path / "run"
+    env = {"WANDB_MODE": "online", "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_API_KEY": "x" * 40}
+    started = time.monotonic()
+    result = nst(*TINY, "logger.settings.init_timeout=5", f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 120
+    assert "logging offline instead: sync later with `wandb sync" in result.stdout + result.stderr
+    (offline,) = (run_dir / "wandb").glob("offline-run-*")
+    assert read_run(offline).exit_code == 0
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "finished"
+
+
+def test_online_mode_without_an_api_key_logs_offline_and_never_prompts(tmp_path):
+    env = {"WANDB_MODE": "online", "HOME": str(tmp_path), "NETRC": str(tmp_path / "none")}
+    result = nst(*TINY, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "no API key" in result.stdout + result.stderr
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+
+
+def test_a_wandb_service_crash_mid_run_does_not_fail_the_run(tmp_path):
+    run_dir = tmp_path / "run"
+    settings = [o for o in TINY if not o.startswith(("optimizer.steps", "snapshot_every"))]
+    settings += ["optimizer.steps=60", "snapshot_every=1"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    command = [sys.executable, "-m", "nst", *settings, f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not (run_dir / "snapshots" / "step_00003.png").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    service = subprocess.run(["pgrep", "-P", str(process.pid), "-f", "wandb-core"], capture_output=True, text=True)
+    assert service.stdout.split(), "the W&B service process was not found"
+    for pid in service.stdout.split():
+        os.kill(int(pid), signal.SIGKILL)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    assert "W&B stopped working" in output
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and metrics["steps"] == 60
+    assert (run_dir / "final.png").is_file()
