@@ -5,6 +5,7 @@ that every image of a batch has its own files and its own experiment logger.
 """
 
 import csv
+import logging
 import signal
 import threading
 import time
@@ -18,22 +19,32 @@ from pytorch_lightning.loggers import Logger
 
 from nst.images import save_image
 from nst.loggers import log_images
-from nst.outputs import atomic_write
+from nst.outputs import DiskFault, atomic_write, is_disk_fault
+
+log = logging.getLogger(__name__)
 
 
 class Snapshots(pl.Callback):
-    """Every `every_n_steps[i]` training steps, image i's `snapshots/step_NNNNN.png`, also sent to its logger."""
+    """Every `every_n_steps[i]` training steps, image i's `snapshots/step_NNNNN.png`, also sent to its logger.
+
+    Snapshots are the first thing a full disk stops: the run goes on without them.
+    """
 
     def __init__(self, directories: Sequence[Path], every_n_steps: Sequence[int], loggers: Sequence[Logger | bool]):
         self.directories, self.every, self.loggers = [Path(d) for d in directories], every_n_steps, loggers
+        self.stopped = False
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
         step = trainer.global_step
         for image, directory, every, logger in zip(
             module.images, self.directories, self.every, self.loggers, strict=True
         ):
-            if every > 0 and step % every == 0 and step < trainer.max_steps:
-                save_image(image, directory / f"step_{step:05d}.png")
+            if every > 0 and step % every == 0 and step < trainer.max_steps and not self.stopped:
+                try:
+                    save_image(image, directory / f"step_{step:05d}.png", rescue=False)
+                except DiskFault as fault:
+                    self.stopped = True
+                    log.warning("%s; no more snapshots, the run goes on", fault)
                 log_images(logger, {"snapshot": image}, step)
 
 
@@ -68,16 +79,20 @@ class LossLogging(pl.Callback):
 
 
 class LossHistory(pl.Callback):
-    """Every logged loss term per step, each image's to its `history.csv` when fitting ends (for `nst compare`).
+    """Every logged loss term per step, each image's appended to its `history.csv` as the run goes.
 
-    Each row also holds `time_s`, the seconds of optimisation when its step ended (0 for
-    the start image's row), so that runs compare by wall-clock time as well as by
-    evaluations: a compile pause or a slow first step shows up there, not in the count.
+    Flushed every step, so that a run killed outright (SIGKILL, the OOM killer) still
+    shows its curve in `nst compare`. Each row also holds `time_s`, the seconds of
+    optimisation when its step ended (0 for the start image's row), so that runs
+    compare by wall-clock time as well as by evaluations. If the disk stops taking
+    the rows, they are kept and written whole when fitting ends (or rescued).
     """
 
     def __init__(self, paths: Sequence[Path]):
         self.paths = [Path(p) for p in paths]
         self.rows: list[list[dict]] = [[] for _ in self.paths]
+        self.written = [0 for _ in self.paths]  # rows of each file already on disk
+        self.appending = True
         self.started = 0.0  # perf_counter at the fit's start, less the time of the rows a resumed run kept
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
@@ -86,8 +101,10 @@ class LossHistory(pl.Callback):
         path = self.paths[0]
         if len(self.paths) == 1 and path.is_file() and trainer.global_step > 0:  # a resumed run continues alone
             with open(path, newline="") as f:
-                self.rows[0] = [row for row in csv.DictReader(f) if int(row["step"]) <= trainer.global_step]
-            self.started -= float(self.rows[0][-1].get("time_s") or 0) if self.rows[0] else 0.0
+                kept = [row for row in csv.DictReader(f) if row.get("step") and int(row["step"]) <= trainer.global_step]
+            self.rows[0] = kept
+            self.started -= float(kept[-1].get("time_s") or 0) if kept else 0.0
+            self._write_whole()
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
         elapsed = round(time.perf_counter() - self.started, 3)
@@ -95,22 +112,45 @@ class LossHistory(pl.Callback):
             for row in loss_rows(trainer, module, index):
                 step, evaluations = row.pop("step"), row.pop("evaluations")
                 rows.append({"step": step, "evaluations": evaluations, "time_s": elapsed if step else 0.0, **row})
+        if self.appending:
+            self._append()
 
     def teardown(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> None:
-        """Written when fitting ends, stopped by a signal or not (Lightning skips this after an exception)."""
-        self._write()
+        """What the disk did not take is written when fitting ends (Lightning skips this after an exception)."""
+        self._write_whole()
 
     def on_exception(self, trainer: pl.Trainer, module: pl.LightningModule, exception: BaseException) -> None:
-        """Written also when fitting failed (a NaN loss) or Lightning's SIGTERM handler stopped it."""
-        self._write()
+        """Also when fitting failed (a NaN loss) or Lightning's SIGTERM handler stopped it."""
+        self._write_whole()
 
-    def _write(self) -> None:
-        for path, rows in zip(self.paths, self.rows, strict=True):
-            if not rows:
-                continue
-            columns = list(rows[0])
-            lines = [",".join(columns)] + [",".join(str(row[c]) for c in columns) for row in rows]
-            atomic_write(path, ("\n".join(lines) + "\n").encode())
+    def _append(self) -> None:
+        try:
+            for index, (path, rows) in enumerate(zip(self.paths, self.rows, strict=True)):
+                new = rows[self.written[index] :]
+                if not new:
+                    continue
+                columns = list(rows[0])
+                lines = [",".join(str(row[c]) for c in columns) for row in new]
+                if self.written[index] == 0:
+                    lines.insert(0, ",".join(columns))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "w" if self.written[index] == 0 else "a") as f:
+                    f.write("\n".join(lines) + "\n")
+                self.written[index] = len(rows)
+        except OSError as exc:
+            if not is_disk_fault(exc):
+                raise
+            self.appending = False
+            log.warning("%s; the loss history is kept and written when the run ends", DiskFault(path, exc))
+
+    def _write_whole(self) -> None:
+        """Each history as one file, atomically, where appending did not get it all onto the disk."""
+        for index, (path, rows) in enumerate(zip(self.paths, self.rows, strict=True)):
+            if rows and (self.written[index] != len(rows) or not self.appending):
+                columns = list(rows[0])
+                lines = [",".join(columns)] + [",".join(str(row[c]) for c in columns) for row in rows]
+                atomic_write(path, ("\n".join(lines) + "\n").encode())
+                self.written[index] = len(rows)
 
 
 class Interruption(pl.Callback):

@@ -10,10 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from nst.errors import NSTError
 from nst.module import Stage
+from nst.outputs import atomic_write
 
 RESUME_CHECKPOINT = "resume.ckpt"
 
@@ -48,10 +50,43 @@ def stage_of(checkpoint: Path) -> Stage:
     return Stage(**saved) if saved else Stage()
 
 
-def resumable(run_dir: Path) -> tuple[Path, DictConfig]:
-    """The directory and config of an interrupted run, checked to hold a checkpoint to resume from."""
-    if not (run_dir / RESUME_CHECKPOINT).is_file():
+def resumable(run_dir: Path, overrides: Sequence[str] = ()) -> tuple[Path, DictConfig]:
+    """The directory and config of an interrupted run, its checkpoint read once to be sure it can resume.
+
+    A resumed run continues as it was configured. Of the command line's `overrides`
+    it takes `optimizer.steps` (to extend the run; the directory's config says so
+    from then on), `logger.*` and the progress bar; anything else is refused, not
+    silently ignored.
+    Nothing in the directory changes when the run cannot resume.
+    """
+    checkpoint = run_dir / RESUME_CHECKPOINT
+    if not checkpoint.is_file():
         raise NSTError(f"resume={run_dir}: no {RESUME_CHECKPOINT} there; give the directory of an interrupted run")
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    try:
+        step = int(torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)["global_step"])
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NSTError(
+            f"resume={run_dir}: its {RESUME_CHECKPOINT} cannot be read ({reason}): it is damaged, so the run cannot "
+            "continue; its outputs so far are kept: start it again without resume="
+        ) from None
+    config = run_dir / ".hydra" / "config.yaml"
+    cfg = OmegaConf.load(config)
+    changed = False
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key = override.key_or_group
+        if key == "resume" or key.startswith("hydra"):
+            continue
+        if key not in ("optimizer.steps", "trainer.enable_progress_bar") and not key.startswith("logger."):
+            raise NSTError(
+                f"resume={run_dir} continues the run as it was configured: it takes optimizer.steps=N (to extend "
+                f"it) and logger.* settings, not {key}; start a new run to change that"
+            )
+        OmegaConf.update(cfg, key, override.value(), force_add=True)
+        changed |= key == "optimizer.steps"
+    if changed and not int(cfg.optimizer.steps) >= max(step, 1):
+        raise NSTError(f"optimizer.steps={cfg.optimizer.steps} is below step {step}, where {run_dir} was interrupted")
+    if changed:
+        atomic_write(config, OmegaConf.to_yaml(cfg).encode())
     cfg.resume = None
     return run_dir, cfg

@@ -6,16 +6,18 @@ those files is the pipeline's next step, which has checks of its own (an image i
 cannot decode, weights of the wrong shape).
 """
 
+import inspect
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nst import colour
 from nst.backbones import check_backbone
-from nst.configs import build
+from nst.configs import CONF_DIR, build
 from nst.errors import NSTError
 from nst.images import check_init
 from nst.layers import layer_weights
@@ -23,10 +25,18 @@ from nst.losses import CONVENTIONS
 from nst.targets import blend_weights
 
 
-def check_job(cfg: DictConfig) -> None:
-    """Refuse a job's bad settings, each with the one line that says how to fix it."""
+def check_job(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
+    """Refuse a job's bad settings, each with the one line that says how to fix it.
+
+    `overrides` are the job's command-line overrides, for what Hydra accepts but
+    would silently ignore.
+    """
+    check_overrides(overrides)
+    check_keys(cfg)
     check_numbers(cfg)
     check_loss(cfg.loss)
+    check_trainer(cfg.trainer)
+    check_logger(cfg.logger)
     check_backbone(cfg.backbone.arch, cfg.backbone.weights, cfg.backbone.pooling, cfg.backbone.padding)
     for role in ("content", "style"):
         layer_weights(cfg.layers.get(role) or {}, cfg.backbone.arch, role)
@@ -54,14 +64,56 @@ def number(node: Any, key: str, kind: type, minimum: float, prefix: str = "", ma
     return result
 
 
+def check_overrides(overrides: Sequence[str]) -> None:
+    """An empty dict merges nothing into a config node: `layers.style={}` would leave the style layers as they were."""
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if value.strip() == "{}" and not key.startswith(("~", "hydra")):
+            name = key.lstrip("+")
+            raise NSTError(
+                f"{override} changes nothing (Hydra merges an empty dict into {name}): to replace {name}, drop it "
+                f"with ~{name} and add what you want, e.g. ~{name} +{name}.relu1_1=1, or pick a config group option"
+            )
+
+
+def _group_keys(group: str) -> set[str]:
+    """Every key an option of config group `group` sets (its folder in conf/)."""
+    keys: set[str] = set()
+    for path in (CONF_DIR / group).glob("*.yaml"):
+        keys |= set(OmegaConf.load(path).keys()) - {"defaults"}
+    return keys
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """Refuse keys nst would never read (`+loss.typo=1`): a typo would otherwise run the defaults in silence."""
+    top = set(OmegaConf.load(CONF_DIR / "config.yaml").keys()) - {"defaults"}
+    nodes = {"": (cfg, top | {"backbone", "layers", "loss", "optimizer", "logger"})}
+    for group in ("loss", "optimizer"):
+        nodes[f"{group}."] = (cfg[group], _group_keys(group))
+    nodes["image."] = (cfg.image, set(OmegaConf.load(CONF_DIR / "config.yaml").image.keys()))
+    for prefix, (node, known) in nodes.items():
+        unknown = sorted(set(node.keys()) - known)
+        if unknown:
+            raise NSTError(
+                f"{prefix}{unknown[0]} is not a setting nst reads: the {prefix.rstrip('.') or 'top-level'} keys are "
+                f"{', '.join(sorted(known))}"
+            )
+
+
 def check_numbers(cfg: DictConfig) -> None:
     """The counts and sizes of a run: steps, seed, image sizes, logging intervals, noise share."""
     number(cfg.optimizer, "steps", int, 1, "optimizer.")
-    number(cfg, "seed", int, 0)
+    number(cfg, "seed", int, 0, maximum=2**32 - 1)  # Lightning draws a random seed beyond that
     number(cfg.image, "size", int, 1, "image.")
     number(cfg.image, "style_scale", float, 1e-6, "image.")
-    for i, size in enumerate(cfg.image.get("scales") or []):
+    scales = [
         number({f"scales[{i}]": size}, f"scales[{i}]", int, 1, "image.")
+        for i, size in enumerate(cfg.image.get("scales") or [])
+    ]
+    if scales != sorted(set(scales)):
+        raise NSTError(
+            f"image.scales={scales} must grow, coarse to fine (each stage starts from the last): e.g. [256,512]"
+        )
     number(cfg, "log_every", int, 1)
     number(cfg, "snapshot_every", int, 0)
     number(cfg, "init_noise", float, 0, maximum=1)
@@ -81,13 +133,73 @@ def check_loss(loss: DictConfig) -> None:
         raise NSTError("loss.content_weight and loss.style_weight are both 0: nothing to optimise")
 
 
+# The numeric settings of the torch optimizers nst ships, and the range each must be in: (kind, minimum, maximum).
+OPTIMIZER_NUMBERS = {
+    "max_iter": (int, 1, None),
+    "max_eval": (int, 1, None),
+    "history_size": (int, 1, None),
+    "eps": (float, 0, None),
+    "weight_decay": (float, 0, None),
+}
+
+
 def check_optimizer(optimizer: DictConfig) -> None:
-    """`optimizer.torch` builds a torch optimizer: a bad setting (lr=fast) would otherwise surface in the Trainer."""
+    """`optimizer.torch` builds a torch optimizer and its numbers are in range: else they fail after compute."""
+    if optimizer.get("restart_stuck") not in (None, True, False):
+        raise NSTError(f"optimizer.restart_stuck={optimizer.restart_stuck!r}: choose true or false")
+    lr = optimizer.torch.get("lr")
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0):
+        raise NSTError(f"optimizer.torch.lr={lr!r} must be a number > 0")
+    for key, (kind, minimum, maximum) in OPTIMIZER_NUMBERS.items():
+        if optimizer.torch.get(key) is not None:
+            number(optimizer.torch, key, kind, minimum, "optimizer.torch.", maximum)
+    for i, beta in enumerate(optimizer.torch.get("betas") or []):
+        number({f"betas[{i}]": beta}, f"betas[{i}]", float, 0, "optimizer.torch.", maximum=0.999999)
     factory = build(optimizer.torch, "optimizer.torch")
     try:
         factory([torch.zeros(1, requires_grad=True)])
     except (TypeError, ValueError) as exc:
         raise NSTError(f"cannot build optimizer.torch ({exc}): check the optimizer.torch.* settings") from None
+
+
+# What nst sets on the Trainer itself, from its own settings.
+TRAINER_SET_BY_NST = {
+    "max_steps": "optimizer.steps",
+    "log_every_n_steps": "log_every",
+    "logger": "logger",
+    "callbacks": "nst's callbacks",
+    "default_root_dir": "hydra.run.dir",
+    "enable_checkpointing": "resume.ckpt on a signal",
+    "num_sanity_val_steps": "nst (no validation)",
+}
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    """Keys Lightning's Trainer takes, one device on one node, and nothing nst sets itself."""
+    import pytorch_lightning as pl
+
+    accepted = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"}
+    for key in trainer:
+        if key == "_target_":
+            continue
+        if key in TRAINER_SET_BY_NST:
+            raise NSTError(f"trainer.{key} is set by nst from {TRAINER_SET_BY_NST[key]}: drop it")
+        if key not in accepted:
+            raise NSTError(f"trainer.{key} is not a setting of pytorch_lightning.Trainer: check the spelling")
+    for key in ("devices", "num_nodes"):
+        if trainer.get(key, 1) != 1:
+            raise NSTError(
+                f"trainer.{key}={trainer.get(key)!r}: nst runs on one device of one node (several processes "
+                "would write the same files); batch runs on one device with hydra/launcher=batched instead"
+            )
+
+
+def check_logger(logger: DictConfig | None) -> None:
+    """W&B's mode is one of its three: any other would be read as a failed online start."""
+    if logger and str(logger.get("_target_", "")).endswith("WandbLogger"):
+        mode = logger.get("mode") or "offline"
+        if mode not in ("offline", "online", "disabled"):
+            raise NSTError(f"logger.mode={mode!r}: choose offline, online or disabled")
 
 
 def image_paths(value: object, key: str) -> list[str]:

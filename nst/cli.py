@@ -34,12 +34,13 @@ def _hydra_main(cfg: DictConfig) -> float | list[float] | None:
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    overrides = list(hydra_cfg.overrides.task)
     try:
         resume = None
         if cfg.resume:
-            out_dir, cfg = resumable(Path(to_absolute_path(cfg.resume)))
-            resume = out_dir / RESUME_CHECKPOINT
-        (metrics,) = run([Job(cfg, out_dir, run_identity(hydra_cfg))], resume)
+            out_dir, cfg = resumable(Path(to_absolute_path(cfg.resume)), overrides)
+            resume, overrides = out_dir / RESUME_CHECKPOINT, []
+        (metrics,) = run([Job(cfg, out_dir, run_identity(hydra_cfg), overrides)], resume)
     except Exception as exc:
         if not (sweeping or isinstance(exc, NSTError)) or os.environ.get("NST_DEBUG") or hydra_cfg.verbose:
             raise  # a bug, not bad input, or asked for: keep the traceback

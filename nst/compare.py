@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import math
+import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,15 +65,43 @@ class Run:
 
 
 def _read_run(path: Path) -> Run:
-    metrics = json.loads((path / "metrics.json").read_text())
-    overrides_file = path / ".hydra" / "overrides.yaml"
-    overrides = (yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else None) or []
-    pairs = dict(o.split("=", 1) for o in overrides if "=" in o and not o.startswith("hydra"))
-    history = []
-    if (path / "history.csv").is_file():
-        with open(path / "history.csv", newline="") as f:
-            history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    """A run directory as far as it can be read: a damaged file makes the run `unreadable`, with why, not an error."""
+    problems = []
+    try:
+        metrics = json.loads((path / "metrics.json").read_text())
+        if not isinstance(metrics, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        metrics, problems = {}, [f"metrics.json unreadable ({str(exc).splitlines()[0]})"]
+    try:
+        overrides = yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text()) or []
+    except (OSError, yaml.YAMLError):
+        overrides = []
+    pairs = dict(o.split("=", 1) for o in overrides if isinstance(o, str) and "=" in o and not o.startswith("hydra"))
+    history, damaged = _read_history(path / "history.csv")
+    if damaged:
+        problems.append(f"history.csv cut short after {len(history)} rows")
+    if metrics.get("status") == "running":
+        problems.append("still running, or killed before it ended (no final figures)")
+    if problems:
+        metrics = {**metrics, "status": metrics.get("status") if metrics else "unreadable"}
+        metrics["error"] = "; ".join([*problems, *([metrics["error"]] if metrics.get("error") else [])])
     return Run(path=path, metrics=metrics, overrides=pairs, history=history)
+
+
+def _read_history(path: Path) -> tuple[list[dict[str, float]], bool]:
+    """The rows of a history.csv that are whole, and whether any was not (a run killed mid-write)."""
+    if not path.is_file():
+        return [], False
+    rows, damaged = [], False
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                rows.append({k: float(v) for k, v in row.items()})
+            except (TypeError, ValueError):
+                damaged = True
+                break
+    return rows, damaged
 
 
 def find_runs(dirs: list[Path]) -> list[Run]:
@@ -120,11 +149,16 @@ def contact_sheet(runs: list[Run], path: Path, tile: int = 256, columns: int = 4
     for run in runs:
         lines = textwrap.wrap(f"#{run.number} {run.label}", chars) or [""]
         if not run.finished:
-            lines.append("FAILED")
+            lines.append(str(run.metrics.get("status", "failed")).upper())
         image = Image.new("RGB", (tile, tile), "#dddddd")
         if run.final is not None:
-            with Image.open(run.final) as final:
-                final = final.convert("RGB")
+            try:
+                with Image.open(run.final) as final:
+                    final = final.convert("RGB")
+            except (OSError, SyntaxError, ValueError):
+                lines.append("final.png unreadable")
+                run.metrics["error"] = "; ".join(filter(None, [run.metrics.get("error"), "final.png unreadable"]))
+            else:
                 final.thumbnail((tile, tile))
                 image.paste(final, ((tile - final.width) // 2, (tile - final.height) // 2))
         tiles.append((image, lines))
@@ -137,7 +171,7 @@ def contact_sheet(runs: list[Run], path: Path, tile: int = 256, columns: int = 4
         x, y = 8 + (i % columns) * (tile + 8), 8 + (i // columns) * (tile + text_height + 8)
         sheet.paste(image, (x, y))
         for j, line in enumerate(lines):
-            draw.text((x, y + tile + 4 + j * line_height), line, fill="black" if line != "FAILED" else "red", font=font)
+            draw.text((x, y + tile + 4 + j * line_height), line, fill="red" if line.isupper() else "black", font=font)
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
     atomic_write(path, buffer.getvalue())
@@ -327,16 +361,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nst compare", description=__doc__.splitlines()[0])
     parser.add_argument("dirs", nargs="+", type=Path, help="run or sweep directories (outputs/…, multirun/…)")
     parser.add_argument("--out", type=Path, help="report directory (default: DIR/report of the first DIR)")
-    parser.add_argument("--sort", default="error_sum", help="metric to sort the table by (default: error_sum)")
+    parser.add_argument("--sort", default="error_sum", help=f"metric to sort the table by: {', '.join(COLUMNS)}")
     parser.add_argument(
         "--x", choices=list(CURVE_AXES), default="evaluations", help="loss curves against (default: evaluations)"
     )
     args = parser.parse_args(argv)
     out = args.out or args.dirs[0] / "report"
     try:
+        if args.sort not in COLUMNS:
+            raise NSTError(f"--sort {args.sort}: choose one of {', '.join(COLUMNS)}")
+        if out.exists() and not out.is_dir():
+            raise NSTError(f"--out {out} is a file: give a directory for the report (it is created if missing)")
         files = compare(args.dirs, out, args.sort, args.x)
     except NSTError as exc:
-        print(f"nst compare: error: {exc}")
+        print(f"nst compare: error: {exc}", file=sys.stderr)
         return 2
     print(f"nst compare: wrote {files['html']} (and {', '.join(p.name for k, p in files.items() if k != 'html')})")
     return 0

@@ -23,13 +23,17 @@ def _not_lightning_advice(record: logging.LogRecord) -> bool:
 
 
 def configure() -> None:
-    """The `${example:NAME}` config resolver, and Lightning's warnings that never apply to nst kept quiet."""
+    """The `${example:NAME}` config resolver, Lightning's warnings that never apply to nst kept quiet, and logging
+    that survives a full disk."""
     OmegaConf.register_new_resolver("example", example, replace=True)
     # A one-item dataloader needs no workers; the frozen backbone stays in eval mode on purpose; Lightning's use
     # of a pytree check that newer torch deprecates.
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode at the start of training.*")
     warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+    # A handler that cannot write (run.log on a full disk) drops the record instead of printing a traceback for
+    # every line; the console handler still shows it.
+    logging.raiseExceptions = False
     rank_zero = logging.getLogger("pytorch_lightning.utilities.rank_zero")
     if _not_lightning_advice not in rank_zero.filters:
         rank_zero.addFilter(_not_lightning_advice)

@@ -78,11 +78,11 @@ def to_pil(image: Tensor) -> Image.Image:
     return to_pil_image(pixels.cpu())
 
 
-def save_image(image: Tensor, path: str | Path) -> Path:
-    """Write the first image of a batch as a PNG, atomically."""
+def save_image(image: Tensor, path: str | Path, rescue: bool = True) -> Path:
+    """Write the first image of a batch as a PNG, atomically (see `atomic_write` for `rescue`); where it went."""
     buffer = io.BytesIO()
     to_pil(image).save(buffer, format="PNG")
-    return atomic_write(path, buffer.getvalue())
+    return atomic_write(path, buffer.getvalue(), rescue)
 
 
 INITS = ("content", "random", "noisy", "style")

@@ -27,6 +27,7 @@ from nst.checkpoints import Interrupted
 from nst.checks import check_job
 from nst.errors import NSTError
 from nst.module import NonFiniteLoss
+from nst.outputs import RescuedOutputs
 from nst.pipeline import Job, run
 from nst.sweeps import objective, run_identity
 
@@ -55,7 +56,8 @@ class BatchedLauncher(Launcher):
 
         def collect(cfg: DictConfig) -> None:
             hydra_cfg = HydraConfig.get()
-            collected.append(Job(cfg, Path(hydra_cfg.runtime.output_dir), run_identity(hydra_cfg)))
+            out_dir, overrides = Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
+            collected.append(Job(cfg, out_dir, run_identity(hydra_cfg), overrides))
 
         ret = run_job(
             hydra_context=self.hydra_context,
@@ -88,7 +90,7 @@ class BatchedLauncher(Launcher):
         valid = []
         for index, job in enumerate(jobs):
             try:
-                check_job(job.cfg)
+                check_job(job.cfg, job.overrides)
                 valid.append(index)
             except NSTError:
                 outcomes.append((index, self._run([job])[0]))
@@ -111,7 +113,7 @@ class BatchedLauncher(Launcher):
         earlier = {job.out_dir: set(_offline_wandb_runs(job)) for job in jobs}
         try:
             return list(run(jobs))
-        except (NonFiniteLoss, Interrupted) as exc:
+        except (NonFiniteLoss, Interrupted, RescuedOutputs) as exc:  # the batch ran: no point in running it again
             return [exc] * len(jobs)
         except NSTError as exc:
             if len(jobs) == 1:

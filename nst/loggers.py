@@ -46,6 +46,9 @@ class ResilientWandbLogger(WandbLogger):
             action()
         except Exception as exc:
             self.failed = True
+            # W&B's client keeps a socket to its service, which a full disk or a crash has ended: asyncio would
+            # warn at every one of its sends.
+            logging.getLogger("asyncio").setLevel(logging.ERROR)
             log.warning(
                 "W&B stopped working (%s: %s); the run goes on without it, its figures are still written "
                 "to history.csv and metrics.json",

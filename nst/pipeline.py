@@ -14,6 +14,7 @@ each job keeps its own outputs. With `image.scales=[256,512]` the stages go coar
 to fine, each starting from the previous result upsampled."""
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,7 +45,8 @@ from nst.lbfgs import build_optimizer, curvature_pairs, lbfgs_settings, restarts
 from nst.loggers import build_logger, finish_logger, log_images, log_summary
 from nst.memory import check_memory, memory_estimate, peak_memory_mb, reset_peak_memory, resident_memory_mb
 from nst.module import LossWeights, NonFiniteLoss, Stage, StyleTransfer
-from nst.outputs import write_json
+from nst.outputs import RescuedOutputs, rescued, write_json
+from nst.run_dir import claim, release
 from nst.sweeps import RunIdentity
 from nst.targets import blend_weights
 
@@ -53,11 +55,12 @@ log = logging.getLogger("nst")
 
 @dataclass
 class Job:
-    """One run: its config, its output directory and the identity of its W&B run."""
+    """One run: its config, its output directory, the identity of its W&B run and its command-line overrides."""
 
     cfg: DictConfig
     out_dir: Path
     identity: RunIdentity | None = None
+    overrides: Sequence[str] = ()
 
 
 def run(jobs: Sequence[Job], resume: Path | None = None) -> list[dict[str, Any]]:
@@ -65,13 +68,19 @@ def run(jobs: Sequence[Job], resume: Path | None = None) -> list[dict[str, Any]]
 
     Returns each job's metrics (a job of a batch whose loss became NaN fails alone);
     an error that stops them all is written to every job's metrics.json, then raised.
+    Outputs that their disk could not take end the run with `RescuedOutputs`.
     """
     started = time.perf_counter()
     loggers: list[Logger | bool] = []
     results: list[dict[str, Any]] = [{"status": "failed", "error": "stopped"} for _ in jobs]
+    claimed: list[Path] = []
     try:
         for job in jobs:
-            check_job(job.cfg)
+            check_job(job.cfg, job.overrides)
+        for job in jobs:
+            claim(job.out_dir)
+            claimed.append(job.out_dir)
+            write_json(job.out_dir / "metrics.json", {"status": "running", "pid": os.getpid()}, rescue=False)
         cfg = jobs[0].cfg
         reset_peak_memory()
         pl.seed_everything(int(cfg.seed), verbose=False)
@@ -89,6 +98,11 @@ def run(jobs: Sequence[Job], resume: Path | None = None) -> list[dict[str, Any]]
         raise
     finally:
         record(jobs, loggers, results, started)
+        for directory in claimed:
+            release(directory)
+    moved = {path: target for path, target in rescued().items() if path.parent in {job.out_dir for job in jobs}}
+    if moved:
+        raise RescuedOutputs(moved)
     return results
 
 

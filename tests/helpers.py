@@ -29,7 +29,7 @@ def nst(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.
 def run_nst(tmp_path: Path, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
     """`nst debug=tiny ARGS` as the console script runs it, in this process; its exit code and stderr."""
     old_argv, old_cwd = sys.argv, os.getcwd()
-    tiny = ["debug=tiny", "optimizer.torch.max_iter=2", "snapshot_every=0", f"hydra.run.dir={tmp_path / 'run'}"]
+    tiny = ["debug=tiny", "snapshot_every=0", f"hydra.run.dir={tmp_path / 'run'}"]
     sys.argv = ["nst", *tiny, *args]
     os.chdir(tmp_path)
     try:

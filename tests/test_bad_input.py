@@ -138,7 +138,8 @@ BAD_INPUT = [
     ("steps-fractional", args("optimizer.steps=2.5"), 2, "optimizer.steps=2.5 must be an integer"),
     ("unknown-optimizer-option", args("optimizer=sgd"), 1, "Could not find 'optimizer/sgd'"),
     ("unknown-optimizer-class", args("optimizer.torch._target_=torch.optim.Nope"), 2, "cannot build optimizer.torch"),
-    ("bad-optimizer-setting", args("optimizer.torch.lr=fast"), 2, "cannot build optimizer.torch"),
+    ("bad-optimizer-setting", args("optimizer.torch.lr=fast"), 2, "optimizer.torch.lr='fast' must be a number > 0"),
+    ("unknown-optimizer-setting", args("+optimizer.torch.momentum=0.9"), 2, "cannot build optimizer.torch"),
     ("blend-count-mismatch", args("style_blend=[0.7,0.3]"), 2, "style_blend has 2 weights for 1 style images"),
     ("blend-negative", args("style=[${example:starry_night.jpg},${example:tubingen.jpg}]", "style_blend=[1,-1]"),
      2, "weights must be >= 0"),
@@ -157,7 +158,7 @@ BAD_INPUT = [
     ("caffe-weights-corrupt", caffe_corrupt, 2, "is corrupt"),
     ("torchvision-weights-offline", no_network, 2, "cannot download torchvision's vgg16 IMAGENET1K_V1 weights"),
     ("unknown-logger", args("logger=mlflow"), 1, "Could not find 'logger/mlflow'"),
-    ("output-dir-not-writable", unwritable_output, 1, "Not a directory"),
+    ("output-dir-not-writable", unwritable_output, 2, "(Not a directory): make it writable or choose another"),
     ("too-large-for-the-device", args("image.size=12000"), 2, "GiB are free: lower image.size, or go coarse to fine"),
     ("resume-without-checkpoint", lambda d, mp: [f"resume={d}"], 2, "no resume.ckpt there"),
 ]  # fmt: skip

@@ -3,7 +3,7 @@
 import pytest
 from omegaconf import OmegaConf
 
-from nst.checks import check_loss
+from nst.checks import check_job, check_loss
 from nst.errors import NSTError
 from tests.helpers import TINY, nst, run_nst
 
@@ -57,3 +57,64 @@ def test_a_bad_job_of_a_sweep_leaves_no_wandb_run_and_the_others_finish(tmp_path
     assert "nst: error: loss.style_weight=-1 must be a number >= 0" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert not (sweep / "0" / "wandb").exists() and list((sweep / "1" / "wandb").glob("offline-run-*"))
+
+
+# Every numeric setting at the edge of its range: (the last value allowed, the first refused, what the line says).
+EDGES = [
+    ("seed", "0", "-1", "seed=-1 must be an integer >= 0"),
+    ("optimizer.steps", "1", "0", "optimizer.steps=0 must be an integer >= 1"),
+    ("image.size", "1", "0", "image.size=0 must be an integer >= 1"),
+    ("image.style_scale", "1e-6", "0", "image.style_scale=0 must be a number >= 1e-06"),
+    ("image.scales", "[32,48]", "[48,32]", "image.scales=[48, 32] must grow, coarse to fine"),
+    ("log_every", "1", "0", "log_every=0 must be an integer >= 1"),
+    ("snapshot_every", "0", "-1", "snapshot_every=-1 must be an integer >= 0"),
+    ("init_noise", "1", "1.01", "init_noise=1.01 must be a number between 0 and 1"),
+    ("loss.content_weight", "0", "-1e-9", "loss.content_weight=-1e-09 must be a number >= 0"),
+    ("loss.tv_weight", "0", "-1", "loss.tv_weight=-1 must be a number >= 0"),
+    ("loss.tv_beta", "1e-3", "0", "loss.tv_beta=0 must be a number > 0"),
+    ("optimizer.torch.lr", "1e-9", "0", "optimizer.torch.lr=0 must be a number > 0"),
+    ("optimizer.torch.max_iter", "1", "0", "optimizer.torch.max_iter=0 must be an integer >= 1"),
+    ("optimizer.torch.history_size", "1", "0", "optimizer.torch.history_size=0 must be an integer >= 1"),
+    ("optimizer.torch.max_eval", "1", "0", "optimizer.torch.max_eval=0 must be an integer >= 1"),
+    ("trainer.devices", "1", "2", "trainer.devices=2: nst runs on one device of one node"),
+]
+ADAM_EDGES = [
+    (
+        "optimizer.torch.betas",
+        "[0.0,0.999]",
+        "[0.9,1.0]",
+        "optimizer.torch.betas[1]=1.0 must be a number between 0 and",
+    ),
+    ("optimizer.torch.eps", "0.0", "-1e-8", "optimizer.torch.eps=-1e-08 must be a number >= 0"),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "allowed", "refused", "message"), EDGES + ADAM_EDGES, ids=[e[0] for e in EDGES + ADAM_EDGES]
+)
+def test_every_numeric_setting_is_checked_at_the_edges_of_its_range(
+    make_cfg, tmp_path, capsys, key, allowed, refused, message
+):
+    optimizer = ["optimizer=adam"] if (key, allowed, refused, message) in ADAM_EDGES else []
+    plus = "+" if key in ("optimizer.torch.max_eval", "optimizer.torch.eps") else ""  # not in the shipped configs
+    check_job(make_cfg(*optimizer, f"{plus}{key}={allowed}"))  # the last value allowed passes
+    code, stderr = run_nst(tmp_path, capsys, *optimizer, f"{plus}{key}={refused}")
+    assert code == 2 and stderr.startswith(f"nst: error: {message}") and len(stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("layers.style={}", "layers.style={} changes nothing (Hydra merges an empty dict into layers.style)"),
+        ("+loss.typo=1", "loss.typo is not a setting nst reads: the loss keys are"),
+        ("+image.sise=64", "image.sise is not a setting nst reads"),
+        ("+colur=luminance", "colur is not a setting nst reads"),
+        ("logger=wandb logger.mode=bogus", "logger.mode='bogus': choose offline, online or disabled"),
+        ("+trainer.max_steps=5", "trainer.max_steps is set by nst from optimizer.steps: drop it"),
+        ("+trainer.devise=1", "trainer.devise is not a setting of pytorch_lightning.Trainer"),
+        ("optimizer.restart_stuck=maybe", "optimizer.restart_stuck='maybe': choose true or false"),
+    ],
+)
+def test_settings_that_would_do_nothing_or_something_else_are_refused(tmp_path, capsys, setting, message):
+    code, stderr = run_nst(tmp_path, capsys, *setting.split())
+    assert code == 2 and stderr.startswith(f"nst: error: {message}"), stderr
