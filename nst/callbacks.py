@@ -186,7 +186,16 @@ class Interruption(pl.Callback):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.global_step > 0:
+            log.info("%s: resumed at step %d of %d", self.checkpoint.parent, trainer.global_step, trainer.max_steps)
+
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
         if self.received is not None:
-            trainer.save_checkpoint(self.checkpoint)
+            trainer.save_checkpoint(self.checkpoint, weights_only=False)  # the optimizer state too
             trainer.should_stop = True
+            log.info(
+                "%s: interrupted by %s at step %d of %d; %s written",
+                self.checkpoint.parent, signal.Signals(self.received).name, trainer.global_step, trainer.max_steps,
+                self.checkpoint.name,
+            )  # fmt: skip

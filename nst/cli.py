@@ -23,7 +23,7 @@ from nst.checkpoints import RESUME_CHECKPOINT, Interrupted, resumable
 from nst.configs import CONF_DIR
 from nst.errors import NSTError
 from nst.pipeline import Job, run
-from nst.sweeps import objective, run_identity
+from nst.sweeps import objective, resumed_identity, run_identity
 
 log = logging.getLogger("nst")
 environment.configure()  # here, not in main: submitit's workers import this module's task function
@@ -36,17 +36,19 @@ def _hydra_main(cfg: DictConfig) -> float | list[float] | None:
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     overrides = list(hydra_cfg.overrides.task)
     try:
-        resume = None
+        resume, identity = None, run_identity(hydra_cfg)
         if cfg.resume:
             out_dir, cfg = resumable(Path(to_absolute_path(cfg.resume)), overrides)
-            resume, overrides = out_dir / RESUME_CHECKPOINT, []
-        (metrics,) = run([Job(cfg, out_dir, run_identity(hydra_cfg), overrides)], resume)
+            resume, overrides, identity = out_dir / RESUME_CHECKPOINT, [], resumed_identity(out_dir)
+            logging.getLogger().addHandler(_run_log(out_dir))  # the resume goes into the run's own run.log too
+        (metrics,) = run([Job(cfg, out_dir, identity, overrides)], resume)
     except Exception as exc:
         if not (sweeping or isinstance(exc, NSTError)) or os.environ.get("NST_DEBUG") or hydra_cfg.verbose:
             raise  # a bug, not bad input, or asked for: keep the traceback
-        print(f"nst: error: {exc}", file=sys.stderr)
-        if isinstance(exc, Interrupted):
+        if isinstance(exc, Interrupted):  # asked for, not a failure: no "error"
+            print(f"nst: {exc}", file=sys.stderr)
             sys.exit(128 + exc.signum)  # a sweep stops too: the next job would not start
+        print(f"nst: error: {exc}", file=sys.stderr)
         if not sweeping:
             sys.exit(2)
         log.error("job failed; the sweep goes on (see %s/metrics.json)", out_dir)
@@ -61,6 +63,13 @@ def _hydra_main(cfg: DictConfig) -> float | list[float] | None:
     else:  # judge=false
         log.info("done: %s/final.png (loss %.4g)", out_dir, metrics["loss/total"])
     return objective(cfg.objective, metrics)
+
+
+def _run_log(out_dir: Path) -> logging.Handler:
+    """A handler that appends to an interrupted run's run.log, formatted as Hydra formats it."""
+    handler = logging.FileHandler(out_dir / "run.log", mode="a")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    return handler
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import yaml
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from nst.errors import NSTError
 from nst.lbfgs import stuck
@@ -116,12 +116,24 @@ def find_runs(dirs: list[Path]) -> list[Run]:
     return found
 
 
+def human(value: str) -> str:
+    """A number as a person writes it in an override: 10000.0 -> 1e4, 0.001 -> 1e-3, 0.5 -> 0.5; text unchanged."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    if number == 0 or 1e-3 <= abs(number) < 1e4:
+        return f"{number:g}"
+    mantissa, _, exponent = f"{number:.2e}".partition("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
 def label_runs(runs: list[Run]) -> None:
     """Label each run by the overrides that differ between the runs (its directory name if none do)."""
     keys = sorted({k for run in runs for k in run.overrides})
     differing = [k for k in keys if len({run.overrides.get(k, "(default)") for run in runs}) > 1]
     for run in runs:
-        parts = [f"{k}={run.overrides.get(k, '(default)')}" for k in differing]
+        parts = [f"{k}={human(run.overrides.get(k, '(default)'))}" for k in differing]
         run.label = ", ".join(parts) or run.path.name
 
 
@@ -159,7 +171,7 @@ def contact_sheet(runs: list[Run], path: Path, tile: int = 256, columns: int = 4
                 lines.append("final.png unreadable")
                 run.metrics["error"] = "; ".join(filter(None, [run.metrics.get("error"), "final.png unreadable"]))
             else:
-                final.thumbnail((tile, tile))
+                final = ImageOps.contain(final, (tile, tile), Image.Resampling.LANCZOS)  # small finals scaled up too
                 image.paste(final, ((tile - final.width) // 2, (tile - final.height) // 2))
         tiles.append((image, lines))
     text_height = max(len(lines) for _, lines in tiles) * line_height + 8

@@ -37,3 +37,17 @@ def configure() -> None:
     rank_zero = logging.getLogger("pytorch_lightning.utilities.rank_zero")
     if _not_lightning_advice not in rank_zero.filters:
         rank_zero.addFilter(_not_lightning_advice)
+
+
+def console(verbose: bool) -> None:
+    """What the console shows of Lightning: its banners (GPU available, `max_steps` reached) only when `verbose`.
+
+    nst says where a run is and how it went itself; the banners stay in Lightning's
+    logger at INFO, so `verbose=true` (or `hydra.verbose=true`) brings them back.
+    """
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.INFO if verbose else logging.WARNING)
+    action = "default" if verbose else "ignore"
+    # Lightning's hint on machines that have SLURM's srun; nst runs one process per job whatever the cluster.
+    warnings.filterwarnings(action, ".*The `srun` command is available on your system but is not used.*")
+    # A resumed run restores its step inside the epoch exactly (tests/test_interruptions.py): the result is the same.
+    warnings.filterwarnings(action, ".*resuming from a checkpoint that ended before the epoch ended.*")

@@ -102,7 +102,7 @@ class BatchedLauncher(Launcher):
             outcomes += zip(chosen, self._run([jobs[i] for i in chosen]), strict=True)
             stop = next((o for _, o in outcomes if isinstance(o, Interrupted)), None)
             if stop is not None:  # Ctrl-C or SIGTERM stops the sweep, not only the batch it came in
-                print(f"nst: error: {stop}", file=sys.stderr)
+                print(f"nst: {stop}", file=sys.stderr)
                 sys.exit(128 + stop.signum)
         return outcomes
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
 from torch import Tensor
 
@@ -84,6 +84,7 @@ def build_logger(
     save_dir: Path,
     identity: Mapping[str, Any] | None = None,
     alongside_others: bool = False,
+    verbose: bool = False,
 ) -> Logger | bool:
     """The logger of the `logger` config group (False for `logger=none`), writing under `save_dir`.
 
@@ -105,6 +106,8 @@ def build_logger(
             )
             mode = "offline"
         overrides["mode"] = mode
+        if verbose and cfg.get("settings"):
+            overrides["settings"] = {**OmegaConf.to_container(cfg.settings), "quiet": False}
         if alongside_others:
             overrides["reinit"] = "create_new"
         return _start_wandb(cfg, overrides, save_dir)

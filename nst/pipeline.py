@@ -26,12 +26,12 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import Logger
+from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from nst import batching, colour
+from nst import batching, colour, environment
 from nst.backbones import VGG
 from nst.callbacks import Interruption, LossHistory, LossLogging, Snapshots
 from nst.checkpoints import RESUME_CHECKPOINT, Interrupted, stage_of
@@ -46,6 +46,7 @@ from nst.loggers import build_logger, finish_logger, log_images, log_summary
 from nst.memory import check_memory, memory_estimate, peak_memory_mb, reset_peak_memory, resident_memory_mb
 from nst.module import LossWeights, NonFiniteLoss, Stage, StyleTransfer
 from nst.outputs import RescuedOutputs, rescued, write_json
+from nst.progress import EvaluationProgress
 from nst.run_dir import claim, release
 from nst.sweeps import RunIdentity
 from nst.targets import blend_weights
@@ -82,6 +83,7 @@ def run(jobs: Sequence[Job], resume: Path | None = None) -> list[dict[str, Any]]
             claimed.append(job.out_dir)
             write_json(job.out_dir / "metrics.json", {"status": "running", "pid": os.getpid()}, rescue=False)
         cfg = jobs[0].cfg
+        environment.console(bool(cfg.get("verbose")))
         reset_peak_memory()
         pl.seed_everything(int(cfg.seed), verbose=False)
         encoder = build(cfg.backbone, "backbone")  # one network for every stage: weights load once
@@ -139,7 +141,8 @@ def open_loggers(jobs: Sequence[Job], first: StageInputs) -> list[Logger | bool]
     """Each job's experiment logger, its config logged and the content and style images at step 0."""
     loggers = []
     for job in jobs:
-        logger = build_logger(job.cfg.logger, job.out_dir, job.identity, alongside_others=len(jobs) > 1)
+        verbose = bool(job.cfg.get("verbose"))
+        logger = build_logger(job.cfg.logger, job.out_dir, job.identity, len(jobs) > 1, verbose)
         loggers.append(logger)
         if logger:
             logger.log_hyperparams(OmegaConf.to_container(job.cfg, resolve=True))
@@ -181,7 +184,14 @@ def fit_stages(
         module = build_module(jobs, encoder, inputs, images, stage, failures)
         last = index == len(sizes) - 1
         started = time.perf_counter()
-        trainer = fit(jobs, loggers, module, "" if last else f"_{size}px", resume if index == start.index else None)
+        label = (
+            " → ".join(f"[{s} px]" if i == index else f"{s} px" for i, s in enumerate(sizes))
+            if not last or index
+            else ""
+        )
+        trainer = fit(
+            jobs, loggers, module, "" if last else f"_{size}px", resume if index == start.index else None, label
+        )
         fit_time += time.perf_counter() - started
         evaluations += module.evaluations
         failures, images = dict(module.failures), module.image.detach()
@@ -241,6 +251,16 @@ def build_module(
     )
 
 
+def evaluations_per_step(cfg: DictConfig) -> int:
+    """Function evaluations an optimizer step makes: L-BFGS's max_iter (a line search adds some), Adam's one."""
+    lbfgs = lbfgs_settings(build(cfg.optimizer.torch, "optimizer.torch"))
+    if lbfgs is None:
+        return 1
+    torch_cfg = cfg.optimizer.torch
+    max_iter = int(torch_cfg.get("max_iter") or 20)
+    return max_iter if torch_cfg.get("max_eval") is None else min(max_iter, int(torch_cfg.max_eval))
+
+
 def lbfgs_history(cfg: DictConfig) -> int:
     """The curvature pairs an L-BFGS run keeps per image (0 for other optimizers), for the memory estimate."""
     lbfgs = lbfgs_settings(build(cfg.optimizer.torch, "optimizer.torch"))
@@ -254,9 +274,15 @@ def _start_image(cfg: DictConfig, inputs: StageInputs) -> Tensor:
 
 
 def fit(
-    jobs: Sequence[Job], loggers: Sequence[Logger | bool], module: StyleTransfer, suffix: str, resume: Path | None
+    jobs: Sequence[Job],
+    loggers: Sequence[Logger | bool],
+    module: StyleTransfer,
+    suffix: str,
+    resume: Path | None,
+    label: str = "",
 ) -> pl.Trainer:
-    """Fit one stage; a NaN keeps the lowest-loss image, a signal leaves a checkpoint to resume from."""
+    """Fit one stage (`label` names it in the progress display); a NaN keeps the lowest-loss image, a signal leaves
+    a checkpoint to resume from."""
     cfg = jobs[0].cfg
     steps = int(cfg.optimizer.steps)
     out_dirs = [job.out_dir for job in jobs]
@@ -267,6 +293,8 @@ def fit(
         LossHistory([d / f"history{suffix}.csv" for d in out_dirs]),
         interruption,
     ]
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(EvaluationProgress(steps * evaluations_per_step(cfg), label))
     trainer: pl.Trainer = build(
         cfg.trainer,
         "trainer",
@@ -279,9 +307,17 @@ def fit(
         num_sanity_val_steps=0,
     )
     check_memory(module, trainer.strategy.root_device, lbfgs_history(cfg))
+    height, width = module.image.shape[-2:]
+    what = f"a batch of {len(jobs)} runs" if len(jobs) > 1 else str(out_dirs[0])
+    log.info(
+        "%s: %dx%d px, %s, %d steps of %d evaluations, on %s",
+        what, width, height, cfg.optimizer.torch._target_.rsplit(".", 1)[-1], steps, evaluations_per_step(cfg),
+        trainer.strategy.root_device,
+    )  # fmt: skip
     try:
         with interruption.catching_signals():
-            trainer.fit(module, DataLoader(range(steps), batch_size=None), ckpt_path=resume)
+            data = DataLoader(range(steps), batch_size=None)
+            trainer.fit(module, data, ckpt_path=resume, weights_only=False)  # nst's own file, optimizer state too
     except NonFiniteLoss:
         for image, out_dir in zip(module.images, out_dirs, strict=True):
             save_image(image, out_dir / "last_good.png")
@@ -397,5 +433,8 @@ def record(jobs: Sequence[Job], loggers: Sequence[Logger | bool], results: Seque
     for index, (job, result) in enumerate(zip(jobs, results, strict=True)):
         result = {**result, "wall_time_s": round(time.perf_counter() - started, 3)}
         result["resident_memory_mb"] = resident_memory_mb()
+        logger = loggers[index] if index < len(loggers) else None
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            result["wandb_id"] = logger.experiment.id  # a resumed run continues this W&B run
         write_json(job.out_dir / "metrics.json", result)
         finish_logger(loggers[index] if index < len(loggers) else None, result.get("error"))

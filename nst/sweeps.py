@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +23,12 @@ FAILED_OBJECTIVE = 1e6
 WANDB_TAG_LIMIT = 64
 
 
-class RunIdentity(TypedDict):
+class RunIdentity(TypedDict, total=False):
     name: str
     group: str | None
     tags: list[str]
+    id: str  # a resumed run's W&B run, continued
+    resume: str
 
 
 def run_identity(hydra_cfg: DictConfig) -> RunIdentity:
@@ -42,6 +44,23 @@ def run_identity(hydra_cfg: DictConfig) -> RunIdentity:
     }
 
 
+def resumed_identity(run_dir: Path) -> RunIdentity:
+    """The identity an interrupted run had, from its directory, and its W&B run to continue (`wandb_id`)."""
+    try:
+        overrides = [o for o in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml") if not o.startswith("hydra")]
+    except (OSError, ValueError):
+        overrides = []
+    identity: RunIdentity = {"name": ",".join(overrides) or "defaults"}
+    identity["tags"] = [o[:WANDB_TAG_LIMIT] for o in overrides]
+    try:
+        wandb_id = json.loads((run_dir / "metrics.json").read_text()).get("wandb_id")
+    except (OSError, ValueError):
+        wandb_id = None
+    if wandb_id:
+        identity.update(id=wandb_id, resume="allow")
+    return identity
+
+
 def objective(names: Sequence[str] | None, metrics: dict[str, Any] | None) -> float | list[float] | None:
     """The figures a sweeper minimises (`objective: [content_error, style_error]`), penalised on failure."""
     if not names:
@@ -55,17 +74,22 @@ def failed_jobs(sweep_dir: Path) -> list[tuple[Path, str]]:
     """The job directories of a sweep whose metrics.json says failed, with the error."""
     failed = []
     for path in sorted(Path(sweep_dir).glob("**/metrics.json")):
-        metrics = json.loads(path.read_text())
+        try:
+            metrics = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            metrics = {"status": "failed", "error": f"its metrics.json cannot be read ({exc})"}
         if metrics.get("status") == "failed":
             failed.append((path.parent, metrics.get("error", "unknown error")))
     return failed
 
 
 class SweepVerdict(Callback):
-    """After a multirun: one line per failed job, and a non-zero exit code if any failed."""
+    """After a multirun: where it is and how to look at it, one line per failed job, exit code 1 if any failed."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        failed = failed_jobs(Path(config.hydra.sweep.dir))
+        sweep_dir = Path(config.hydra.sweep.dir)
+        print(f"nst: sweep done: {sweep_dir}; compare its runs with `nst compare {sweep_dir}`", file=sys.stderr)
+        failed = failed_jobs(sweep_dir)
         for job_dir, error in failed:
             print(f"nst: job {job_dir} failed: {error}", file=sys.stderr)
         if failed:

@@ -39,7 +39,7 @@ def test_a_grid_multirun_gives_one_run_dir_and_one_grouped_wandb_run_per_job(tmp
     files = compare([sweep], tmp_path / "report", x="time_s")
     table = files["markdown"].read_text().splitlines()
     assert len(table) == 2 + 4
-    assert "layers=gatys, loss.style_weight=100.0" in files["markdown"].read_text()
+    assert "layers=gatys, loss.style_weight=100" in files["markdown"].read_text()
     assert files["html"].read_text().count("<tr class=") == 4
 
 

@@ -8,6 +8,7 @@ payload a `wandb_internal_pb2.Record`. The record types are wandb's own protobuf
 
 import json
 import struct
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,8 +64,21 @@ class OfflineRun:
     tags: list[str] = field(default_factory=list)
 
 
-def read_run(run_dir: Path) -> OfflineRun:
-    """Config, history rows, summary and exit code of the offline run in `run_dir`."""
+def read_run(run_dir: Path, wait_s: float = 30) -> OfflineRun:
+    """Config, history rows, summary and exit code of the offline run in `run_dir`.
+
+    W&B's service may still be writing the file when the run's process has closed it:
+    read again until its exit record is there (or `wait_s` has passed).
+    """
+    deadline = time.monotonic() + wait_s
+    run = _read(run_dir)
+    while run.exit_code is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        run = _read(run_dir)
+    return run
+
+
+def _read(run_dir: Path) -> OfflineRun:
     (log_file,) = Path(run_dir).glob("run-*.wandb")
     run = OfflineRun()
     for payload in _payloads(log_file.read_bytes()):
