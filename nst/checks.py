@@ -86,11 +86,12 @@ def _group_keys(group: str) -> set[str]:
 
 def check_keys(cfg: DictConfig) -> None:
     """Refuse keys nst would never read (`+loss.typo=1`): a typo would otherwise run the defaults in silence."""
-    top = set(OmegaConf.load(CONF_DIR / "config.yaml").keys()) - {"defaults"}
+    primary = OmegaConf.load(CONF_DIR / "config.yaml")
+    top = set(primary.keys()) - {"defaults"}
     nodes = {"": (cfg, top | {"backbone", "layers", "loss", "optimizer", "logger"})}
     for group in ("loss", "optimizer"):
         nodes[f"{group}."] = (cfg[group], _group_keys(group))
-    nodes["image."] = (cfg.image, set(OmegaConf.load(CONF_DIR / "config.yaml").image.keys()))
+    nodes["image."] = (cfg.image, set(primary.image.keys()))
     for prefix, (node, known) in nodes.items():
         unknown = sorted(set(node.keys()) - known)
         if unknown:

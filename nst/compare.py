@@ -81,12 +81,23 @@ def _read_run(path: Path) -> Run:
     history, damaged = _read_history(path / "history.csv")
     if damaged:
         problems.append(f"history.csv cut short after {len(history)} rows")
+    if (path / "final.png").is_file() and not _readable(path / "final.png"):
+        problems.append("final.png unreadable")
     if metrics.get("status") == "running":
         problems.append("still running, or killed before it ended (no final figures)")
     if problems:
         metrics = {**metrics, "status": metrics.get("status") if metrics else "unreadable"}
         metrics["error"] = "; ".join([*problems, *([metrics["error"]] if metrics.get("error") else [])])
     return Run(path=path, metrics=metrics, overrides=pairs, history=history)
+
+
+def _readable(image: Path) -> bool:
+    try:
+        with Image.open(image) as opened:
+            opened.load()
+    except (OSError, SyntaxError, ValueError):
+        return False
+    return True
 
 
 def _read_history(path: Path) -> tuple[list[dict[str, float]], bool]:
@@ -169,7 +180,6 @@ def contact_sheet(runs: list[Run], path: Path, tile: int = 256, columns: int = 4
                     final = final.convert("RGB")
             except (OSError, SyntaxError, ValueError):
                 lines.append("final.png unreadable")
-                run.metrics["error"] = "; ".join(filter(None, [run.metrics.get("error"), "final.png unreadable"]))
             else:
                 final = ImageOps.contain(final, (tile, tile), Image.Resampling.LANCZOS)  # small finals scaled up too
                 image.paste(final, ((tile - final.width) // 2, (tile - final.height) // 2))

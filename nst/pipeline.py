@@ -47,7 +47,7 @@ from nst.memory import check_memory, memory_estimate, peak_memory_mb, reset_peak
 from nst.module import LossWeights, NonFiniteLoss, Stage, StyleTransfer
 from nst.outputs import RescuedOutputs, rescued, write_json
 from nst.progress import EvaluationProgress
-from nst.run_dir import claim, release
+from nst.run_dir import claim, holder, release
 from nst.sweeps import RunIdentity
 from nst.targets import blend_weights
 
@@ -429,12 +429,17 @@ def lbfgs_report(
 
 
 def record(jobs: Sequence[Job], loggers: Sequence[Logger | bool], results: Sequence[dict], started: float) -> None:
-    """Each job's metrics.json and its logger closed, its W&B run marked failed where the job failed."""
+    """Each job's metrics.json and its logger closed, its W&B run marked failed where the job failed.
+
+    Not in a directory another run holds: its metrics.json is that run's.
+    """
     for index, (job, result) in enumerate(zip(jobs, results, strict=True)):
+        if holder(job.out_dir):
+            continue
         result = {**result, "wall_time_s": round(time.perf_counter() - started, 3)}
         result["resident_memory_mb"] = resident_memory_mb()
         logger = loggers[index] if index < len(loggers) else None
         if isinstance(logger, WandbLogger) and logger._experiment is not None:
             result["wandb_id"] = logger.experiment.id  # a resumed run continues this W&B run
         write_json(job.out_dir / "metrics.json", result)
-        finish_logger(loggers[index] if index < len(loggers) else None, result.get("error"))
+        finish_logger(logger, result.get("error"))

@@ -29,18 +29,23 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def holder(directory: Path) -> int | None:
+    """The pid of the live process other than this one that holds `directory`, if one does."""
+    try:
+        pid = int((Path(directory) / LOCK).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    return pid if pid and pid != os.getpid() and _alive(pid) else None
+
+
 def claim(directory: Path) -> None:
     """Make `directory` this process's, or refuse with one line naming the run that has it."""
     lock = Path(directory) / LOCK
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            owner = int(lock.read_text().strip() or 0)
-        except (FileNotFoundError, ValueError):
-            owner = 0
-        if owner and owner != os.getpid() and _alive(owner):
+        if pid := holder(directory):
             raise NSTError(
-                f"{directory} is in use by another nst run (pid {owner}): give each run its own hydra.run.dir, "
+                f"{directory} is in use by another nst run (pid {pid}): give each run its own hydra.run.dir, "
                 f"or wait for it to end"
             )
         lock.write_text(f"{os.getpid()}\n")

@@ -73,7 +73,7 @@ def test_lightnings_advice_to_run_matmuls_in_tf32_is_not_shown_and_its_other_lin
         "should set `torch.set_float32_matmul_precision('medium' | 'high')` which will trade-off precision for "
         "performance."
     )
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="pytorch_lightning.utilities.rank_zero"):  # as with verbose=true
         rank_zero_info(advice)  # as lightning_fabric's _check_cuda_matmul_precision says it
         rank_zero_info("GPU available: True (cuda), used: True")
     assert "Tensor Cores" not in caplog.text and "GPU available: True" in caplog.text

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests.helpers import TINY, nst
 
@@ -153,3 +154,28 @@ def test_outputs_are_created_with_the_users_umask(tmp_path):
     assert result.returncode == 0, result.stderr
     for name in ("final.png", "metrics.json", "history.csv", "snapshots/step_00002.png"):
         assert stat.S_IMODE((tmp_path / "run" / name).stat().st_mode) == 0o644, name
+
+
+def test_nst_compare_lists_damaged_runs_with_why_and_still_writes_the_report(tmp_path):
+    sweep = tmp_path / "sweep"
+    for name in ("good", "bad_metrics", "broken_final"):
+        (sweep / name).mkdir(parents=True)
+        metrics = {"status": "finished", "content_error": 0.5, "style_error": 0.1, "error_sum": 0.6}
+        (sweep / name / "metrics.json").write_text(json.dumps(metrics))
+        (sweep / name / "history.csv").write_text("step,evaluations,time_s,total\n0,1,0.0,5.0\n1,20,1.0,2.0\n")
+        Image.new("RGB", (32, 24), "blue").save(sweep / name / "final.png")
+    (sweep / "bad_metrics" / "metrics.json").write_text('{"status": "fini')
+    final = sweep / "broken_final" / "final.png"
+    final.write_bytes(final.read_bytes()[:40])
+    compare = [sys.executable, "-m", "nst", "compare", str(sweep)]
+    result = subprocess.run(compare, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    table = (sweep / "report" / "metrics.md").read_text()
+    assert "| unreadable |" in table and "metrics.json unreadable" in table and "final.png unreadable" in table
+    assert (sweep / "report" / "index.html").is_file() and (sweep / "report" / "contact_sheet.png").is_file()
+    bad_sort = subprocess.run([*compare, "--sort", "prettiness"], capture_output=True, text=True)
+    assert bad_sort.returncode == 2 and bad_sort.stdout == ""
+    assert bad_sort.stderr.startswith("nst compare: error: --sort prettiness: choose one of content_error")
+    (tmp_path / "taken").write_text("")
+    on_a_file = subprocess.run([*compare, "--out", str(tmp_path / "taken")], capture_output=True, text=True)
+    assert on_a_file.returncode == 2 and "is a file: give a directory for the report" in on_a_file.stderr
