@@ -20,7 +20,7 @@ from nst.backbones import check_backbone
 from nst.configs import CONF_DIR, build
 from nst.errors import NSTError
 from nst.images import check_init
-from nst.layers import layer_weights
+from nst.layers import config_layers
 from nst.losses import CONVENTIONS
 from nst.targets import blend_weights
 
@@ -38,8 +38,7 @@ def check_job(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     check_trainer(cfg.trainer)
     check_logger(cfg.logger)
     check_backbone(cfg.backbone.arch, cfg.backbone.weights, cfg.backbone.pooling, cfg.backbone.padding)
-    for role in ("content", "style"):
-        layer_weights(cfg.layers.get(role) or {}, cfg.backbone.arch, role)
+    config_layers(cfg.layers, cfg.backbone.arch)
     check_init(cfg.init)
     check_optimizer(cfg.optimizer)
     build(cfg.speed, "speed")

@@ -58,3 +58,9 @@ def layer_weights(weights: Mapping[str, float], arch: str, role: str) -> dict[st
             raise NSTError(f"{role} layer {name}: weight {weight} must be a finite number >= 0")
         out[canonical(str(name), arch)] = weight
     return out
+
+
+def config_layers(layers: Mapping, arch: str) -> tuple[dict[str, float], dict[str, float]]:
+    """The `layers` config node's content and style sets, each validated and canonical."""
+    content = layer_weights(layers.get("content") or {}, arch, "content")
+    return content, layer_weights(layers.get("style") or {}, arch, "style")

@@ -40,7 +40,7 @@ from nst.configs import build
 from nst.errors import NSTError
 from nst.images import initial_image, load_image, save_image
 from nst.judge import quality
-from nst.layers import layer_weights
+from nst.layers import config_layers
 from nst.lbfgs import build_optimizer, curvature_pairs, lbfgs_settings, restarts, stuck
 from nst.loggers import build_logger, finish_logger, log_images, log_summary
 from nst.memory import check_memory, memory_estimate, peak_memory_mb, reset_peak_memory, resident_memory_mb
@@ -124,17 +124,11 @@ def load_stage(cfg: DictConfig, size: int, encoder: VGG, jobs: Sequence[Job]) ->
     content = load_image(image_paths(cfg.content, "content")[0], size)
     scale = float(cfg.image.style_scale)
     styles = [load_image(path, max(1, round(size * scale))) for path in image_paths(cfg.style, "style")]
-    layers = {name for job in jobs for name in _layers(job.cfg, encoder.arch)}
+    layers = {name for job in jobs for role in config_layers(job.cfg.layers, encoder.arch) for name in role}
     named = {"the content image": content, **{f"style image {i + 1}": s for i, s in enumerate(styles)}}
     check_image_sizes(named, encoder.min_input_size_for(layers))
     seen_content, seen_styles = colour.prepare(cfg.colour, content, styles)
     return StageInputs(size, content, styles, seen_content, seen_styles)
-
-
-def _layers(cfg: DictConfig, arch: str) -> dict[str, float]:
-    """A job's content and style layers, canonical names."""
-    content = layer_weights(cfg.layers.get("content") or {}, arch, "content")
-    return {**content, **layer_weights(cfg.layers.get("style") or {}, arch, "style")}
 
 
 def open_loggers(jobs: Sequence[Job], first: StageInputs) -> list[Logger | bool]:
@@ -217,17 +211,7 @@ def build_module(
     else:
         shape = inputs.content.shape[-2:]
         init = [F.interpolate(image[None].cpu(), size=shape, mode="bicubic").clamp(0, 1) for image in previous]
-    arch = encoder.arch
-    weights = LossWeights.of(
-        [
-            (
-                job.cfg.loss,
-                layer_weights(job.cfg.layers.get("content") or {}, arch, "content"),
-                layer_weights(job.cfg.layers.get("style") or {}, arch, "style"),
-            )
-            for job in jobs
-        ]
-    )
+    weights = LossWeights.of([(job.cfg.loss, *config_layers(job.cfg.layers, encoder.arch)) for job in jobs])
     restart = bool(cfg.optimizer.get("restart_stuck", False))
     factories = [build(job.cfg.optimizer.torch, "optimizer.torch") for job in jobs]
     optimizer = (
@@ -293,8 +277,9 @@ def fit(
         LossHistory([d / f"history{suffix}.csv" for d in out_dirs]),
         interruption,
     ]
+    per_step = evaluations_per_step(cfg)
     if cfg.trainer.get("enable_progress_bar", True):
-        callbacks.append(EvaluationProgress(steps * evaluations_per_step(cfg), label))
+        callbacks.append(EvaluationProgress(steps * per_step, label))
     trainer: pl.Trainer = build(
         cfg.trainer,
         "trainer",
@@ -311,7 +296,7 @@ def fit(
     what = f"a batch of {len(jobs)} runs" if len(jobs) > 1 else str(out_dirs[0])
     log.info(
         "%s: %dx%d px, %s, %d steps of %d evaluations, on %s",
-        what, width, height, cfg.optimizer.torch._target_.rsplit(".", 1)[-1], steps, evaluations_per_step(cfg),
+        what, width, height, cfg.optimizer.torch._target_.rsplit(".", 1)[-1], steps, per_step,
         trainer.strategy.root_device,
     )  # fmt: skip
     try:
