@@ -152,7 +152,10 @@ def test_the_fast_path_is_on_for_cuda_only_unless_asked_and_bad_values_are_refus
 
 def test_compact_lbfgs_runs_a_single_lbfgs_job_through_batched_lbfgs_to_the_same_image():
     lbfgs = partial(torch.optim.LBFGS, max_iter=5, history_size=4, tolerance_grad=-1, tolerance_change=-1)
-    modules = {compact: make_module(lbfgs, fast=FastPath(compact_lbfgs=compact)) for compact in (False, True)}
+    # A loss large enough that every curvature pair passes sᵀy > 1e-10 by far. At 1/1e3 the first pairs sit at
+    # that threshold (8.7e-11, 1.2e-10), where rounding decides which pairs each form keeps (nst/lbfgs.py).
+    weights = {"content_weight": 1e4, "style_weight": 1e7}
+    modules = {c: make_module(lbfgs, fast=FastPath(compact_lbfgs=c), **weights) for c in (False, True)}
     for module in modules.values():
         fit(module, 4)  # 20 iterations: the 4-pair history wraps around
     assert type(modules[True].optimizers().optimizer) is BatchedLBFGS
