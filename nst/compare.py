@@ -28,8 +28,8 @@ import matplotlib.pyplot as plt
 import yaml
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from nst.curvature import stuck
 from nst.errors import NSTError
-from nst.lbfgs import stuck
 from nst.outputs import atomic_write
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,8 @@
-"""Where the configs live, and turning a config node into an object with errors a user can act on."""
+"""Where the configs live, the example images they name, and turning a config node into an object with errors a
+user can act on."""
 
 import itertools
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ _HERE = Path(__file__).resolve().parent
 CONF_DIR = next(p for p in (_HERE / "conf", _HERE.parent / "conf") if p.is_dir())
 # The `experiment` group: in a checkout conf/experiment links to the top-level experiments/, the papers' configs.
 EXPERIMENTS_DIR = CONF_DIR / "experiment"
+EXAMPLES = files("nst") / "examples"
 
 
 def experiment_sweep(name: str) -> list[list[str]]:
@@ -39,3 +42,12 @@ def build(node: DictConfig, what: str, **kwargs: Any) -> Any:
             raise cause from None
         reason = str(cause or exc).strip().splitlines()[0] if str(cause or exc).strip() else type(cause).__name__
         raise NSTError(f"cannot build {what} from its config ({reason}): check the {what}.* settings") from None
+
+
+def example(name: str) -> str:
+    """Path of an example image shipped with the package (the `${example:…}` config resolver)."""
+    path = EXAMPLES / name
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.name for p in EXAMPLES.iterdir() if p.name.endswith((".jpg", ".png"))))
+        raise NSTError(f"no example image {name!r}: shipped examples are {shipped}")
+    return str(path)

@@ -4,12 +4,13 @@ nst/cli.py calls it when it is imported: the `nst` command, and the worker proce
 of submitit's launchers, which import the CLI's task function rather than run `main`.
 """
 
+import gc
 import logging
 import warnings
 
 from omegaconf import OmegaConf
 
-from nst.images import example
+from nst.configs import example
 
 
 def _not_lightning_advice(record: logging.LogRecord) -> bool:
@@ -37,6 +38,19 @@ def configure() -> None:
     rank_zero = logging.getLogger("pytorch_lightning.utilities.rank_zero")
     if _not_lightning_advice not in rank_zero.filters:
         rank_zero.addFilter(_not_lightning_advice)
+
+
+def freeze_imports() -> None:
+    """Keep every object that exists now, the imported modules' above all, out of later garbage collections.
+
+    Called by each run, effective once per process. Those objects live as long as the
+    process, yet every full collection walked all of them (torch and Lightning bring
+    hundreds of thousands): the collections between the jobs of a sweep and the last
+    one at exit cost seconds (benchmarks/results.md, start-up). Garbage made later is
+    collected as before.
+    """
+    if not gc.get_freeze_count():
+        gc.freeze()
 
 
 def console(verbose: bool) -> None:

@@ -2,7 +2,6 @@
 
 import io
 import logging
-from importlib.resources import files
 from pathlib import Path
 
 import torch
@@ -14,16 +13,6 @@ from nst.errors import NSTError
 from nst.outputs import atomic_write
 
 log = logging.getLogger(__name__)
-EXAMPLES = files("nst") / "examples"
-
-
-def example(name: str) -> str:
-    """Path of an example image shipped with the package (the `${example:…}` config resolver)."""
-    path = EXAMPLES / name
-    if not path.is_file():
-        shipped = ", ".join(sorted(p.name for p in EXAMPLES.iterdir() if p.name.endswith((".jpg", ".png"))))
-        raise NSTError(f"no example image {name!r}: shipped examples are {shipped}")
-    return str(path)
 
 
 def open_rgb(path: str | Path) -> Image.Image:

@@ -9,12 +9,11 @@ measured here, so runs of different configs can be compared in one dashboard:
 """
 
 from collections.abc import Sequence
-from functools import lru_cache
 
 import torch
 from torch import Tensor
 
-from nst.backbones import VGG
+from nst.backbones import VGG, backbone
 from nst.losses import gram, relative_error
 from nst.targets import style_targets
 
@@ -22,10 +21,9 @@ CONTENT_LAYER = "relu4_2"
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 
-@lru_cache(maxsize=1)
 def judge_network() -> VGG:
-    """The judge's network, built once per process (on the CPU; moved where it is used)."""
-    return VGG("vgg19", weights="caffe", pooling="max", padding="zeros").trim((CONTENT_LAYER, *STYLE_LAYERS))
+    """The judge's network: the process's caffe VGG-19, shared with runs whose backbone it is (`backbone`)."""
+    return backbone("vgg19", weights="caffe", pooling="max", padding="zeros").trim((CONTENT_LAYER, *STYLE_LAYERS))
 
 
 @torch.no_grad()

@@ -358,11 +358,6 @@ def restarted_runs(optimizer: torch.optim.Optimizer) -> Tensor | None:
     return getattr(optimizer, "restarted", None)
 
 
-def stuck(kept: int, possible: int) -> bool:
-    """Whether an L-BFGS run's history stopped changing: fewer than half the pairs it could hold (of 10 or more)."""
-    return possible >= 10 and kept < possible / 2
-
-
 def written_by_batched_lbfgs(state: dict) -> bool:
     """Whether an optimizer `state_dict()["state"]` is BatchedLBFGS's (its `pairs`) rather than a torch optimizer's."""
     return any("pairs" in value for value in state.values())

@@ -37,11 +37,12 @@ from nst.callbacks import Interruption, LossHistory, LossLogging, Snapshots
 from nst.checkpoints import RESUME_CHECKPOINT, Interrupted, stage_of
 from nst.checks import check_image_sizes, check_job, image_paths
 from nst.configs import build
+from nst.curvature import stuck
 from nst.errors import NSTError
 from nst.images import initial_image, load_image, save_image
 from nst.judge import quality
 from nst.layers import config_layers
-from nst.lbfgs import build_optimizer, curvature_pairs, lbfgs_settings, restarts, stuck
+from nst.lbfgs import build_optimizer, curvature_pairs, lbfgs_settings, restarts
 from nst.loggers import build_logger, finish_logger, log_images, log_summary
 from nst.memory import check_memory, memory_estimate, peak_memory_mb, reset_peak_memory, resident_memory_mb
 from nst.module import LossWeights, NonFiniteLoss, Stage, StyleTransfer
@@ -84,6 +85,7 @@ def run(jobs: Sequence[Job], resume: Path | None = None) -> list[dict[str, Any]]
             write_json(job.out_dir / "metrics.json", {"status": "running", "pid": os.getpid()}, rescue=False)
         cfg = jobs[0].cfg
         environment.console(bool(cfg.get("verbose")))
+        environment.freeze_imports()
         reset_peak_memory()
         pl.seed_everything(int(cfg.seed), verbose=False)
         encoder = build(cfg.backbone, "backbone")  # one network for every stage: weights load once

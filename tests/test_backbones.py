@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from nst.backbones import CAFFE_SHA256, VGG, _load_verified, caffe_weights_path
+from nst.configs import example
 from nst.errors import NSTError
-from nst.images import example, load_image
+from nst.images import load_image
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ import torch
 from lightning_utilities.core.rank_zero import rank_zero_info
 from PIL import Image
 
-from nst.images import example, load_image
+from nst.configs import example
+from nst.images import load_image
 from nst.module import NonFiniteLoss
 from tests.helpers import TINY, nst, train
 from tests.wandb_records import read_run

@@ -6,8 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
+from nst.configs import example
 from nst.errors import NSTError
-from nst.images import example, initial_image, load_image, save_image
+from nst.images import initial_image, load_image, save_image
 
 
 def test_long_side_is_resized_and_aspect_ratio_kept(photo):
