@@ -17,6 +17,7 @@ from types import FrameType
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import Logger
 
+from nst import cluster
 from nst.images import save_image
 from nst.loggers import log_images
 from nst.outputs import DiskFault, atomic_write, is_disk_fault
@@ -154,7 +155,7 @@ class LossHistory(pl.Callback):
 
 
 class Interruption(pl.Callback):
-    """Ctrl-C or SIGTERM (SLURM preemption): finish the step, save a resumable checkpoint, stop cleanly.
+    """Ctrl-C, SIGTERM or SLURM's time-limit warning (SIGUSR2): finish the step, save a resumable checkpoint, stop.
 
     A second Ctrl-C during that step stops at once, as usual. The signals are caught
     only inside `catching_signals()`, around the whole `trainer.fit`.
@@ -179,7 +180,8 @@ class Interruption(pl.Callback):
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        caught = (signal.SIGINT, signal.SIGTERM, cluster.requeue_signal())
+        previous = {sig: signal.signal(sig, self._handle) for sig in caught}
         try:
             yield
         finally:

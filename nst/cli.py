@@ -1,7 +1,8 @@
 """The `nst` command: `nst compare …`, or a Hydra run whose bad input ends in one line and exit code 2.
 
-Exit codes: 0 done; 1 a sweep in which some job failed (nst/sweeps.py); 2 bad input
-or a failed run; 128 + N stopped by signal N, resumable with `nst resume=DIR`.
+Exit codes: 0 done; 1 a sweep in which some job failed or was interrupted (nst/sweeps.py); 2
+bad input or a failed run; 128 + N stopped by signal N, resumable with `nst resume=DIR`. A job
+that SLURM runs returns instead of exiting (nst/cluster.py).
 Set NST_DEBUG=1 (or `hydra.verbose=true`) to see the traceback instead.
 """
 
@@ -18,7 +19,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 from hydra_plugins.nst_launcher import BatchedLauncher
-from nst import environment, wandb_preload
+from nst import cluster, environment, wandb_preload
 from nst.configs import CONF_DIR
 from nst.errors import NSTError
 from nst.sweeps import objective, resumed_identity, run_identity
@@ -40,17 +41,23 @@ def _hydra_main(cfg: DictConfig) -> float | list[float] | None:
     overrides = list(hydra_cfg.overrides.task)
     try:
         resume, identity = None, run_identity(hydra_cfg)
-        if cfg.resume:
-            out_dir, cfg = resumable(Path(to_absolute_path(cfg.resume)), overrides)
+        given = cfg.resume
+        if given or (cluster.requeued() and (out_dir / RESUME_CHECKPOINT).is_file()):  # requeued: its own directory
+            out_dir, cfg = resumable(Path(to_absolute_path(given)), overrides) if given else resumable(out_dir)
             resume, overrides, identity = out_dir / RESUME_CHECKPOINT, [], resumed_identity(out_dir)
-            logging.getLogger().addHandler(_run_log(out_dir))  # the resume goes into the run's own run.log too
+            if given:
+                logging.getLogger().addHandler(_run_log(out_dir))  # the resume goes into the run's own run.log too
         (metrics,) = run([Job(cfg, out_dir, identity, overrides)], resume)
     except Exception as exc:
         if not (sweeping or isinstance(exc, NSTError)) or os.environ.get("NST_DEBUG") or hydra_cfg.verbose:
             raise  # a bug, not bad input, or asked for: keep the traceback
         if isinstance(exc, Interrupted):  # asked for, not a failure: no "error"
             print(f"nst: {exc}", file=sys.stderr)
-            sys.exit(128 + exc.signum)  # a sweep stops too: the next job would not start
+            if not cluster.scheduled():
+                sys.exit(128 + exc.signum)  # a sweep stops too: the next job would not start
+            if exc.signum == cluster.requeue_signal():
+                cluster.hand_on(exc.signum)  # submitit requeues the job (and exits): it resumes from the checkpoint
+            return objective(cfg.objective, None)  # the sweep collects this job's result; the verdict lists it
         print(f"nst: error: {exc}", file=sys.stderr)
         if not sweeping:
             sys.exit(2)

@@ -70,28 +70,36 @@ def objective(names: Sequence[str] | None, metrics: dict[str, Any] | None) -> fl
     return values[0] if len(values) == 1 else values
 
 
-def failed_jobs(sweep_dir: Path) -> list[tuple[Path, str]]:
-    """The job directories of a sweep whose metrics.json says failed, with the error."""
-    failed = []
+def unfinished_jobs(sweep_dir: Path) -> list[tuple[Path, str, str]]:
+    """The job directories of a sweep whose metrics.json says failed or interrupted, with that status and why."""
+    unfinished = []
     for path in sorted(Path(sweep_dir).glob("**/metrics.json")):
         try:
             metrics = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             metrics = {"status": "failed", "error": f"its metrics.json cannot be read ({exc})"}
-        if metrics.get("status") == "failed":
-            failed.append((path.parent, metrics.get("error", "unknown error")))
-    return failed
+        if metrics.get("status") in ("failed", "interrupted"):
+            unfinished.append((path.parent, metrics["status"], metrics.get("error", "unknown error")))
+    return unfinished
 
 
 class SweepVerdict(Callback):
-    """After a multirun: where it is and how to look at it, one line per failed job, exit code 1 if any failed."""
+    """After a multirun: where it is and how to look at it, one line per failed or interrupted job, exit code 1 if
+    there is one.
+
+    An interrupted job (a signal, a SLURM job cancelled with `scancel --signal=TERM`)
+    kept its checkpoint: `nst resume=DIR` finishes it.
+    """
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         print(f"nst: sweep done: {sweep_dir}; compare its runs with `nst compare {sweep_dir}`", file=sys.stderr)
-        failed = failed_jobs(sweep_dir)
-        for job_dir, error in failed:
-            print(f"nst: job {job_dir} failed: {error}", file=sys.stderr)
-        if failed:
-            print(f"nst: {len(failed)} job(s) of the sweep failed; the others finished", file=sys.stderr)
+        unfinished = unfinished_jobs(sweep_dir)
+        for job_dir, status, error in unfinished:
+            print(f"nst: job {job_dir} {status}: {error}", file=sys.stderr)
+        failed = sum(status == "failed" for _, status, _ in unfinished)
+        interrupted = len(unfinished) - failed
+        if unfinished:
+            counts = [f"{n} {what}" for n, what in ((failed, "failed"), (interrupted, "interrupted")) if n]
+            print(f"nst: {' and '.join(counts)} job(s) of the sweep; the others finished", file=sys.stderr)
             sys.exit(1)

@@ -1,8 +1,11 @@
-"""What the tests share: running `nst` as a user does, and one run through the pipeline."""
+"""What the tests share: running `nst` as a user does, one run through the pipeline, and W&B's record of a run."""
 
+import json
 import os
 import subprocess
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,11 @@ from nst.pipeline import Job, run
 # The `nst` command's tiny run: conf/debug/tiny.yaml, at 48 px with W&B on, 4 steps of 2 evaluations.
 TINY = ["debug=tiny", "logger=wandb", "image.size=48", "optimizer.steps=4", "optimizer.torch.max_iter=2"]
 TINY += ["snapshot_every=2"]
+
+
+def required(marker: str) -> bool:
+    """Whether tests marked `marker` must run here rather than skip (CI sets NST_REQUIRE=slurm,browser)."""
+    return marker in os.environ.get("NST_REQUIRE", "").split(",")
 
 
 def nst(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -47,3 +55,49 @@ def train(cfg: DictConfig, out_dir: Path, resume: Path | None = None) -> dict[st
     """One run of `cfg` through the pipeline, into `out_dir`; its metrics."""
     (metrics,) = run([Job(cfg, Path(out_dir))], resume)
     return metrics
+
+
+@dataclass
+class WandbRun:
+    """What an offline W&B run logged, as W&B's own reader of its transaction log shows it."""
+
+    config: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    exit_code: int | None = None
+    name: str = ""
+    group: str = ""
+    tags: list[str] = field(default_factory=list)
+
+
+def wandb_run(run_dir: Path, wait_s: float = 30) -> WandbRun:
+    """`wandb leet inspect --summary --json` and `--json` of an offline run directory (`wandb/offline-run-*`).
+
+    W&B's service may still be writing the log when the run's process has ended:
+    read again until it has its exit record (or `wait_s` has passed).
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        summary = json.loads(_leet(run_dir, "--summary", "--json"))
+        if summary.get("exit_code") is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    records = [json.loads(line) for line in _leet(run_dir, "--json").splitlines() if line.strip()]
+    run = next((r["run"] for r in records if r.get("type") == "run"), {})
+    return WandbRun(
+        config=summary.get("config") or {},
+        history=[r["history"]["item"] for r in records if r.get("type") == "history"],
+        summary=summary.get("summary") or {},
+        exit_code=summary.get("exit_code"),
+        name=summary.get("name", ""),
+        group=run.get("run_group", ""),
+        tags=list(summary.get("tags") or []),
+    )
+
+
+def _leet(run_dir: Path, *flags: str) -> str:
+    done = subprocess.run(
+        ["wandb", "leet", "inspect", *flags, str(run_dir)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout

@@ -15,8 +15,7 @@ from PIL import Image
 from nst.batching import batches
 from nst.cli import main
 from nst.pipeline import Job, run
-from tests.helpers import TINY, nst, train
-from tests.wandb_records import read_run
+from tests.helpers import TINY, nst, train, wandb_run
 
 FAST = [o for o in TINY if not o.startswith(("optimizer.steps", "snapshot_every"))]
 FAST += ["optimizer.steps=3", "snapshot_every=2"]
@@ -104,7 +103,7 @@ def test_a_batch_too_large_for_the_device_runs_its_jobs_one_by_one_with_one_wand
         metrics = json.loads((job / "metrics.json").read_text())
         assert metrics["status"] == "finished" and "batch_size" not in metrics
         runs = list((job / "wandb").glob("offline-run-*"))
-        assert len(runs) == 1 and read_run(runs[0]).exit_code == 0
+        assert len(runs) == 1 and wandb_run(runs[0]).exit_code == 0
 
 
 def test_only_jobs_that_share_everything_but_per_run_settings_share_a_batch(make_cfg):
@@ -143,7 +142,7 @@ def test_the_batched_launcher_runs_a_sweep_as_one_batch_with_a_run_dir_and_wandb
         if tv_weight == "-1":  # refused before its logger opened
             assert metrics["status"] == "failed" and not (job / "wandb").exists()
             continue
-        run = read_run(next((job / "wandb").glob("offline-run-*")))
+        run = wandb_run(next((job / "wandb").glob("offline-run-*")))
         assert run.config["loss"]["style_weight"] == float(style_weight)
         assert run.config["optimizer"]["torch"]["lr"] == float(lr)
         assert metrics["status"] == "finished" and metrics["batch_size"] == 4
@@ -151,4 +150,4 @@ def test_the_batched_launcher_runs_a_sweep_as_one_batch_with_a_run_dir_and_wandb
         assert run.exit_code == 0
         assert [r["trainer/global_step"] for r in run.history if "loss/total" in r] == [0, 1, 2, 3]
     finished = [i for i, point in enumerate(points) if point[2] == "0"]
-    assert len({read_run(next((sweep / str(i) / "wandb").glob("offline-run-*"))).name for i in finished}) == 4
+    assert len({wandb_run(next((sweep / str(i) / "wandb").glob("offline-run-*"))).name for i in finished}) == 4

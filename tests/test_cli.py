@@ -4,8 +4,7 @@ import json
 
 from PIL import Image
 
-from tests.helpers import TINY, nst
-from tests.wandb_records import read_run
+from tests.helpers import TINY, nst, wandb_run
 
 
 def test_a_run_writes_image_snapshots_metrics_config_and_an_offline_wandb_run(tmp_path):
@@ -31,7 +30,7 @@ def test_a_run_writes_image_snapshots_metrics_config_and_an_offline_wandb_run(tm
     assert not (tmp_path / "wandb").exists(), "W&B files belong in the run directory"
 
     (wandb_dir,) = (run_dir / "wandb").glob("offline-run-*")
-    run = read_run(wandb_dir)
+    run = wandb_run(wandb_dir)
     assert run.config["loss"]["style_weight"] == 5e6
     assert run.config["content"].endswith("tubingen.jpg")  # resolved, not ${example:…}
     loss_rows = [row for row in run.history if "loss/total" in row]

@@ -15,8 +15,7 @@ from PIL import Image
 from nst.configs import example
 from nst.images import load_image
 from nst.module import NonFiniteLoss
-from tests.helpers import TINY, nst, train
-from tests.wandb_records import read_run
+from tests.helpers import TINY, nst, train, wandb_run
 
 
 def test_a_nan_loss_stops_the_run_keeps_its_lowest_loss_image_and_marks_it_failed(tmp_path):
@@ -40,7 +39,7 @@ def test_a_nan_loss_stops_the_run_keeps_its_lowest_loss_image_and_marks_it_faile
         kept = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float()
     start = load_image(example("tubingen.jpg"), 48)[0] * 255
     assert (kept - start).abs().max() <= 1
-    assert read_run(next((run_dir / "wandb").glob("offline-run-*"))).exit_code == 1
+    assert wandb_run(next((run_dir / "wandb").glob("offline-run-*"))).exit_code == 1
     failed_at = int(re.search(r"at step (\d+)", metrics["error"]).group(1))
     with open(run_dir / "history.csv", newline="") as f:  # Adam's step k: the loss of the image after k-1 steps
         assert [int(row["step"]) for row in csv.DictReader(f)] == list(range(1, failed_at))

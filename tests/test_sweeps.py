@@ -8,8 +8,7 @@ import pytest
 import yaml
 
 from nst.compare import Run, compare, curve, curve_axis, pareto_front, scatter, table_rows
-from tests.helpers import TINY, nst
-from tests.wandb_records import read_run
+from tests.helpers import TINY, nst, wandb_run
 
 FAST = [o for o in TINY if not o.startswith(("optimizer.steps", "snapshot_every"))]
 FAST += ["optimizer.steps=2", "snapshot_every=0"]
@@ -25,7 +24,7 @@ def test_a_grid_multirun_gives_one_run_dir_and_one_grouped_wandb_run_per_job(tmp
 
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [p.name for p in jobs] == ["0", "1", "2", "3"]
-    runs = [read_run(next((job / "wandb").glob("offline-run-*"))) for job in jobs]
+    runs = [wandb_run(next((job / "wandb").glob("offline-run-*"))) for job in jobs]
     assert len({run.group for run in runs}) == 1 and runs[0].group.endswith("sweep")
     assert {tuple(run.name.split(",")[-2:]) for run in runs} == {
         ("loss.style_weight=100.0", "layers=gatys"),
@@ -49,7 +48,7 @@ def test_ten_jobs_in_one_process_finish_their_wandb_runs_and_do_not_grow_memory(
     result = nst("-m", *FAST, f"seed={seeds}", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     jobs = [sweep / str(i) for i in range(10)]
-    runs = [read_run(next((job / "wandb").glob("offline-run-*"))) for job in jobs]
+    runs = [wandb_run(next((job / "wandb").glob("offline-run-*"))) for job in jobs]
     assert [run.exit_code for run in runs] == [0] * 10  # every job closed its own run
     memory = [json.loads((job / "metrics.json").read_text())["resident_memory_mb"] for job in jobs]
     # Measured here: 1050-1170 MB, settling after a few jobs. A VGG-19 (80 MB) leaked per job
@@ -75,7 +74,7 @@ def test_one_failing_job_is_recorded_and_the_others_finish(tmp_path, photo):
     sweep = tmp_path / "sweep"
     result = nst("-m", *FAST, "content=ok.png,missing.png,ok.png", "seed=0", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 1
-    assert "nst: 1 job(s) of the sweep failed; the others finished" in result.stderr
+    assert "nst: 1 failed job(s) of the sweep; the others finished" in result.stderr
 
     statuses = [json.loads((sweep / str(i) / "metrics.json").read_text())["status"] for i in range(3)]
     assert statuses == ["finished", "failed", "finished"]

@@ -7,8 +7,7 @@ import subprocess
 import sys
 import time
 
-from tests.helpers import TINY, nst
-from tests.wandb_records import read_run
+from tests.helpers import TINY, nst, wandb_run
 
 
 def test_an_unreachable_wandb_server_means_offline_logging_not_a_failed_run(tmp_path):
@@ -20,7 +19,7 @@ def test_an_unreachable_wandb_server_means_offline_logging_not_a_failed_run(tmp_
     assert time.monotonic() - started < 120
     assert "logging offline instead: sync later with `wandb sync" in result.stdout + result.stderr
     (offline,) = (run_dir / "wandb").glob("offline-run-*")
-    assert read_run(offline).exit_code == 0
+    assert wandb_run(offline).exit_code == 0
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "finished"
 
 

@@ -1,0 +1,100 @@
+"""A sweep sent to a real one-node SLURM cluster (`bash .ci/slurm/start.sh` brings one up), as a user sends it.
+
+Marked `slurm`: skipped with the reason where no cluster answers; CI starts one and
+sets NST_REQUIRE=slurm, which turns that skip into a failure.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import required, train
+
+
+def _cluster_problem() -> str | None:
+    if shutil.which("sbatch") is None:
+        return "no SLURM here (sbatch not found): `bash .ci/slurm/start.sh` brings up a one-node cluster"
+    for command in (["sinfo", "-h"], ["sacct", "-n", "-X"]):
+        if subprocess.run(command, capture_output=True, timeout=30).returncode:
+            return f"`{' '.join(command)}` fails: start the cluster with `bash .ci/slurm/start.sh`"
+    return None
+
+
+PROBLEM = _cluster_problem()
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.skipif(PROBLEM is not None and not required("slurm"), reason=str(PROBLEM)),
+]
+
+# 32 px, random weights, 2 evaluations a step; a long job optimises for half a minute or more.
+JOB = ["debug=tiny", "snapshot_every=0", "optimizer.torch.max_iter=2", "logger=none"]
+LONG = 500
+
+
+def _wait_for(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not after {timeout_s} s")
+        time.sleep(0.5)
+
+
+def _history_lines(job: Path) -> int:
+    path = job / "history.csv"
+    return len(path.read_text().splitlines()) if path.is_file() else 0
+
+
+def _array_task(sweep: Path, index: int) -> str:
+    """The SLURM id of the sweep's job `index`: submitit names its folders after them (`<array>_<index>`)."""
+    (folder,) = (sweep / ".submitit").glob(f"*_{index}")
+    return folder.name
+
+
+def test_a_slurm_sweep_reports_each_job_and_keeps_the_work_of_cancelled_and_timed_out_ones(tmp_path, make_cfg):
+    """Jobs 0, 1 finish; 2 has bad input; 3 is cancelled (`scancel --signal=TERM`); 4 gets SLURM's time-limit
+    warning (SIGUSR2), checkpoints, is requeued and resumes.
+
+    The warning is sent with `scancel --signal=USR2`, as SLURM sends it `signal_delay_s` before
+    the limit: SLURM's own timing of it may be up to a minute early, which on a 1-minute limit
+    means at the start. A requeued job waits about two minutes before it starts again.
+    """
+    assert PROBLEM is None, PROBLEM
+    sweep = tmp_path / "sweep"
+    command = [
+        sys.executable, "-m", "nst", "-m", "hydra/launcher=slurm", *JOB, f"optimizer.steps=2,3,-1,{LONG},{LONG + 1}",
+        "hydra.launcher.timeout_min=10",
+        f"hydra.sweep.dir={sweep}",
+    ]  # fmt: skip
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "SLURM_"))}
+    sweeping = subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for index, signal in ((3, "TERM"), (4, "USR2")):
+            _wait_for(lambda i=index: _history_lines(sweep / str(i)) > 3, 300, f"job {index} optimising")
+            sent = subprocess.run(["scancel", f"--signal={signal}", _array_task(sweep, index)], capture_output=True)
+            assert sent.returncode == 0, sent.stderr
+        # Meanwhile, job 4 uninterrupted, here: the image its requeued runs must end with.
+        reference = train(make_cfg(*JOB[1:], f"optimizer.steps={LONG + 1}"), tmp_path / "reference")
+        _, stderr = sweeping.communicate(timeout=900)
+    finally:
+        sweeping.kill()
+    stderr = stderr.decode()
+    assert sweeping.returncode == 1, stderr
+
+    status = {i: json.loads((sweep / str(i) / "metrics.json").read_text()) for i in range(5)}
+    assert [status[i]["status"] for i in range(5)] == ["finished", "finished", "failed", "interrupted", "finished"]
+    assert f"nst: job {sweep / '2'} failed: optimizer.steps=-1" in stderr
+    assert f"nst: job {sweep / '3'} interrupted: interrupted by SIGTERM" in stderr
+    assert "nst: 1 failed and 1 interrupted job(s) of the sweep" in stderr
+    assert (sweep / "3" / "resume.ckpt").is_file()
+    assert f"nst resume={sweep / '3'}" in status[3]["error"]
+
+    log = (sweep / "4" / "run.log").read_text()
+    assert "interrupted by SIGUSR2" in log and "resumed at step" in log, log
+    assert status[4]["steps"] == reference["steps"] == LONG + 1
+    assert (sweep / "4" / "final.png").read_bytes() == (tmp_path / "reference" / "final.png").read_bytes()
