@@ -69,8 +69,8 @@ def checksum_cache() -> Path:
 def file_digest(path: Path) -> str:
     """The sha256 of a file, hashed once per version of it: cached by path, size and modification time.
 
-    Hashing the 80 MB VGG-19 takes a few tenths of a second, every run of a sweep; a
-    file changed in place has a new modification time and is hashed again. A cache
+    Hashing the 80 MB VGG-19 would otherwise cost every process of a sweep a full read;
+    a file changed in place has a new modification time and is hashed again. A cache
     that cannot be read or written costs only the hashing.
     """
     stat, key = path.stat(), str(path.resolve())

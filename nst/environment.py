@@ -1,6 +1,6 @@
-"""What nst changes in the process it runs in, all in one place, done once by `configure`.
+"""What nst changes in the process it runs in, all in one place: `configure`, and `freeze_imports` for each run.
 
-nst/cli.py calls it when it is imported: the `nst` command, and the worker processes
+nst/cli.py calls `configure` when it is imported: the `nst` command, and the worker processes
 of submitit's launchers, which import the CLI's task function rather than run `main`.
 """
 
