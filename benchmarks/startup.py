@@ -8,7 +8,9 @@ compared. (c) Where the `nst` process's time goes: one more run with its phases 
 from inside (`--probe`, wrappers around the pipeline's steps; nothing else changes).
 (d) An in-process multirun of `--jobs` jobs (seeds) of `--job-steps` steps: its wall
 time less the jobs' evaluations (the bare script's loop time for that many steps),
-per job. Writes the section `startup-<device>` of results.md.
+per job. (e) W&B's start and finish under each of the settings that could shorten
+it, fresh processes. Writes the section `startup-<device>` of results.md
+(`--section=-before` for a checkout of older code, this file copied into it).
 
     python -m benchmarks.startup [--size 128] [--steps 10] [--rounds 3] [--jobs 8] [--job-steps 2]
 

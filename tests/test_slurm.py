@@ -98,3 +98,25 @@ def test_a_slurm_sweep_reports_each_job_and_keeps_the_work_of_cancelled_and_time
     assert "interrupted by SIGUSR2" in log and "resumed at step" in log, log
     assert status[4]["steps"] == reference["steps"] == LONG + 1
     assert (sweep / "4" / "final.png").read_bytes() == (tmp_path / "reference" / "final.png").read_bytes()
+
+
+@pytest.mark.skipif(
+    not required("slurm-time-limit"),
+    reason="SLURM's own time limit, about 4 minutes (a requeued job waits 2): NST_REQUIRE=slurm-time-limit runs it",
+)
+def test_a_job_at_slurms_own_time_limit_checkpoints_is_requeued_and_resumes_to_the_same_image(tmp_path, make_cfg):
+    """A 1-minute limit and SLURM's warning 30 s before it, which SLURM sends when its timer gets to it."""
+    assert PROBLEM is None, PROBLEM
+    sweep, steps = tmp_path / "sweep", 300  # about 20 s of optimising: more than one attempt before the warning
+    command = [
+        sys.executable, "-m", "nst", "-m", "hydra/launcher=slurm", *JOB, f"optimizer.steps={steps}",
+        "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=6",
+        f"hydra.sweep.dir={sweep}",
+    ]  # fmt: skip
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "SLURM_"))}
+    done = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr
+    log = (sweep / "0" / "run.log").read_text()
+    assert "interrupted by SIGUSR2" in log and "resumed at step" in log, log
+    train(make_cfg(*JOB[1:], f"optimizer.steps={steps}"), tmp_path / "reference")
+    assert (sweep / "0" / "final.png").read_bytes() == (tmp_path / "reference" / "final.png").read_bytes()
