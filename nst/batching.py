@@ -31,6 +31,7 @@ PER_RUN = (
     "layers",
     "init",
     "init_noise",
+    "adain",
     "seed",
     "optimizer.torch.lr",
     "snapshot_every",

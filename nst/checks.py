@@ -22,6 +22,7 @@ from nst.errors import NSTError
 from nst.images import check_init
 from nst.layers import config_layers
 from nst.losses import CONVENTIONS
+from nst.statistics import MRF
 from nst.targets import blend_weights
 
 
@@ -40,6 +41,12 @@ def check_job(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     check_backbone(cfg.backbone.arch, cfg.backbone.weights, cfg.backbone.pooling, cfg.backbone.padding)
     config_layers(cfg.layers, cfg.backbone.arch)
     check_init(cfg.init)
+    if cfg.init == "adain":
+        build(cfg.adain, "adain")
+    for override in overrides:
+        if override.lstrip("+").startswith("adain.") and cfg.init != "adain":
+            raise NSTError(f"{override} changes nothing: the adain settings make the start image of init=adain")
+    check_style_loss(cfg)
     check_optimizer(cfg.optimizer)
     build(cfg.speed, "speed")
     if cfg.colour not in (None, *colour.MODES):
@@ -87,7 +94,7 @@ def check_keys(cfg: DictConfig) -> None:
     """Refuse keys nst would never read (`+loss.typo=1`): a typo would otherwise run the defaults in silence."""
     primary = OmegaConf.load(CONF_DIR / "config.yaml")
     top = set(primary.keys()) - {"defaults"}
-    nodes = {"": (cfg, top | {"backbone", "layers", "loss", "optimizer", "logger"})}
+    nodes = {"": (cfg, top | {"backbone", "layers", "loss", "style_loss", "optimizer", "logger"})}
     for group in ("loss", "optimizer"):
         nodes[f"{group}."] = (cfg[group], _group_keys(group))
     nodes["image."] = (cfg.image, set(primary.image.keys()))
@@ -102,7 +109,7 @@ def check_keys(cfg: DictConfig) -> None:
 
 def check_numbers(cfg: DictConfig) -> None:
     """The counts and sizes of a run: steps, seed, image sizes, logging intervals, noise share."""
-    number(cfg.optimizer, "steps", int, 1, "optimizer.")
+    number(cfg.optimizer, "steps", int, 0, "optimizer.")  # 0: the start image (e.g. init=adain) is the result
     number(cfg, "seed", int, 0, maximum=2**32 - 1)  # Lightning draws a random seed beyond that
     number(cfg.image, "size", int, 1, "image.")
     number(cfg.image, "style_scale", float, 1e-6, "image.")
@@ -131,6 +138,16 @@ def check_loss(loss: DictConfig) -> None:
         raise NSTError(f"loss.tv_beta={loss.tv_beta!r} must be a number > 0 (2 is the usual squared TV)")
     if loss.content_weight == 0 and loss.style_weight == 0:
         raise NSTError("loss.content_weight and loss.style_weight are both 0: nothing to optimise")
+
+
+def check_style_loss(cfg: DictConfig) -> None:
+    """The style statistic builds, and MRF, which has no weights to blend, is not asked to blend."""
+    statistic = build(cfg.style_loss, "style_loss")
+    if isinstance(statistic, MRF) and cfg.style_blend is not None:
+        raise NSTError(
+            "style_blend weighs style statistics, but style_loss=mrf matches the patches of all style images alike: "
+            "drop style_blend, or use style_loss=gram or mean_std"
+        )
 
 
 # The numeric settings of the torch optimizers nst ships, and the range each must be in: (kind, minimum, maximum).

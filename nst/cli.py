@@ -65,10 +65,11 @@ def _hydra_main(cfg: DictConfig) -> float | list[float] | None:
         return objective(cfg.objective, None)
     if "content_error" in metrics:
         log.info(
-            "done: %s/final.png (content error %.3f, style error %.3f)",
+            "done: %s/final.png (content error %.3f, style error %.3f, style SWD %.3f)",
             out_dir,
             metrics["content_error"],
             metrics["style_error"],
+            metrics["style_swd"],
         )
     else:  # judge=false
         log.info("done: %s/final.png (loss %.4g)", out_dir, metrics["loss/total"])

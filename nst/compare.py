@@ -3,7 +3,8 @@
 It needs no logger and no network: every run leaves `metrics.json`,
 `.hydra/overrides.yaml`, `history.csv` and `final.png`, and this module turns
 them into a contact sheet, a sorted metrics table (Markdown and CSV), a
-content-error vs style-error scatter with the Pareto front, loss curves, and
+content-error vs style-error scatter with the Pareto front (`--style style_swd`:
+the judge's sliced Wasserstein figure instead of its Gram error), loss curves, and
 one self-contained HTML page holding all of it.
 """
 
@@ -34,7 +35,12 @@ from nst.outputs import atomic_write
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("content_error", "style_error", "error_sum", "loss/total", "evaluations", "wall_time_s")
+COLUMNS = ("content_error", "style_error", "style_swd", "error_sum", "loss/total", "evaluations", "wall_time_s")
+# The judge's two style figures (nst/judge.py), either of which the Pareto plot can put against the content error.
+STYLE_FIGURES = {
+    "style_error": "style error (judge's Gram distance, relu1_1…relu5_1)",
+    "style_swd": "style SWD (judge's sliced Wasserstein distance, relu1_1…relu5_1)",
+}
 
 
 @dataclass
@@ -206,14 +212,15 @@ def _save_figure(fig: plt.Figure, path: Path) -> None:
     atomic_write(path, buffer.getvalue())
 
 
-def scatter(runs: list[Run], path: Path) -> list[Run]:
-    """Content error vs style error of every judged run, the Pareto front highlighted; returns the front.
+def scatter(runs: list[Run], path: Path, style: str = "style_error") -> list[Run]:
+    """Content error vs `style` (a key of STYLE_FIGURES) of every judged run, the Pareto front highlighted; returns
+    the front.
 
     A stuck L-BFGS run is drawn apart and kept off the front: it stopped near its start,
     which may look like a good trade-off only because it barely moved.
     """
-    judged = [r for r in runs if r.finished and "content_error" in r.metrics]
-    points = [(r.metrics["content_error"], r.metrics["style_error"]) for r in judged]
+    judged = [r for r in runs if r.finished and "content_error" in r.metrics and style in r.metrics]
+    points = [(r.metrics["content_error"], r.metrics[style]) for r in judged]
     healthy = [i for i, r in enumerate(judged) if not r.stuck]
     front = [judged[healthy[i]] for i in pareto_front([points[i] for i in healthy])]
     fig, ax = plt.subplots(figsize=(7, 5))
@@ -224,12 +231,12 @@ def scatter(runs: list[Run], path: Path) -> list[Run]:
         ax.scatter(xs, ys, color="#888888", marker="x", label="L-BFGS stuck (kept off the front)")
     if front:
         xs = [r.metrics["content_error"] for r in front]
-        ys = [r.metrics["style_error"] for r in front]
+        ys = [r.metrics[style] for r in front]
         ax.plot(xs, ys, "-o", color="#d62728", label="Pareto front", zorder=3)
     for run, (x, y) in zip(judged, points, strict=True):
         ax.annotate(f"#{run.number}", (x, y), textcoords="offset points", xytext=(5, 4), fontsize=10)
     ax.set_xlabel("content error (judge, relu4_2) — lower keeps more content")
-    ax.set_ylabel("style error (judge, relu1_1…relu5_1) — lower is more stylised")
+    ax.set_ylabel(f"{STYLE_FIGURES[style]} — lower is more stylised")
     ax.set_title("Content vs style trade-off")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -319,7 +326,9 @@ def csv_table(rows: list[dict[str, str]]) -> str:
     return buffer.getvalue()
 
 
-def html_page(rows: list[dict[str, str]], images: dict[str, Path], front: list[Run], sources: list[Path]) -> str:
+def html_page(
+    rows: list[dict[str, str]], images: dict[str, Path], front: list[Run], sources: list[Path], style: str
+) -> str:
     """One self-contained page: the figures inlined as data URIs, the table as HTML."""
 
     def img(path: Path, alt: str) -> str:
@@ -333,6 +342,7 @@ def html_page(rows: list[dict[str, str]], images: dict[str, Path], front: list[R
     )
     failed = [row for row in rows if row["status"] != "finished"]
     front_items = "".join(f"<li>#{r.number} {html.escape(r.label)}</li>" for r in front)
+    axis = style.replace("_", " ")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>nst compare</title>
 <style>
@@ -346,16 +356,19 @@ tr.failed {{ background: #fdd; }}
 </style></head><body>
 <h1>nst compare</h1>
 <p>{len(rows)} runs from {html.escape(", ".join(map(str, sources)))}; {len(failed)} failed.</p>
-<h2>Pareto front (content error vs style error)</h2><ol class="front">{front_items}</ol>
-<div class="figures">{img(images["scatter"], "content vs style error")}{img(images["curves"], "loss curves")}</div>
+<h2>Pareto front (content error vs {axis})</h2><ol class="front">{front_items}</ol>
+<div class="figures">{img(images["scatter"], f"content error vs {axis}")}{img(images["curves"], "loss curves")}</div>
 <h2>Final images</h2>{img(images["sheet"], "contact sheet")}
 <h2>Metrics</h2><table id="metrics"><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>
 </body></html>
 """
 
 
-def compare(dirs: list[Path], out: Path, sort_by: str = "error_sum", x: str = "evaluations") -> dict[str, Path]:
-    """Write the report of the runs under `dirs` into `out`, loss curves against `x`; returns the files by kind."""
+def compare(
+    dirs: list[Path], out: Path, sort_by: str = "error_sum", x: str = "evaluations", style: str = "style_error"
+) -> dict[str, Path]:
+    """Write the report of the runs under `dirs` into `out`, loss curves against `x`, the Pareto front on `style`;
+    returns the files by kind."""
     runs = [run for run in find_runs(dirs) if out.resolve() not in run.path.resolve().parents]
     runs.sort(key=lambda run: _sort_key(run, sort_by))
     for number, run in enumerate(runs, start=1):
@@ -371,11 +384,11 @@ def compare(dirs: list[Path], out: Path, sort_by: str = "error_sum", x: str = "e
         "html": out / "index.html",
     }
     contact_sheet(runs, files["sheet"])
-    front = scatter(runs, files["scatter"])
+    front = scatter(runs, files["scatter"], style)
     loss_curves(runs, files["curves"], x)
     atomic_write(files["markdown"], markdown_table(rows).encode())
     atomic_write(files["csv"], csv_table(rows).encode())
-    atomic_write(files["html"], html_page(rows, files, front, dirs).encode())
+    atomic_write(files["html"], html_page(rows, files, front, dirs, style).encode())
     return files
 
 
@@ -387,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--x", choices=list(CURVE_AXES), default="evaluations", help="loss curves against (default: evaluations)"
     )
+    parser.add_argument(
+        "--style", choices=list(STYLE_FIGURES), default="style_error", help="the Pareto plot's style axis"
+    )
     args = parser.parse_args(argv)
     out = args.out or args.dirs[0] / "report"
     try:
@@ -394,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             raise NSTError(f"--sort {args.sort}: choose one of {', '.join(COLUMNS)}")
         if out.exists() and not out.is_dir():
             raise NSTError(f"--out {out} is a file: give a directory for the report (it is created if missing)")
-        files = compare(args.dirs, out, args.sort, args.x)
+        files = compare(args.dirs, out, args.sort, args.x, args.style)
     except NSTError as exc:
         print(f"nst compare: error: {exc}", file=sys.stderr)
         return 2

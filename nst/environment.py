@@ -28,10 +28,11 @@ def configure() -> None:
     that survives a full disk."""
     OmegaConf.register_new_resolver("example", example, replace=True)
     # A one-item dataloader needs no workers; the frozen backbone stays in eval mode on purpose; Lightning's use
-    # of a pytree check that newer torch deprecates.
+    # of a pytree check that newer torch deprecates; the empty dataloader of `optimizer.steps=0`, meant.
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode at the start of training.*")
     warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+    warnings.filterwarnings("ignore", ".*Total length of `(DataLoader|CombinedLoader)` across ranks is zero.*")
     # A handler that cannot write (run.log on a full disk) drops the record instead of printing a traceback for
     # every line; the console handler still shows it.
     logging.raiseExceptions = False

@@ -5,7 +5,14 @@ measured here, so runs of different configs can be compared in one dashboard:
 
 - content error: |F(x) − F(c)|² / |F(c)|² at relu4_2;
 - style error: the mean over relu1_1 … relu5_1 of |G(x) − G(s)|² / |G(s)|², with
-  Grams normalised by C H W (several style images blended as in the run).
+  Grams normalised by C H W (several style images blended as in the run);
+- style SWD: the mean over the same layers of the relative sliced Wasserstein
+  distance between the feature distributions of result and style (`sliced_wasserstein`).
+
+The style error is a Gram distance, the very thing a Gram run optimises; the
+sliced Wasserstein distance compares whole distributions, which none of the style
+losses (Gram, mean/std, MRF patches) optimises, so it is the fairer figure
+between them.
 """
 
 from collections.abc import Sequence
@@ -15,9 +22,9 @@ from torch import Tensor
 
 from nst.backbones import VGG, backbone
 from nst.losses import gram, relative_error
-from nst.targets import style_targets
 
 CONTENT_LAYER = "relu4_2"
+SWD_SEED = 0  # the projections are drawn from this seed, the same for every run: the figure repeats exactly
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 
@@ -26,16 +33,59 @@ def judge_network() -> VGG:
     return backbone("vgg19", weights="caffe", pooling="max", padding="zeros").trim((CONTENT_LAYER, *STYLE_LAYERS))
 
 
+def _quantiles(sorted_values: Tensor, n: int) -> Tensor:
+    """The empirical quantile function of each row of `sorted_values` at the n levels (i + ½)/n, linearly
+    interpolated: rows of different lengths become comparable."""
+    m = sorted_values.shape[-1]
+    position = ((torch.arange(n, device=sorted_values.device) + 0.5) * m / n - 0.5).clamp(0, m - 1)
+    low = position.floor().long()
+    high = (low + 1).clamp(max=m - 1)
+    frac = position - low
+    return sorted_values[..., low] * (1 - frac) + sorted_values[..., high] * frac
+
+
+def sliced_wasserstein(features: Tensor, styles: Sequence[Tensor], blend: Sequence[float], seed: int) -> Tensor:
+    """Relative SW₂² between the positions of `features` (1, C, H, W) and the blended style features, as vectors in Rᶜ.
+
+    With C unit directions θₖ drawn from `seed` (Heitz et al. 2021 project onto as many
+    as there are channels), and Qₖ the style's quantile function of the projections
+    onto θₖ at the N = H W levels of the result (`_quantiles`; several styles blended
+    as their Wasserstein barycentre, Σ wⱼ Qₖʲ):
+
+        SW = Σₖ Σₙ (sort(F θₖ)ₙ − Qₖ,ₙ)² / Σₖ Σₙ Qₖ,ₙ²
+
+    Differs from Heitz et al.: divided by the style's second moment, so the figure is
+    scale-free like the Gram error and layers of any magnitude count alike.
+    """
+    channels = features.shape[1]
+    generator = torch.Generator().manual_seed(seed)
+    directions = torch.randn(channels, channels, generator=generator).to(features.device)
+    directions = directions / directions.norm(dim=0, keepdim=True)
+    result = (features.flatten(2)[0].T @ directions).T.sort(1).values  # (K, N)
+    n = result.shape[1]
+    target = sum(
+        weight * _quantiles((style.flatten(2)[0].T @ directions).T.sort(1).values, n)
+        for style, weight in zip(styles, blend, strict=True)
+    )
+    return ((result - target) ** 2).sum() / (target**2).sum()
+
+
 @torch.no_grad()
 def quality(image: Tensor, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float]) -> dict[str, float]:
-    """The content and style errors of the first image of `image` (lower is better)."""
+    """The content error, style error and style SWD of the first image of `image` (lower is better)."""
     net = judge_network().to(image.device)
     layers = (CONTENT_LAYER, *STYLE_LAYERS)
     features = net(image[:1].float().clamp(0, 1), layers)
     content_target = net(content.to(image.device), (CONTENT_LAYER,))[CONTENT_LAYER]
-    grams = style_targets(net, [s.to(image.device) for s in styles], blend, STYLE_LAYERS, gram)
+    style_features = [net(s.to(image.device), STYLE_LAYERS) for s in styles]
+    grams = {name: sum(w * gram(f[name]) for f, w in zip(style_features, blend, strict=True)) for name in STYLE_LAYERS}
     style_errors = [relative_error(gram(features[name]), grams[name]) for name in STYLE_LAYERS]
+    swd = [
+        sliced_wasserstein(features[name], [f[name] for f in style_features], blend, SWD_SEED + index)
+        for index, name in enumerate(STYLE_LAYERS)
+    ]
     return {
         "content_error": relative_error(features[CONTENT_LAYER], content_target).item(),
         "style_error": torch.stack(style_errors).mean().item(),
+        "style_swd": torch.stack(swd).mean().item(),
     }

@@ -18,6 +18,11 @@ keras          1/(4 C H W) Σ (F − P)²           1/(4 N² M²) Σ (G − A)²
 
 (Johnson et al. 2016 and jcjohnson/neural-style agree on the content term; the
 Keras/Ng-course style term is Gatys' formula.)
+
+The Gram is one style statistic of three (nst/statistics.py chooses): the
+per-channel mean and standard deviation (`mean_std_loss`, Li et al. 2017) and
+nearest-neighbour feature patches (`mrf_loss`, Li & Wand 2016) bring their own
+papers' normalisation, whatever the convention.
 """
 
 from typing import Literal
@@ -73,6 +78,61 @@ def style_loss(features: Tensor, target_gram: Tensor, convention: Convention) ->
     if convention == "johnson":
         return sq
     return sq / c**2
+
+
+def channel_mean_std(features: Tensor, eps: float = 1e-5) -> Tensor:
+    """(B, 2, C): per channel μ = 1/M Σₘ Fₘ and σ = √(1/M Σₘ (Fₘ − μ)² + ε) over the M = H W positions.
+
+    ε (1e-5, as in Huang & Belongie's code) keeps σ's gradient finite on channels ReLU switched off.
+    """
+    flat = features.flatten(2)
+    return torch.stack([flat.mean(2), (flat.var(2, unbiased=False) + eps).sqrt()], 1)
+
+
+def mean_std_loss(features: Tensor, target: Tensor) -> Tensor:
+    """Li et al. 2017 ("Demystifying Neural Style Transfer"), per layer: 1/C Σᵢ (μᵢ − μᵢˢ)² + (σᵢ − σᵢˢ)².
+
+    `target` is the style's `channel_mean_std`, (1, 2, C). Differs from Huang &
+    Belongie 2017, whose AdaIN training loss sums unsquared norms ‖μ − μˢ‖₂ + ‖σ − σˢ‖₂.
+    """
+    return _squared_distance(channel_mean_std(features), target) / features.shape[1]
+
+
+def patches(features: Tensor, size: int, stride: int) -> Tensor:
+    """(B, L, C k²): each image's k x k feature patches, every `stride` positions, flattened."""
+    return F.unfold(features, size, stride=stride).transpose(1, 2)
+
+
+@torch.no_grad()
+def nearest_patches(generated: Tensor, style: Tensor, chunk: int = 2048) -> Tensor:
+    """(B, L): for each generated patch, the index of the style patch (rows of `style`, (P, D)) of highest
+    normalised cross-correlation ⟨p, q⟩ / (|p| |q|).
+
+    |p| does not change which q wins, so only the style patches are normalised; they
+    are compared `chunk` at a time, so memory grows with L · chunk, not L · P.
+    """
+    unit = style / style.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    best = torch.full(generated.shape[:2], -torch.inf, device=generated.device)
+    index = torch.zeros(generated.shape[:2], dtype=torch.long, device=generated.device)
+    for start in range(0, len(unit), chunk):
+        value, found = (generated @ unit[start : start + chunk].T).max(2)
+        better = value > best
+        best, index = torch.where(better, value, best), torch.where(better, found + start, index)
+    return index
+
+
+def mrf_loss(features: Tensor, style_patches: Tensor, size: int = 3, stride: int = 1) -> Tensor:
+    """Li & Wand 2016, the MRF energy E_s = Σᵢ ‖Ψᵢ(F) − Ψ_NN(i)(S)‖², summed over the generated patches Ψᵢ(F).
+
+    NN(i) = argmaxⱼ ⟨Ψᵢ(F), Ψⱼ(S)⟩ / (|Ψᵢ(F)| |Ψⱼ(S)|) (`nearest_patches`); the match is
+    held fixed for the gradient, as in the paper. `style_patches` are the style's
+    (`patches`, (P, C k²)), pooled over style images and their rotated or scaled
+    copies. Differs from Li & Wand's code, which divides each feature's gradient by
+    the number of patches it lies in and weighs the term 1e-4 (pystiche's notes).
+    """
+    generated = patches(features, size, stride)
+    nearest = style_patches[nearest_patches(generated, style_patches)]
+    return _sum((generated - nearest) ** 2)
 
 
 def total_variation(image: Tensor, beta: float = 2.0) -> Tensor:

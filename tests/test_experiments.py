@@ -9,14 +9,14 @@ from nst.configs import CONF_DIR, EXPERIMENTS_DIR, experiment_sweep
 from tests.helpers import train
 
 EXPERIMENTS = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
-# Small and fast whatever the experiment asks for: 32 px, random weights, 2 steps.
-SMALL = ["backbone.weights=random", "image.size=32", "optimizer.steps=2", "image.scales=null"]
+# Small and fast whatever the experiment asks for: 48 px (MRF's patches fit at relu4_1), random weights, 2 steps.
+SMALL = ["backbone.weights=random", "image.size=48", "optimizer.steps=2", "image.scales=null"]
 
 
 def test_every_experiment_file_is_an_option_of_the_experiment_group_and_holds_only_global_deltas(make_cfg):
     defaults = OmegaConf.load(CONF_DIR / "config.yaml").defaults
     assert {"experiment": None} in defaults  # selected as experiment=NAME, no `+`
-    assert len(EXPERIMENTS) >= 7
+    assert len(EXPERIMENTS) >= 11
     for name in EXPERIMENTS:
         text = (EXPERIMENTS_DIR / f"{name}.yaml").read_text()
         assert text.startswith("# @package _global_\n"), name
@@ -38,7 +38,7 @@ def test_every_point_of_an_experiment_sweep_composes(make_cfg, name):
     assert len(points) == {"gatys2016_fig3": 20, "gatys2017_color": 2}[name]
     for point in points:
         cfg = make_cfg(f"experiment={name}", *SMALL, *point)
-        assert cfg.image.size == 32
+        assert cfg.image.size == 48
 
 
 def test_experiments_override_what_their_papers_say(make_cfg):
@@ -52,6 +52,16 @@ def test_experiments_override_what_their_papers_say(make_cfg):
     surma = make_cfg("experiment=surma_vgg16", tiny=False)
     assert surma.backbone.arch == "vgg16" and surma.loss.tv_beta == 1.25
     assert Path(surma.content).is_file()
+    mrf = make_cfg("experiment=li2016_mrf", tiny=False)
+    assert mrf.style_loss._target_ == "nst.statistics.MRF" and mrf.style_loss.patch_size == 3
+    assert dict(mrf.layers.content) == {"relu4_2": 1.0} and set(mrf.layers.style) == {"relu3_1", "relu4_1"}
+    assert mrf.init == "content" and mrf.loss.convention == "gatys" and mrf.loss.style_weight == 0.1
+    mean_std = make_cfg("experiment=li2017_mean_std", tiny=False)
+    assert mean_std.style_loss._target_ == "nst.statistics.MeanStd" and len(mean_std.layers.style) == 5
+    adain = make_cfg("experiment=huang2017_adain", tiny=False)
+    assert adain.init == "adain" and adain.optimizer.steps == 0 and adain.adain.alpha == 1.0
+    warm = make_cfg("experiment=adain_warm_start", tiny=False)
+    assert warm.init == "adain" and warm.optimizer.steps == 15 and warm.loss.style_weight == 1e5
 
 
 def test_a_built_wheel_carries_the_configs_and_experiments(tmp_path):

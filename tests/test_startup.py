@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from nst.backbones import CAFFE_SHA256, VGG, _load_verified, backbone, caffe_weights_path, file_digest
+from nst.backbones import CAFFE_SHA256, VGG, backbone, caffe_weights_path, file_digest, load_verified
 from nst.errors import NSTError
 from nst.judge import judge_network
 from nst.pipeline import Job, run
@@ -70,7 +70,7 @@ def test_a_weights_file_changed_in_place_is_hashed_again_and_refused(tmp_path, c
     weights.write_bytes(bytes(data))  # same size, a new modification time
     assert file_digest(weights) != first
     with pytest.raises(NSTError, match="is corrupt"):
-        _load_verified(weights, first)
+        load_verified(weights, first)
 
 
 def test_a_checksum_cache_that_cannot_be_written_costs_only_the_hashing(tmp_path, monkeypatch):

