@@ -14,6 +14,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from benchmarks.results_file import machine, train, write_section
+from nst import environment
 from nst.configs import CONF_DIR
 from nst.images import load_image
 from nst.judge import quality
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--init", default="content")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "quality")
     args = parser.parse_args()
+    environment.configure()  # the `${example:…}` resolver of the configs, as the CLI sets it
 
     rows = []
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

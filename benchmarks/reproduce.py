@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from benchmarks.results_file import RESULTS, machine, train, write_section
+from nst import environment
 from nst.configs import CONF_DIR, EXPERIMENTS_DIR, experiment_sweep
 from nst.errors import NSTError
 from nst.images import load_image
@@ -66,7 +67,9 @@ def run(name: str, point: list[str], args: argparse.Namespace) -> tuple[dict, st
     slug = "_".join([name, *(_slug(p) for p in point)])
     out = args.out / slug
     metrics = train(cfg, out)
-    evaluations = f"{metrics['evaluations']} {'Adam' if adam else 'L-BFGS'}"
+    evaluations = f"{metrics['evaluations']} {'Adam' if adam else 'L-BFGS'}" if steps else "no optimisation"
+    if cfg.init == "adain":
+        evaluations = f"AdaIN start, {evaluations}"
     return metrics, f"{network}, {evaluations}", out
 
 
@@ -79,6 +82,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="extra overrides for every run, shown in the table")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "reproduce")
     args = parser.parse_args()
+    environment.configure()  # the `${example:…}` resolver of the configs, as the CLI sets it
     GALLERY.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     names = args.only or sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
@@ -89,15 +93,16 @@ def main() -> None:
             try:
                 metrics, what, out = run(name, point, args)
             except NSTError as exc:
-                rows[(name, " ".join(point))] = f"| {name} | {' '.join(point)} | failed: {exc} | | | |"
+                rows[(name, " ".join(point))] = f"| {name} | {' '.join(point)} | failed: {exc} | | | | |"
                 continue
             picture = GALLERY / f"{out.name}.png"
             with Image.open(out / "final.png") as final:
                 final.thumbnail((384, 384))
                 final.save(picture)
             rows[(name, " ".join(point))] = (
-                f"| {name} | {' '.join(point)} | {what}, {args.size} px | {metrics['content_error']:.3f} | "
-                f"{metrics['style_error']:.4f} | ![{out.name}](../docs/gallery/{picture.name}) |"
+                f"| {name} | {' '.join(point)} | {what}, {args.size} px, {machine().split(',')[0]} | "
+                f"{metrics['content_error']:.3f} | {metrics['style_error']:.4f} | {metrics['style_swd']:.4f} | "
+                f"![{out.name}](../docs/gallery/{picture.name}) |"
             )
             print(rows[(name, " ".join(point))], flush=True)
             write_table(rows, reference)
@@ -105,15 +110,20 @@ def main() -> None:
 
 
 def measured_rows() -> dict[tuple[str, str], str]:
-    """The rows already in results.md, by (experiment, sweep point): a new run replaces only its own row."""
+    """The rows already in results.md, by (experiment, sweep point): a new run replaces only its own row.
+
+    Rows measured before the judge had its SWD figure get an empty cell for it.
+    """
     text = RESULTS.read_text() if RESULTS.exists() else ""
     section = text.split("<!-- reproduce:start -->")[-1].split("<!-- reproduce:end -->")[0] if text else ""
     rows = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if line.startswith("| ") and len(cells) == 6 and cells[0] not in ("experiment", "---") and cells[2]:
+        if line.startswith("| ") and len(cells) in (6, 7) and cells[0] not in ("experiment", "---") and cells[2]:
             if not cells[0].startswith("jcjohnson/neural-style reference"):
-                rows[(cells[0], cells[1])] = line
+                if len(cells) == 6:
+                    cells.insert(5, "")
+                rows[(cells[0], cells[1])] = "| " + " | ".join(cells) + " |"
     return rows
 
 
@@ -131,17 +141,18 @@ def write_table(rows: dict[tuple[str, str], str], reference: dict[str, float] | 
     lines = [
         "## Reproductions of the experiments",
         "",
-        f"Measured {machine()} by `python -m benchmarks.reproduce` (budgets per row):",
-        "Tübingen + Starry Night, each experiment's own config except the size and the number of steps",
-        "(L-BFGS steps are 20 evaluations each). Errors under the judge.",
+        f"Measured by `python -m benchmarks.reproduce` on {machine().split(', ', 1)[1]}, each row on its date",
+        "(rows without one: 2026-11-24, before the judge had its style SWD). Tübingen + Starry Night, each",
+        "experiment's own config except the size and the number of steps (L-BFGS steps are 20 evaluations each).",
+        "Errors under the judge (nst/judge.py).",
         "",
-        "| experiment | sweep point | network, evaluations | content error | style error | result |",
-        "| --- | --- | --- | ---: | ---: | --- |",
+        "| experiment | sweep point | network, evaluations | content error | style error | style SWD | result |",
+        "| --- | --- | --- | ---: | ---: | ---: | --- |",
     ]
     if reference:
         lines.append(
             f"| jcjohnson/neural-style reference output | | its own run at 512 px, resized to 256 px | "
-            f"{reference['content_error']:.3f} | {reference['style_error']:.4f} | |"
+            f"{reference['content_error']:.3f} | {reference['style_error']:.4f} | {reference['style_swd']:.4f} | |"
         )
     table = lines + [rows[key] for key in sorted(rows)]
     write_section("reproduce", "\n".join(table))

@@ -28,6 +28,7 @@ from hydra import compose, initialize_config_dir
 
 from benchmarks.bare import STYLE, optimise
 from benchmarks.results_file import bench_device, machine, train, write_section
+from nst import environment
 from nst.backbones import VGG
 from nst.configs import CONF_DIR, example
 from nst.images import load_image
@@ -117,6 +118,7 @@ def main() -> None:
     parser.add_argument("--fastpath-px", type=int, default=0, help="compare the fast-path settings at this size")
     parser.add_argument("--peak-of", choices=["nst", "bare"], help="run one side once, print its peak memory (MiB)")
     args = parser.parse_args()
+    environment.configure()  # the `${example:…}` resolver of the configs, as the CLI sets it
     device = bench_device()
     if args.peak_of:
         with tempfile.TemporaryDirectory() as tmp:

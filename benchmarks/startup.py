@@ -194,7 +194,7 @@ def probe(report: Path, argv: list[str]) -> None:
             (pipeline, "run", "run"),
             (pipeline, "check_job", "checks"),
             (backbones.VGG, "__init__", "backbone build"),
-            (backbones, "_load_verified", "weights read"),
+            (backbones, "load_verified", "weights read"),
             (backbones, "file_digest", "weights checksum"),
             (pipeline, "load_stage", "images"),
             (pipeline, "open_loggers", "loggers"),
