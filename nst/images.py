@@ -90,6 +90,7 @@ def initial_image(init: str, content: Tensor, style: Tensor, generator: torch.Ge
     mid-grey (N(0.5, 0.1²)), the Gatys et al. start; `noisy` is the content blended
     with a `noise` share of uniform noise around grey (±20/255), the Ng-course
     start; anything else is read as an image path and resized to the content's size.
+    (`adain` needs the style images and a network: the pipeline makes it with nst/adain.py.)
     """
     _, _, h, w = content.shape
     if init == "content":

