@@ -87,10 +87,13 @@ def no_network(d: Path, mp: pytest.MonkeyPatch) -> list[str]:
 
 
 def patched(module: object, name: str, value: str, *overrides: str) -> Setup:
-    """A setup that sets `module.name` to `value` for the run (a file that is gone, a checksum that cannot match)."""
+    """A setup that sets `module.name` to `value` for the run (a file that is gone, a checksum that cannot match),
+    with the networks an earlier test kept in this process let go, as a fresh process would have none."""
 
     def setup(d: Path, mp: pytest.MonkeyPatch) -> list[str]:
         mp.setattr(module, name, value)
+        backbones._kept.cache_clear()
+        adain._decoder.cache_clear()
         return list(overrides)
 
     return setup

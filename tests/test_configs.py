@@ -13,7 +13,10 @@ GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir())
 # Experiments have tests of their own (test_experiments.py), at the sizes they need.
 OPTIONS = [(g, f.stem) for g in GROUPS if g != "experiment" for f in sorted((Path(CONF_DIR) / g).glob("*.yaml"))]
 # Options whose default weights need the network or are not what the test is about get random weights.
-EXTRA = {("backbone", "vgg16"): ["backbone.weights=random"]}
+EXTRA = {
+    ("backbone", "vgg16"): ["backbone.weights=random"],
+    ("style_loss", "mrf"): ["layers=li2016", "image.size=48"],  # 3x3 patches at each style layer
+}
 
 
 def test_the_groups_mirror_the_modules():
@@ -27,8 +30,15 @@ def test_the_groups_mirror_the_modules():
         "logger",
         "loss",
         "optimizer",
+        "style_loss",
     ]
-    modules = {"backbone": "backbones", "layers": "layers", "logger": "loggers", "loss": "losses"}
+    modules = {
+        "backbone": "backbones",
+        "layers": "layers",
+        "logger": "loggers",
+        "loss": "losses",
+        "style_loss": "statistics",
+    }
     package = Path(nst.__file__).parent
     assert all((package / f"{module}.py").is_file() for module in modules.values())
 

@@ -89,7 +89,8 @@ def test_nst_help_shows_examples_the_groups_and_nst_compare(tmp_path):
     result = nst("--help", cwd=tmp_path)
     assert result.returncode == 0
     assert "is powered by Hydra" not in result.stdout
-    for shown in ("== Examples ==", "nst -m ", "resume=", "nst compare", "experiment: gatys2016_fig2", "image:"):
+    groups = ("gatys2016_fig2, gatys2016_fig3", "style_loss: gram, mean_std, mrf")
+    for shown in ("== Examples ==", "nst -m ", "resume=", "nst compare", *groups, "image:"):
         assert shown in result.stdout, shown
 
 
