@@ -95,7 +95,7 @@ def memory_estimate(module: StyleTransfer, lbfgs_history: int = 0) -> int:
     image = module.image
     batch, _, height, width = image.shape
     pixels = image.numel() * 4
-    return int(1.2 * module.encoder.activation_bytes(height, width, batch)) + (2 * lbfgs_history + 8) * pixels
+    return int(1.2 * module.criterion.encoder.activation_bytes(height, width, batch)) + (2 * lbfgs_history + 8) * pixels
 
 
 def check_memory(module: StyleTransfer, device: torch.device, lbfgs_history: int = 0) -> None:

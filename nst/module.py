@@ -14,13 +14,10 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from nst.backbones import VGG
+from nst.criterion import PerceptualLoss
 from nst.errors import NSTError
-from nst.fastpath import Encode, FastPath
+from nst.fastpath import FastPath
 from nst.lbfgs import restarted_runs, written_by_batched_lbfgs
-from nst.losses import content_loss, total_variation
-from nst.statistics import Gram, StyleStatistic
-from nst.targets import content_targets
 
 # Builds the optimizer over the images; its flag says whether L-BFGS may take its compact form (nst/lbfgs.py).
 OptimizerBuilder = Callable[[Sequence[Tensor], bool], torch.optim.Optimizer]
@@ -28,35 +25,6 @@ OptimizerBuilder = Callable[[Sequence[Tensor], bool], torch.optim.Optimizer]
 
 class NonFiniteLoss(NSTError):
     """The loss became NaN or infinite; the run's lowest-loss image has been restored."""
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    """How much each term and layer counts, per image: each value is a list of B weights."""
-
-    content: list[float]
-    style: list[float]
-    tv: list[float]
-    content_layers: dict[str, list[float]]
-    style_layers: dict[str, list[float]]
-
-    @classmethod
-    def of(cls, runs: Sequence[tuple[Mapping, Mapping[str, float], Mapping[str, float]]]) -> "LossWeights":
-        """From each image's (`loss` config, content layers, style layers), layers over the union of all images'."""
-        losses = [loss for loss, _, _ in runs]
-        return cls(
-            content=[loss["content_weight"] for loss in losses],
-            style=[loss["style_weight"] for loss in losses],
-            tv=[loss["tv_weight"] for loss in losses],
-            content_layers=_union([content for _, content, _ in runs]),
-            style_layers=_union([style for _, _, style in runs]),
-        )
-
-
-def _union(values: Sequence[Mapping[str, float]]) -> dict[str, list[float]]:
-    """`{layer: weight}` of each image -> `{layer: [weight of image 1, …]}`, 0 where an image has no such layer."""
-    names = list(dict.fromkeys(name for value in values for name in value))
-    return {name: [value.get(name, 0.0) for value in values] for name in names}
 
 
 @dataclass(frozen=True)
@@ -74,42 +42,31 @@ class Stage:
 class StyleTransfer(pl.LightningModule):
     """Treats the generated images as the model's only parameters.
 
-    The backbone is frozen and cut after its deepest used layer; the content
-    features and the style's targets (blended Grams, by default) are computed once when fitting starts, on
-    the fitting device. Each training step is one optimiser step: for L-BFGS that
-    is up to `max_iter` evaluations through the closure, for Adam one.
+    The loss is the shared perceptual criterion (nst/criterion.py); its content
+    targets (this run's one content image) and style targets are computed once when
+    fitting starts, on the fitting device. Each training step is one optimiser step:
+    for L-BFGS that is up to `max_iter` evaluations through the closure, for Adam one.
     """
 
     def __init__(
         self,
-        encoder: VGG,
+        criterion: PerceptualLoss,
         content: Tensor,
         styles: Sequence[Tensor],
         init: Sequence[Tensor],
-        weights: LossWeights,
         optimizer: OptimizerBuilder,
-        tv_beta: float = 2.0,
-        convention: str = "jcjohnson",
-        statistic: StyleStatistic | None = None,
         blend: Sequence[float] = (1.0,),
         fast: FastPath | None = None,
         stage: Stage = Stage(),
         failed: Mapping[int, str] | None = None,
     ):
-        """`init`: each image's start; `convention`: the content term's normalisation; `statistic`: what the style
-        term matches (nst/statistics.py; default the Gram under `convention`); `stage`: where this fit sits in a
-        coarse-to-fine run; `failed`: images whose loss became NaN in an earlier stage, with why (they stay at their
-        lowest-loss image)."""
+        """`criterion`: the perceptual loss, one weight per image (nst/criterion.py); `init`: each image's start;
+        `stage`: where this fit sits in a coarse-to-fine run; `failed`: images whose loss became NaN in an earlier
+        stage, with why (they stay at their lowest-loss image)."""
         super().__init__()
         self.automatic_optimization = False
-        self.content_layers, self.style_layers = weights.content_layers, weights.style_layers
-        self.layers = set(self.content_layers) | set(self.style_layers)
-        self.encoder = encoder.trim(self.layers)
-        self.weights = {"content": weights.content, "style": weights.style, "tv": weights.tv}
-        self.tv_beta, self.convention = tv_beta, convention
-        self.statistic = statistic or Gram(convention)
+        self.criterion = criterion
         self.fast = fast or FastPath()
-        self._encode: Encode | None = None  # the encoder on the fast path, set up on the fitting device
         self._compact_lbfgs: bool | None = None  # set by a checkpoint: the L-BFGS that wrote its history
         self.stage = stage
         self.make_optimizer = optimizer
@@ -125,9 +82,6 @@ class StyleTransfer(pl.LightningModule):
         self.register_buffer("frozen", frozen, persistent=False)
         self.register_buffer("content_image", content)
         self.style_images = list(styles)
-        self.content_targets: dict[str, Tensor] = {}
-        self.style_targets: dict[str, Tensor] = {}
-        self.factors: dict[str, Tensor] = {}
         self.evaluations = 0
         self.last_terms: dict[str, Tensor] = {}
         self.start_terms: dict[str, Tensor] = {}  # the fit's first evaluation: the start image's loss, logged at step 0
@@ -139,44 +93,18 @@ class StyleTransfer(pl.LightningModule):
         return self.images[0] if len(self.images) == 1 else torch.cat(list(self.images))
 
     def extra_repr(self) -> str:
-        return (
-            f"images={len(self.images)}, content={self.content_layers}, style={self.style_layers}, "
-            f"weights={self.weights}, convention={self.convention}"
-        )
+        return f"images={len(self.images)}"
 
     def on_fit_start(self) -> None:
-        self._encode = self.fast.encoder(self.encoder, self.device)
         self.best.copy_(self.image.detach())  # a resumed run's image, restored by Lightning before this hook
         self.best_loss.fill_(torch.inf)
-        content_layers = set(self.content_layers)
-        self.content_targets = content_targets(self.encode, self.content_image, content_layers)
-        styles = [s.to(self.device) for s in self.style_images]
-        self.style_targets = self.statistic.targets(self.encode, styles, self.blend, set(self.style_layers))
-        per_image = {**self.weights, **{f"content/{n}": w for n, w in self.content_layers.items()}}
-        per_image.update({f"style/{n}": w for n, w in self.style_layers.items()})
-        self.factors = {k: torch.tensor(w, device=self.device) for k, w in per_image.items()}
-
-    def encode(self, image: Tensor, layers: set[str]) -> dict[str, Tensor]:
-        """Features of `image` at `layers`, in fp32, through the fast path once fitting has set it up."""
-        return (self._encode or self.encoder)(image, layers)
+        encode = self.fast.encoder(self.criterion.encoder, self.device)
+        self.criterion.prepare(self.style_images, self.blend, encode)
+        self.criterion.set_content(self.content_image)
 
     def evaluate(self) -> dict[str, Tensor]:
-        """Every loss term of the current images, one value per image: one encoder pass feeds them all."""
-        image = self.image
-        features = self.encode(image, self.layers)
-        terms: dict[str, Tensor] = {}
-        for name in self.content_layers:
-            terms[f"content/{name}"] = content_loss(features[name], self.content_targets[name], self.convention)
-        for name in self.style_layers:
-            terms[f"style/{name}"] = self.statistic.loss(features[name], self.style_targets[name])
-        for kind, layers in (("content", self.content_layers), ("style", self.style_layers)):
-            terms[kind] = sum(self.factors[f"{kind}/{n}"] * terms[f"{kind}/{n}"] for n in layers)
-        weighed = ("content", "style", "tv") if any(self.weights["tv"]) else ("content", "style")
-        # TV that no image weighs (the default) is still reported, but kept out of the graph: no backward pass for it.
-        with torch.set_grad_enabled(torch.is_grad_enabled() and "tv" in weighed):
-            terms["tv"] = total_variation(image, self.tv_beta)
-        terms["total"] = sum(self.factors[k] * terms[k] for k in weighed)
-        return terms
+        """Every loss term of the current images, one value per image."""
+        return self.criterion(self.image)
 
     def training_step(self, batch: Tensor, batch_idx: int) -> None:
         optimizer = self.optimizers()
@@ -283,7 +211,8 @@ class StyleTransfer(pl.LightningModule):
         """The frozen encoder is left out: its config reloads it, and each image's share can resume alone."""
         checkpoint["evaluations"] = self.evaluations
         checkpoint["stage"] = asdict(self.stage)
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("encoder.")}
+        kept = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("criterion.encoder.")}
+        checkpoint["state_dict"] = kept
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Lightning calls this before loading the state and `configure_optimizers`.
@@ -292,7 +221,7 @@ class StyleTransfer(pl.LightningModule):
         run keeps the kind of L-BFGS state it was saved with.
         """
         self.evaluations = checkpoint["evaluations"]
-        encoder = {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
+        encoder = {f"criterion.encoder.{k}": v for k, v in self.criterion.encoder.state_dict().items()}
         checkpoint["state_dict"] = {**checkpoint["state_dict"], **encoder}
         saved = (checkpoint.get("optimizer_states") or [{}])[0].get("state", {})
         if saved:  # a run interrupted on a GPU may resume on a CPU, whose `auto` would pick the other one

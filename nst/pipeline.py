@@ -6,7 +6,7 @@
     build_module   weights, optimizer, statistic -> module        (nst/module.py, nst/lbfgs.py, nst/statistics.py)
     fit            one Lightning fit of a stage                   (nst/callbacks.py)
     write_outputs  final.png, judged, figures to the logger       (nst/judge.py)
-    record         metrics.json and the logger closed, whatever happened
+    record         metrics.json and the logger closed, whatever happened (nst/runs.py)
 
 `run` takes a list of jobs: one for a single run, several for a batch that the
 sweep launcher formed (nst/batching.py): their images share each forward pass,
@@ -26,7 +26,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import Logger, WandbLogger
+from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import Tensor
 from torch.utils.data import DataLoader
@@ -37,32 +37,23 @@ from nst.callbacks import Interruption, LossHistory, LossLogging, Snapshots
 from nst.checkpoints import RESUME_CHECKPOINT, Interrupted, stage_of
 from nst.checks import check_image_sizes, check_job, image_paths
 from nst.configs import build
+from nst.criterion import LossWeights, PerceptualLoss
 from nst.curvature import stuck
 from nst.errors import NSTError
 from nst.images import initial_image, load_image, save_image
 from nst.judge import quality
 from nst.layers import config_layers
 from nst.lbfgs import build_optimizer, curvature_pairs, lbfgs_settings, restarts
-from nst.loggers import build_logger, finish_logger, log_images, log_summary
-from nst.memory import check_memory, memory_estimate, peak_memory_mb, reset_peak_memory, resident_memory_mb
-from nst.module import LossWeights, NonFiniteLoss, Stage, StyleTransfer
+from nst.loggers import build_logger, log_images, log_summary
+from nst.memory import check_memory, memory_estimate, peak_memory_mb, reset_peak_memory
+from nst.module import NonFiniteLoss, Stage, StyleTransfer
 from nst.outputs import RescuedOutputs, rescued, write_json
 from nst.progress import EvaluationProgress
-from nst.run_dir import claim, holder, release
-from nst.sweeps import RunIdentity
+from nst.run_dir import claim, release
+from nst.runs import Job, record
 from nst.targets import blend_weights
 
 log = logging.getLogger("nst")
-
-
-@dataclass
-class Job:
-    """One run: its config, its output directory, the identity of its W&B run and its command-line overrides."""
-
-    cfg: DictConfig
-    out_dir: Path
-    identity: RunIdentity | None = None
-    overrides: Sequence[str] = ()
 
 
 def run(jobs: Sequence[Job], resume: Path | None = None) -> list[dict[str, Any]]:
@@ -225,6 +216,7 @@ def build_module(
         shape = inputs.content.shape[-2:]
         init = [F.interpolate(image[None].cpu(), size=shape, mode="bicubic").clamp(0, 1) for image in previous]
     weights = LossWeights.of([(job.cfg.loss, *config_layers(job.cfg.layers, encoder.arch)) for job in jobs])
+    statistic = build(cfg.style_loss, "style_loss")
     restart = bool(cfg.optimizer.get("restart_stuck", False))
     factories = [build(job.cfg.optimizer.torch, "optimizer.torch") for job in jobs]
     optimizer = (
@@ -233,15 +225,11 @@ def build_module(
         else batching.batch_optimizer(factories, restart)
     )
     return StyleTransfer(
-        encoder=encoder,
+        criterion=PerceptualLoss(encoder, weights, statistic, cfg.loss.convention, cfg.loss.tv_beta),
         content=inputs.seen_content,
         styles=inputs.seen_styles,
         init=init,
-        weights=weights,
         optimizer=optimizer,
-        tv_beta=cfg.loss.tv_beta,
-        convention=cfg.loss.convention,
-        statistic=build(cfg.style_loss, "style_loss"),
         blend=blend_weights(len(inputs.styles), cfg.style_blend),
         fast=build(cfg.speed, "speed"),
         stage=stage,
@@ -427,20 +415,3 @@ def lbfgs_report(
             possible,
         )
     return {"lbfgs_pairs": [kept, possible], "lbfgs_restarts": restart_count}
-
-
-def record(jobs: Sequence[Job], loggers: Sequence[Logger | bool], results: Sequence[dict], started: float) -> None:
-    """Each job's metrics.json and its logger closed, its W&B run marked failed where the job failed.
-
-    Not in a directory another run holds: its metrics.json is that run's.
-    """
-    for index, (job, result) in enumerate(zip(jobs, results, strict=True)):
-        if holder(job.out_dir):
-            continue
-        result = {**result, "wall_time_s": round(time.perf_counter() - started, 3)}
-        result["resident_memory_mb"] = resident_memory_mb()
-        logger = loggers[index] if index < len(loggers) else None
-        if isinstance(logger, WandbLogger) and logger._experiment is not None:
-            result["wandb_id"] = logger.experiment.id  # a resumed run continues this W&B run
-        write_json(job.out_dir / "metrics.json", result)
-        finish_logger(logger, result.get("error"))

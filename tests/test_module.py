@@ -10,10 +10,11 @@ from torch._dynamo.utils import counters
 from torch.utils.data import DataLoader
 
 from nst.backbones import VGG
+from nst.criterion import LossWeights, PerceptualLoss
 from nst.errors import NSTError
 from nst.fastpath import FastPath
 from nst.lbfgs import BatchedLBFGS, TorchLBFGS, build_optimizer, restarts
-from nst.module import LossWeights, StyleTransfer
+from nst.module import StyleTransfer
 
 LAYERS = {"content": {"relu2_1": 1.0}, "style": {"relu1_1": 0.5, "relu2_1": 0.5}}
 
@@ -24,14 +25,13 @@ def make_module(
     torch.manual_seed(0)
     content, style = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 40, 24)
     loss = {"content_weight": 1.0, "style_weight": 1e3, "tv_weight": 0.0, **weights}
+    weights = LossWeights.of([(loss, LAYERS["content"], LAYERS["style"])])
     return StyleTransfer(
-        VGG("vgg19", weights="random"),
+        PerceptualLoss(VGG("vgg19", weights="random"), weights, convention=convention),
         content,
         [style],
         init=[torch.rand(1, 3, 32, 32)],
-        weights=LossWeights.of([(loss, LAYERS["content"], LAYERS["style"])]),
         optimizer=partial(build_optimizer, optimizer, restart_stuck=restart_stuck),
-        convention=convention,
         fast=fast,
     )
 
@@ -107,13 +107,13 @@ def test_the_image_is_the_only_trainable_parameter_and_the_backbone_is_cut():
     module = make_module(partial(torch.optim.Adam, lr=0.05))
     trainable = [name for name, p in module.named_parameters() if p.requires_grad]
     assert trainable == ["images.0"]
-    assert list(module.encoder.layers._modules)[-1] == "relu2_1"
+    assert list(module.criterion.encoder.layers._modules)[-1] == "relu2_1"
 
 
 def test_targets_are_encoded_once_per_fit_and_one_pass_feeds_every_loss():
     module = make_module(partial(torch.optim.Adam, lr=0.05))
     inputs = []
-    module.encoder.register_forward_pre_hook(lambda _, args: inputs.append(tuple(args[0].shape)))
+    module.criterion.encoder.register_forward_pre_hook(lambda _, args: inputs.append(tuple(args[0].shape)))
     fit(module, 4)
     assert inputs.count((1, 3, 40, 24)) == 1  # the style image
     # the content image, one pass per evaluation, one measuring the image the fit leaves
