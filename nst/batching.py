@@ -127,7 +127,7 @@ def split_checkpoint(path: Path, targets: dict[int, Path]) -> None:
 
     `path` is removed unless it is one of the targets: a run that failed gets no checkpoint.
     """
-    batch = torch.load(path, map_location="cpu", weights_only=False)
+    batch = torch.load(path, map_location="cpu", weights_only=True)
     images = {k: v for k, v in batch["state_dict"].items() if k.startswith("images.")}
     shared = {k: v for k, v in batch["state_dict"].items() if k not in images}
     if path not in targets.values():

@@ -31,12 +31,15 @@ class Interrupted(NSTError):
         out_dirs: Sequence[Path],
         where: str = "",
         failures: dict[int, str] | None = None,
+        training: bool = False,
     ):
+        """`training`: a training run's network was interrupted, not an image; it resumes with `nst train`."""
         self.signum = signum
         self.failures = failures or {}  # runs of the batch (by index) that had failed before the signal: no checkpoint
+        what, command = ("network", "nst train") if training else ("image", "nst")
         stopped = f"interrupted by {signal.Signals(signum).name} at step {step} of {steps}{where}"
         if len(out_dirs) == 1:
-            saved = f"the image and optimizer state are saved: continue with `nst resume={out_dirs[0]}`"
+            saved = f"the {what} and optimizer state are saved: continue with `{command} resume={out_dirs[0]}`"
         else:
             dirs = ", ".join(str(d) for d in out_dirs)
             saved = "each run's image and optimizer state are saved in its directory: "
@@ -46,24 +49,27 @@ class Interrupted(NSTError):
 
 def stage_of(checkpoint: Path) -> Stage:
     """Where in a coarse-to-fine run its checkpoint was written (memory-mapped: the history is not read)."""
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True).get("stage")
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True).get("stage")
     return Stage(**saved) if saved else Stage()
 
 
-def resumable(run_dir: Path, overrides: Sequence[str] = ()) -> tuple[Path, DictConfig]:
+def resumable(
+    run_dir: Path, overrides: Sequence[str] = (), steps_key: str = "optimizer.steps"
+) -> tuple[Path, DictConfig]:
     """The directory and config of an interrupted run, its checkpoint read once to be sure it can resume.
 
     A resumed run continues as it was configured. Of the command line's `overrides`
-    it takes `optimizer.steps` (to extend the run; the directory's config says so
-    from then on), `logger.*` and the progress bar; anything else is refused, not
-    silently ignored.
+    it takes `steps_key` (`optimizer.steps`, or a training run's `trainer.max_steps`: to
+    extend the run; the directory's config says so from then on), `logger.*` and the
+    progress bar; anything else is refused, not silently ignored. The checkpoint is read
+    with `weights_only=True`: a file in a shared run directory cannot run code.
     Nothing in the directory changes when the run cannot resume.
     """
     checkpoint = run_dir / RESUME_CHECKPOINT
     if not checkpoint.is_file():
         raise NSTError(f"resume={run_dir}: no {RESUME_CHECKPOINT} there; give the directory of an interrupted run")
     try:
-        step = int(torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)["global_step"])
+        step = int(torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["global_step"])
     except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise NSTError(
@@ -77,15 +83,16 @@ def resumable(run_dir: Path, overrides: Sequence[str] = ()) -> tuple[Path, DictC
         key = override.key_or_group
         if key == "resume" or key.startswith("hydra"):
             continue
-        if key not in ("optimizer.steps", "trainer.enable_progress_bar") and not key.startswith("logger."):
+        if key not in (steps_key, "trainer.enable_progress_bar") and not key.startswith("logger."):
             raise NSTError(
-                f"resume={run_dir} continues the run as it was configured: it takes optimizer.steps=N (to extend "
+                f"resume={run_dir} continues the run as it was configured: it takes {steps_key}=N (to extend "
                 f"it) and logger.* settings, not {key}; start a new run to change that"
             )
         OmegaConf.update(cfg, key, override.value(), force_add=True)
-        changed |= key == "optimizer.steps"
-    if changed and not int(cfg.optimizer.steps) >= max(step, 1):
-        raise NSTError(f"optimizer.steps={cfg.optimizer.steps} is below step {step}, where {run_dir} was interrupted")
+        changed |= key == steps_key
+    steps = OmegaConf.select(cfg, steps_key)
+    if changed and not int(steps) >= max(step, 1):
+        raise NSTError(f"{steps_key}={steps} is below step {step}, where {run_dir} was interrupted")
     if changed:
         atomic_write(config, OmegaConf.to_yaml(cfg).encode())
     cfg.resume = None

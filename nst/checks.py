@@ -43,6 +43,8 @@ def check_job(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     check_init(cfg.init)
     if cfg.init == "adain":
         build(cfg.adain, "adain")
+    if cfg.init == "network":
+        build(cfg.network, "network")
     for override in overrides:
         if override.lstrip("+").startswith("adain.") and cfg.init != "adain":
             raise NSTError(f"{override} changes nothing: the adain settings make the start image of init=adain")

@@ -1,4 +1,6 @@
-"""The `nst` command: `nst compare …`, or a Hydra run whose bad input ends in one line and exit code 2.
+"""The `nst` command: an image run (`nst …`), a training run (`nst train …`), `nst stylize …` or `nst compare …`.
+
+Image and training runs are Hydra runs whose bad input ends in one line and exit code 2.
 
 Exit codes: 0 done; 1 a sweep in which some job failed or was interrupted (nst/sweeps.py); 2
 bad input or a failed run; 128 + N stopped by signal N, resumable with `nst resume=DIR`. A job
@@ -10,6 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -24,16 +27,31 @@ from nst.configs import CONF_DIR
 from nst.errors import NSTError
 from nst.sweeps import objective, resumed_identity, run_identity
 
+if TYPE_CHECKING:
+    from nst.runs import Job
+
 log = logging.getLogger("nst")
 environment.configure()  # here, not in main: submitit's workers import this module's task function
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | list[float] | None:
+    return _job(cfg, training=False)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def _hydra_train(cfg: DictConfig) -> float | list[float] | None:
+    return _job(cfg, training=True)
+
+
+def _job(cfg: DictConfig, training: bool) -> float | list[float] | None:
+    """One job of either kind: its run, its outcome on the console, its objective for a sweeper."""
     wandb_preload.preload(cfg.logger)  # before the imports below
     # Here, not at the top: `nst --cfg`, `--help`, `--info` and tab completion never call this, and skip torch.
     from nst.checkpoints import RESUME_CHECKPOINT, Interrupted, resumable
-    from nst.pipeline import Job, run
+    from nst.runs import Job
+
+    steps_key = "trainer.max_steps" if training else "optimizer.steps"
 
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
@@ -43,11 +61,12 @@ def _hydra_main(cfg: DictConfig) -> float | list[float] | None:
         resume, identity = None, run_identity(hydra_cfg)
         given = cfg.resume
         if given or (cluster.requeued() and (out_dir / RESUME_CHECKPOINT).is_file()):  # requeued: its own directory
-            out_dir, cfg = resumable(Path(to_absolute_path(given)), overrides) if given else resumable(out_dir)
+            out_dir, cfg = resumable(Path(to_absolute_path(given)) if given else out_dir, overrides if given else [],
+                                     steps_key)  # fmt: skip
             resume, overrides, identity = out_dir / RESUME_CHECKPOINT, [], resumed_identity(out_dir)
             if given:
                 logging.getLogger().addHandler(_run_log(out_dir))  # the resume goes into the run's own run.log too
-        (metrics,) = run([Job(cfg, out_dir, identity, overrides)], resume)
+        metrics = _run(Job(cfg, out_dir, identity, overrides), resume, training)
     except Exception as exc:
         if not (sweeping or isinstance(exc, NSTError)) or os.environ.get("NST_DEBUG") or hydra_cfg.verbose:
             raise  # a bug, not bad input, or asked for: keep the traceback
@@ -63,7 +82,9 @@ def _hydra_main(cfg: DictConfig) -> float | list[float] | None:
             sys.exit(2)
         log.error("job failed; the sweep goes on (see %s/metrics.json)", out_dir)
         return objective(cfg.objective, None)
-    if "content_error" in metrics:
+    if training:
+        log.info("done: %s/model.pt (%s)", out_dir, _figures(metrics))
+    elif "content_error" in metrics:
         log.info(
             "done: %s/final.png (content error %.3f, style error %.3f, style SWD %.3f)",
             out_dir,
@@ -74,6 +95,26 @@ def _hydra_main(cfg: DictConfig) -> float | list[float] | None:
     else:  # judge=false
         log.info("done: %s/final.png (loss %.4g)", out_dir, metrics["loss/total"])
     return objective(cfg.objective, metrics)
+
+
+def _run(job: "Job", resume: Path | None, training: bool) -> dict:
+    """The job through its branch's pipeline: a network trained, or an image optimised."""
+    if training:
+        from nst.train.pipeline import train
+
+        return train(job, resume)
+    from nst.pipeline import run
+
+    (metrics,) = run([job], resume)
+    return metrics
+
+
+def _figures(metrics: dict) -> str:
+    """A training run's validation figures as the done line shows them."""
+    if "content_error" not in metrics:
+        return f"loss {metrics.get('loss/total', float('nan')):.4g}"
+    figures = "content error {content_error:.3f}, style error {style_error:.3f}, style SWD {style_swd:.3f}"
+    return "validation: " + figures.format(**metrics)
 
 
 def _run_log(out_dir: Path) -> logging.Handler:
@@ -89,10 +130,17 @@ def main() -> None:
         from nst.compare import main as compare
 
         sys.exit(compare(sys.argv[2:]))
+    if sys.argv[1:2] == ["stylize"]:
+        from nst.train.stylize import main as stylize
+
+        sys.exit(stylize(sys.argv[2:]))
+    training = sys.argv[1:2] == ["train"]
+    if training:
+        sys.argv = [sys.argv[0], *sys.argv[2:]]
     # `+experiment=NAME` (the form before `experiment` was a default-null group) means `experiment=NAME`.
     sys.argv = [a[1:] if a.startswith("+experiment=") else a for a in sys.argv]
     _register_launcher()
-    _hydra_main()
+    _hydra_train() if training else _hydra_main()
 
 
 def _register_launcher() -> None:

@@ -19,6 +19,7 @@ CONF_DIR = next(p for p in (_HERE / "conf", _HERE.parent / "conf") if p.is_dir()
 # The `experiment` group: in a checkout conf/experiment links to the top-level experiments/, the papers' configs.
 EXPERIMENTS_DIR = CONF_DIR / "experiment"
 EXAMPLES = files("nst") / "examples"
+PHOTOS = files("nst") / "photos"  # the photos `nst train` learns from by default (nst/photos/README.md)
 
 
 def experiment_sweep(name: str) -> list[list[str]]:
@@ -51,3 +52,8 @@ def example(name: str) -> str:
         shipped = ", ".join(sorted(p.name for p in EXAMPLES.iterdir() if p.name.endswith((".jpg", ".png"))))
         raise NSTError(f"no example image {name!r}: shipped examples are {shipped}")
     return str(path)
+
+
+def photos() -> str:
+    """The folder of photos that ships with nst (the `${photos:}` config resolver)."""
+    return str(PHOTOS)

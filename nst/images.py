@@ -74,7 +74,7 @@ def save_image(image: Tensor, path: str | Path, rescue: bool = True) -> Path:
     return atomic_write(path, buffer.getvalue(), rescue)
 
 
-INITS = ("content", "random", "noisy", "style", "adain")  # adain: nst/adain.py, made by the pipeline
+INITS = ("content", "random", "noisy", "style", "adain", "network")  # adain, network: made by the pipeline
 
 
 def check_init(init: str) -> None:

@@ -88,6 +88,11 @@ class StyleTransfer(pl.LightningModule):
         self._terms_on_host: tuple[int, list[list[float]]] = (-1, [])  # (evaluation, terms x images)
 
     @property
+    def runs(self) -> int:
+        """How many images (runs of a batch) the module optimises."""
+        return len(self.images)
+
+    @property
     def image(self) -> Tensor:
         """The generated images, (B, 3, H, W); for one image, the parameter itself."""
         return self.images[0] if len(self.images) == 1 else torch.cat(list(self.images))

@@ -257,6 +257,8 @@ def _start_image(cfg: DictConfig, inputs: StageInputs, blend: Sequence[float]) -
     """A job's start image (`init`), drawn from its own seed; `adain` is Huang & Belongie's feed-forward result."""
     if cfg.init == "adain":
         return build(cfg.adain, "adain")(inputs.seen_content, inputs.seen_styles, blend)
+    if cfg.init == "network":  # a trained style network's image of the content (nst train)
+        return build(cfg.network, "network")(inputs.seen_content)
     generator = torch.Generator().manual_seed(int(cfg.seed))
     return initial_image(cfg.init, inputs.seen_content, inputs.seen_styles[0], generator, cfg.init_noise)
 
@@ -306,7 +308,7 @@ def fit(
     try:
         with interruption.catching_signals():
             data = DataLoader(range(steps), batch_size=None)
-            trainer.fit(module, data, ckpt_path=resume, weights_only=False)  # nst's own file, optimizer state too
+            trainer.fit(module, data, ckpt_path=resume, weights_only=True)  # no code from a file
     except NonFiniteLoss:
         for image, out_dir in zip(module.images, out_dirs, strict=True):
             save_image(image, out_dir / "last_good.png")

@@ -32,9 +32,10 @@ def _duration(seconds: float) -> str:
 class EvaluationProgress(ProgressBar):
     """Lightning's progress bar, counted in function evaluations (`planned` for the fit), with the total loss."""
 
-    def __init__(self, planned: int, label: str = "", terminal: bool | None = None):
+    def __init__(self, planned: int, label: str = "", terminal: bool | None = None, unit: str = "evaluations"):
+        """`unit`: what `module.evaluations` counts (a training run counts steps)."""
         super().__init__()
-        self.planned, self.label = planned, label
+        self.planned, self.label, self.unit = planned, label, unit
         self.terminal = sys.stderr.isatty() if terminal is None else terminal
         self.enabled = True
         self.progress: Progress | None = None
@@ -56,7 +57,7 @@ class EvaluationProgress(ProgressBar):
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("evaluations  {task.fields[status]}"),
+            TextColumn(f"{self.unit}  {{task.fields[status]}}"),
             console=Console(stderr=True),
         )
         self.progress.start()
@@ -66,7 +67,7 @@ class EvaluationProgress(ProgressBar):
 
     def status(self, trainer: pl.Trainer, module: pl.LightningModule) -> str:
         """Loss (a batch: its runs' range), evaluations per second and the time left, as one line reads them."""
-        losses = [module.terms_of(i)["total"] for i in range(len(module.images))]
+        losses = [module.terms_of(i)["total"] for i in range(module.runs)]
         loss = f"loss {losses[0]:.4g}" if len(losses) == 1 else f"loss {min(losses):.4g} … {max(losses):.4g}"
         elapsed = time.perf_counter() - self.started
         done = module.evaluations - self.evaluations_at_start
@@ -83,7 +84,8 @@ class EvaluationProgress(ProgressBar):
         every = max(1, trainer.max_steps // 10)
         if trainer.global_step % every == 0 or trainer.global_step == trainer.max_steps:
             what = f"{self.label}: " if self.label else ""
-            log.info("%s%d/%d evaluations, %s", what, module.evaluations, self.planned, self.status(trainer, module))
+            status = self.status(trainer, module)
+            log.info("%s%d/%d %s, %s", what, module.evaluations, self.planned, self.unit, status)
 
     def _stop(self) -> None:
         if self.progress is not None:

@@ -1,0 +1,92 @@
+"""Every check of a training job's config, run before anything starts: one line per bad value, naming the fix.
+
+The settings it shares with an image run (loss, layers, backbone, style statistic,
+logger, style images) are checked by the same functions (nst/checks.py).
+"""
+
+import inspect
+from collections.abc import Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from nst.backbones import check_backbone
+from nst.checks import check_logger, check_loss, check_overrides, image_paths, number
+from nst.configs import CONF_DIR, build
+from nst.errors import NSTError
+from nst.layers import config_layers
+from nst.statistics import MRF
+from nst.targets import blend_weights
+
+# What nst sets on the Trainer itself, from its own settings.
+TRAINER_SET_BY_NST = {
+    "log_every_n_steps": "log_every",
+    "logger": "logger",
+    "callbacks": "nst's callbacks",
+    "default_root_dir": "hydra.run.dir",
+    "enable_checkpointing": "checkpoint_every",
+    "num_sanity_val_steps": "val_every",
+    "limit_val_batches": "val_every",
+}
+
+
+def check_training(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
+    """Refuse a training job's bad settings, each with the one line that says how to fix it."""
+    check_overrides(overrides)
+    _check_keys(cfg)
+    check_loss(cfg.loss)
+    check_logger(cfg.logger)
+    check_backbone(cfg.backbone.arch, cfg.backbone.weights, cfg.backbone.pooling, cfg.backbone.padding)
+    config_layers(cfg.layers, cfg.backbone.arch)
+    if isinstance(build(cfg.style_loss, "style_loss"), MRF):
+        raise NSTError("style_loss=mrf matches patches of one image at a time; train with style_loss=gram or mean_std")
+    build(cfg.network, "network")
+    build(cfg.speed, "speed")
+    data = cfg.data
+    for key, minimum in (("size", 1), ("batch_size", 1), ("val_count", 1), ("val_size", 1), ("style_size", 1)):
+        number(data, key, int, minimum, "data.")
+    number(data, "workers", int, 0, "data.")
+    if data.get("resize") is not None and number(data, "resize", int, 1, "data.") < int(data.size):
+        raise NSTError(f"data.resize={data.resize} is smaller than the crops of data.size={data.size}: raise it")
+    number(cfg, "seed", int, 0, maximum=2**32 - 1)
+    for key in ("val_every", "checkpoint_every"):
+        number(cfg, key, int, 0)
+    number(cfg, "log_every", int, 1)
+    lr = cfg.optimizer.get("lr")
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
+        raise NSTError(f"optimizer.lr={lr!r} must be a number > 0")
+    build(cfg.optimizer, "optimizer")
+    _check_trainer(cfg.trainer)
+    image_paths(cfg.style, "style")
+    blend_weights(len(image_paths(cfg.style, "style")), cfg.style_blend)
+
+
+def _check_keys(cfg: DictConfig) -> None:
+    """Keys nst would never read (`+data.typo=1`), and image-run keys that mean nothing to a training run."""
+    primary = OmegaConf.load(CONF_DIR / "train.yaml")
+    groups = {"backbone", "layers", "loss", "style_loss", "network", "schedule", "logger"}
+    nodes = {"": (cfg, (set(primary.keys()) - {"defaults"}) | groups), "data.": (cfg.data, set(primary.data.keys()))}
+    for prefix, (node, known) in nodes.items():
+        unknown = sorted(set(node.keys()) - known)
+        if unknown:
+            raise NSTError(
+                f"{prefix}{unknown[0]} is not a setting of `nst train`: the {prefix.rstrip('.') or 'top-level'} keys "
+                f"are {', '.join(sorted(known))}"
+            )
+
+
+def _check_trainer(trainer: DictConfig) -> None:
+    """Keys Lightning's Trainer takes, one device on one node, and nothing nst sets itself."""
+    import pytorch_lightning as pl
+
+    accepted = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"}
+    for key in trainer:
+        if key == "_target_":
+            continue
+        if key in TRAINER_SET_BY_NST:
+            raise NSTError(f"trainer.{key} is set by nst from {TRAINER_SET_BY_NST[key]}: drop it")
+        if key not in accepted:
+            raise NSTError(f"trainer.{key} is not a setting of pytorch_lightning.Trainer: check the spelling")
+    number(trainer, "max_steps", int, 1, "trainer.")
+    for key in ("devices", "num_nodes"):
+        if trainer.get(key, 1) != 1:
+            raise NSTError(f"trainer.{key}={trainer.get(key)!r}: nst train runs on one device of one node for now")

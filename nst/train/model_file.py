@@ -1,0 +1,63 @@
+"""model.pt: a trained style network as weights plus what rebuilds it, loadable without Hydra or nst's config.
+
+The file holds only tensors, strings and numbers, and is read with
+`torch.load(weights_only=True)`: a model file from someone else cannot run code.
+"""
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nst.errors import NSTError
+from nst.outputs import atomic_write
+from nst.train.network import TransformNet
+
+MODEL_FILE = "model.pt"
+FORMAT = "nst-style-network-1"
+
+
+def save_model(network: TransformNet, path: Path, info: dict[str, Any]) -> Path:
+    """Write the network's weights and settings, with `info` (style images, steps, …) beside them; atomically."""
+    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "settings": dict(network.settings), "state_dict": state, "info": info}, buffer)
+    return atomic_write(path, buffer.getvalue())
+
+
+def model_path(given: str | Path) -> Path:
+    """A run directory means its model.pt; anything else is the file itself."""
+    path = Path(given)
+    return path / MODEL_FILE if path.is_dir() else path
+
+
+def load_model(given: str | Path) -> tuple[TransformNet, dict[str, Any]]:
+    """The network of a run directory or model file, in eval mode, and the file's `info`; one line if it cannot."""
+    path = model_path(given)
+    if not path.is_file():
+        what = f"no {MODEL_FILE} in {given}" if Path(given).is_dir() else f"{given} does not exist"
+        raise NSTError(f"model={given}: {what}; give the directory of an `nst train` run or its {MODEL_FILE}")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NSTError(f"model={given}: {path} cannot be read as a model file ({reason[:200]}): it is damaged, or "
+                       "not a file nst wrote") from None  # fmt: skip
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        raise NSTError(f"model={given}: {path} is not a style network written by `nst train`")
+    try:
+        network = TransformNet(**saved["settings"])
+        network.load_state_dict(saved["state_dict"])
+    except (RuntimeError, TypeError, KeyError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise NSTError(f"model={given}: its weights do not fit the network it names ({reason[:200]}): the file "
+                       "is damaged or of another architecture") from None  # fmt: skip
+    return network.eval().requires_grad_(False), dict(saved.get("info") or {})
+
+
+def stylize(network: nn.Module, photo: torch.Tensor) -> torch.Tensor:
+    """The network's image of `photo` (1, 3, H, W), clamped to [0, 1]."""
+    with torch.no_grad():
+        return network(photo.to(next(network.parameters()).device)).clamp(0, 1)

@@ -1,0 +1,92 @@
+"""The Lightning module that trains a style network against the shared perceptual criterion.
+
+Each step: a batch of photo crops goes through the network; the criterion compares
+each output with its own photo's features (content) and with the style targets
+computed once (style), plus total variation; Adam follows the mean over the batch.
+The loss network is frozen and left out of checkpoints (its config rebuilds it).
+"""
+
+from collections.abc import Callable, Iterable, Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from nst.criterion import PerceptualLoss
+from nst.fastpath import FastPath
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+ScheduleFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+
+
+class StyleNetTraining(pl.LightningModule):
+    """Trains `network` so that network(photo) minimises `criterion` for every photo."""
+
+    runs = 1  # one loss curve: the progress display and history.csv read it as image runs' first
+
+    def __init__(
+        self,
+        network: nn.Module,
+        criterion: PerceptualLoss,
+        styles: Sequence[Tensor],
+        blend: Sequence[float],
+        optimizer: OptimizerFactory,
+        schedule: ScheduleFactory | None = None,
+        fast: FastPath | None = None,
+    ):
+        super().__init__()
+        self.network, self.criterion = network, criterion
+        self.style_images, self.blend = list(styles), list(blend)
+        self.make_optimizer, self.make_schedule = optimizer, schedule
+        self.fast = fast or FastPath()
+        self.evaluations = 0  # training steps, the unit history.csv and the progress display count in
+        self.start_terms: dict[str, Tensor] = {}
+        self.last_terms: dict[str, Tensor] = {}
+
+    def on_fit_start(self) -> None:
+        fast = self.fast.for_device(self.device)
+        if fast.channels_last:
+            self.network.to(memory_format=torch.channels_last)
+        self.criterion.prepare(self.style_images, self.blend, self.fast.encoder(self.criterion.encoder, self.device))
+
+    def forward(self, photos: Tensor) -> Tensor:
+        return self.network(photos)
+
+    def losses(self, photos: Tensor) -> dict[str, Tensor]:
+        """Every term of the criterion for a batch of photos, each a mean over the batch."""
+        content = self.criterion.content_features(photos)
+        terms = self.criterion(self(photos), content)
+        return {name: value.mean() for name, value in terms.items()}
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        terms = self.losses(batch)
+        self.last_terms = {k: v.detach() for k, v in terms.items()}
+        self.evaluations = self.global_step + 1
+        return terms["total"]
+
+    def terms_of(self, index: int = 0) -> dict[str, float]:
+        """The last step's loss terms, as numbers (one device sync per logged step)."""
+        values = torch.stack([v.float() for v in self.last_terms.values()]).tolist()
+        return dict(zip(self.last_terms, values, strict=True))
+
+    def configure_optimizers(self) -> dict:
+        optimizer = self.make_optimizer(self.network.parameters())
+        if self.make_schedule is None:
+            return {"optimizer": optimizer}
+        schedule = {"scheduler": self.make_schedule(optimizer), "interval": "step"}
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The frozen loss network is left out: the run's config rebuilds it."""
+        kept = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("criterion.encoder.")}
+        checkpoint["state_dict"] = kept
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.evaluations = int(checkpoint["global_step"])
+        encoder = {f"criterion.encoder.{k}": v for k, v in self.criterion.encoder.state_dict().items()}
+        checkpoint["state_dict"] = {**checkpoint["state_dict"], **encoder}
+
+
+def inverse_time(optimizer: torch.optim.Optimizer, decay: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """lr_t = lr / (1 + decay · t): Huang & Belongie 2017's schedule (`schedule=inverse_time`)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1.0 + decay * step))

@@ -1,0 +1,251 @@
+"""One training run, config to model.pt, read top to bottom.
+
+    check_training  every setting, before anything starts         (nst/train/checks.py)
+    load_data       photos split, style image, held-out photos     (nst/train/data.py)
+    build_module    network, criterion, optimizer -> module        (nst/train/module.py, nst/criterion.py)
+    fit             Lightning fit, validated, checkpointed         (nst/train/validation.py, nst/callbacks.py)
+    write_outputs   model.pt, final.png, figures to the logger     (nst/train/model_file.py)
+    record          metrics.json and the logger closed, whatever happened (nst/runs.py)
+"""
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import Logger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from nst import environment
+from nst.backbones import VGG
+from nst.callbacks import Interruption, LossHistory, LossLogging
+from nst.checkpoints import RESUME_CHECKPOINT, Interrupted
+from nst.checks import image_paths
+from nst.configs import build
+from nst.criterion import LossWeights, PerceptualLoss
+from nst.errors import NSTError
+from nst.images import load_image, save_image
+from nst.layers import config_layers
+from nst.loggers import build_logger, log_images, log_summary
+from nst.memory import peak_memory_mb, reset_peak_memory
+from nst.outputs import RescuedOutputs, rescued, write_json
+from nst.progress import EvaluationProgress
+from nst.run_dir import claim, release
+from nst.runs import Job, record
+from nst.targets import blend_weights
+from nst.train.checks import check_training
+from nst.train.data import Split, StepBatches, photo_files, split, validation_photos
+from nst.train.model_file import MODEL_FILE, save_model
+from nst.train.module import StyleNetTraining
+from nst.train.validation import Validation
+
+log = logging.getLogger("nst")
+
+
+def train(job: Job, resume: Path | None = None) -> dict[str, Any]:
+    """The job's training run; its outcome in metrics.json and its logger: finished, failed or interrupted."""
+    started = time.perf_counter()
+    logger: Logger | bool = False
+    result: dict[str, Any] = {"status": "failed", "error": "stopped"}
+    claimed = False
+    try:
+        check_training(job.cfg, job.overrides)
+        claim(job.out_dir)
+        claimed = True
+        write_json(job.out_dir / "metrics.json", {"status": "running", "kind": "training", "pid": os.getpid()},
+                   rescue=False)  # fmt: skip
+        cfg = job.cfg
+        environment.console(bool(cfg.get("verbose")))
+        environment.freeze_imports()
+        reset_peak_memory()
+        pl.seed_everything(int(cfg.seed), verbose=False)
+        encoder = build(cfg.backbone, "backbone")
+        data = load_data(cfg, encoder)
+        module = build_module(cfg, encoder, data)
+        logger = open_logger(job, data)
+        fitted = fit(job, logger, module, data, resume)
+        result = write_outputs(job, logger, module, data, fitted)
+    except Exception as exc:
+        error = f"{exc}" if isinstance(exc, NSTError) else f"{type(exc).__name__}: {exc}"
+        result = {"status": "interrupted" if isinstance(exc, Interrupted) else "failed", "error": error}
+        raise
+    finally:
+        if claimed:
+            record([job], [logger], [{"kind": "training", **result}], started)
+            release(job.out_dir)
+    moved = {path: target for path, target in rescued().items() if path.parent == job.out_dir}
+    if moved:
+        raise RescuedOutputs(moved)
+    return result
+
+
+@dataclass
+class TrainingData:
+    """The photos trained on and held out, and the style: what every step and validation read."""
+
+    split: Split
+    styles: list[Tensor]
+    blend: list[float]
+    val_photos: list[Tensor]
+
+
+def load_data(cfg: DictConfig, encoder: VGG) -> TrainingData:
+    """The photo folder split into training and held-out photos; the style images at `data.style_size`."""
+    paths = photo_files(cfg.data.content)
+    photos = split(paths, int(cfg.data.val_count), int(cfg.seed))
+    if int(cfg.data.batch_size) > len(photos.train):
+        raise NSTError(
+            f"data.batch_size={cfg.data.batch_size} is larger than the {len(photos.train)} photos left to train on "
+            f"in {cfg.data.content}: lower data.batch_size or give more photos"
+        )
+    styles = [load_image(path, int(cfg.data.style_size)) for path in image_paths(cfg.style, "style")]
+    minimum = encoder.min_input_size_for(_layers(cfg, encoder))
+    for what, side in (("data.size", int(cfg.data.size)), ("data.style_size", min(styles[0].shape[-2:]))):
+        if side < minimum:
+            raise NSTError(f"{what} gives {side} px, smaller than the {minimum} px the deepest layer needs: raise it")
+    blend = blend_weights(len(styles), cfg.style_blend)
+    return TrainingData(photos, styles, blend, validation_photos(photos.val, int(cfg.data.val_size)))
+
+
+def _layers(cfg: DictConfig, encoder: VGG) -> set[str]:
+    content, style = config_layers(cfg.layers, encoder.arch)
+    return set(content) | set(style)
+
+
+def build_module(cfg: DictConfig, encoder: VGG, data: TrainingData) -> StyleNetTraining:
+    """The network (its weights drawn from the seed), the shared criterion and Adam with its schedule."""
+    torch.manual_seed(int(cfg.seed))
+    network = build(cfg.network, "network")
+    weights = LossWeights.of([(cfg.loss, *config_layers(cfg.layers, encoder.arch))])
+    statistic = build(cfg.style_loss, "style_loss")
+    criterion = PerceptualLoss(encoder, weights, statistic, cfg.loss.convention, cfg.loss.tv_beta)
+    schedule = build(cfg.schedule, "schedule") if cfg.get("schedule") else None
+    optimizer = build(cfg.optimizer, "optimizer")
+    return StyleNetTraining(network, criterion, data.styles, data.blend, optimizer, schedule, build(cfg.speed, "speed"))
+
+
+def open_logger(job: Job, data: TrainingData) -> Logger | bool:
+    """The job's experiment logger, its config logged and the style images at step 0."""
+    logger = build_logger(job.cfg.logger, job.out_dir, job.identity, False, bool(job.cfg.get("verbose")))
+    if logger:
+        logger.log_hyperparams(OmegaConf.to_container(job.cfg, resolve=True))
+    log_images(logger, {f"style_{i}": s for i, s in enumerate(data.styles)}, step=0)
+    return logger
+
+
+@dataclass
+class Fitted:
+    """What a fit leaves: its trainer, the last validation, its time and the step it started from."""
+
+    trainer: pl.Trainer
+    validation: Validation
+    fit_time: float
+    first_step: int
+
+
+def fit(job: Job, logger: Logger | bool, module: StyleNetTraining, data: TrainingData, resume: Path | None) -> Fitted:
+    """Train to `trainer.max_steps`; a signal leaves resume.ckpt (and checkpoints/last.ckpt every N steps)."""
+    cfg, out_dir = job.cfg, job.out_dir
+    steps = int(cfg.trainer.max_steps)
+    interruption = Interruption(out_dir / RESUME_CHECKPOINT)
+    validation = Validation(data.val_photos, data.styles, data.blend, int(cfg.val_every), out_dir, logger, cfg.judge)
+    callbacks: list[pl.Callback] = [validation, LossLogging([logger]), LossHistory([out_dir / "history.csv"])]
+    callbacks.append(interruption)
+    every = int(cfg.checkpoint_every)
+    if every:
+        callbacks.append(ModelCheckpoint(out_dir / "checkpoints", save_last=True, every_n_train_steps=every,
+                                         save_top_k=0, save_on_train_epoch_end=False))  # fmt: skip
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(EvaluationProgress(steps, unit="steps"))
+    trainer: pl.Trainer = build(
+        cfg.trainer, "trainer", logger=False, callbacks=callbacks, default_root_dir=str(out_dir),
+        log_every_n_steps=int(cfg.log_every), enable_checkpointing=bool(every), num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )  # fmt: skip
+    first_step = _step_of(resume) if resume is not None else 0
+    batches = StepBatches(data.split.train, int(cfg.data.size), int(cfg.data.get("resize") or cfg.data.size),
+                          int(cfg.data.batch_size), int(cfg.seed), steps)  # fmt: skip
+    workers = int(cfg.data.workers)
+    loader = DataLoader(batches, batch_size=None, sampler=StepSampler(first_step, steps), num_workers=workers)
+    log.info(
+        "%s: %s, %d training photos (%d held out), %d px crops, batch %d, %d steps, on %s",
+        out_dir, type(module.network).__name__, len(data.split.train), len(data.split.val), cfg.data.size,
+        cfg.data.batch_size, steps, trainer.strategy.root_device,
+    )  # fmt: skip
+    started = time.perf_counter()
+    try:
+        with interruption.catching_signals():
+            trainer.fit(module, loader, ckpt_path=resume, weights_only=True)
+    except SIGTERMException:  # Lightning's own SIGTERM handler stops the fit after our checkpoint
+        if interruption.received is None:
+            raise
+    fit_time = time.perf_counter() - started
+    if interruption.received is not None:
+        raise Interrupted(interruption.received, trainer.global_step, steps, [out_dir], training=True)
+    if resume is not None and resume.name == RESUME_CHECKPOINT:
+        resume.unlink()
+    return Fitted(trainer, validation, fit_time, first_step)
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """The steps still to train, in order: a resumed run's loader starts at its checkpoint's step.
+
+    Its length is the whole run's, as Lightning counts a resumed epoch's batches from its start.
+    """
+
+    def __init__(self, first: int, steps: int):
+        self.first, self.steps = first, steps
+
+    def __iter__(self):
+        return iter(range(self.first, self.steps))
+
+    def __len__(self) -> int:
+        return self.steps
+
+
+def _step_of(checkpoint: Path) -> int:
+    """The step a checkpoint was written at, read without its tensors (memory-mapped)."""
+    return int(torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+
+
+def write_outputs(
+    job: Job, logger: Logger | bool, module: StyleNetTraining, data: TrainingData, fitted: Fitted
+) -> dict[str, Any]:
+    """model.pt, final.png (the first held-out photo stylised) and the run's figures, to metrics.json and the logger."""
+    cfg, out_dir = job.cfg, job.out_dir
+    trainer, validation, fit_time = fitted.trainer, fitted.validation, fitted.fit_time
+    style = [str(p) for p in image_paths(cfg.style, "style")]
+    save_model(module.network, out_dir / MODEL_FILE, {"style": style, "steps": trainer.global_step, "seed": cfg.seed})
+    final = validation.outputs[0]
+    save_image(final, out_dir / "final.png")
+    log_images(logger, {"final": final}, step=trainer.global_step)
+    losses = {f"loss/{k}": v for k, v in module.terms_of(0).items()} if module.last_terms else {}
+    figures = dict(validation.latest)
+    if figures:
+        figures["error_sum"] = figures["content_error"] + figures["style_error"]
+    log_summary(logger, {**losses, **{f"val/{k}": v for k, v in figures.items()}})
+    device = trainer.strategy.root_device
+    peak, peak_kind = peak_memory_mb(device)
+    trained = trainer.global_step - fitted.first_step
+    return {
+        "status": "finished",
+        **losses,
+        **figures,
+        "steps": trainer.global_step,
+        "images_per_s": round(trained * int(cfg.data.batch_size) / fit_time, 3) if fit_time > 0 else None,
+        "fit_time_s": round(fit_time, 3),
+        "device": str(device),
+        "peak_memory_mb": round(peak, 1),
+        "peak_memory_kind": peak_kind,
+        "model": str(out_dir / MODEL_FILE),
+        "parameters": sum(p.numel() for p in module.network.parameters()),
+        "validated_on": [str(p) for p in data.split.val],
+    }

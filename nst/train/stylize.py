@@ -1,0 +1,81 @@
+"""Using a trained network: `nst stylize model=RUN_DIR content=PHOTO out=FILE`, and `init=network`'s start image.
+
+One forward pass per photo, at any size (the network is fully convolutional); the
+photo is read at `size` px on its long side (default: as it is).
+"""
+
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from nst.errors import NSTError
+from nst.images import load_image, open_rgb, save_image
+from nst.train.model_file import load_model, stylize
+
+USAGE = "usage: nst stylize model=RUN_DIR content=PHOTO out=FILE [size=PX] [device=cpu|cuda]"
+KEYS = {"model", "content", "out", "size", "device"}
+
+
+class NetworkStart:
+    """`init=network`: a trained network's image of the content photo, as the start of an optimisation."""
+
+    def __init__(self, model: str | None = None):
+        if not model:
+            raise NSTError("init=network needs network.model=RUN_DIR: the directory of an `nst train` run")
+        self.network, _ = load_model(model)
+
+    def __call__(self, content: Tensor) -> Tensor:
+        return stylize(self.network, content).cpu()
+
+
+def main(argv: Sequence[str]) -> int:
+    """`nst stylize KEY=VALUE …`: 0 when the image is written, 2 with one line on bad input."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    try:
+        settings = _settings(argv)
+        network, info = load_model(settings["model"])
+        device = torch.device(settings.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+        network.to(device)
+        content = settings["content"]
+        size = int(settings["size"]) if settings.get("size") else max(open_rgb(content).size)
+        photo = load_image(content, size)
+        started = time.perf_counter()
+        image = stylize(network, photo)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+        written = save_image(image, settings["out"])
+    except NSTError as exc:
+        print(f"nst stylize: error: {exc}", file=sys.stderr)
+        return 2
+    height, width = image.shape[-2:]
+    styles = ", ".join(Path(s).name for s in info.get("style", [])) or "its style"
+    print(f"nst stylize: {written} ({width}x{height} px, {styles}) in {seconds:.3f} s on {device}", file=sys.stderr)
+    return 0
+
+
+def _settings(argv: Sequence[str]) -> dict[str, str]:
+    """KEY=VALUE arguments: model, content and out required, nothing unknown."""
+    pairs = [a.split("=", 1) for a in argv]
+    if any(len(p) != 2 for p in pairs):
+        raise NSTError(f"arguments are KEY=VALUE: {USAGE}")
+    settings = {k: v for k, v in pairs}
+    unknown = sorted(set(settings) - KEYS)
+    if unknown:
+        raise NSTError(f"{unknown[0]} is not a setting of nst stylize: {USAGE}")
+    missing = [k for k in ("model", "content", "out") if not settings.get(k)]
+    if missing:
+        raise NSTError(f"{missing[0]}= is missing: {USAGE}")
+    if settings.get("size") and not (settings["size"].isdigit() and int(settings["size"]) > 0):
+        raise NSTError(f"size={settings['size']} must be a whole number of pixels > 0")
+    if settings.get("device") not in (None, "cpu", "cuda"):
+        raise NSTError(f"device={settings['device']}: choose cpu or cuda")
+    if settings.get("device") == "cuda" and not torch.cuda.is_available():
+        raise NSTError("device=cuda: no CUDA device here; leave device out or give device=cpu")
+    return settings
