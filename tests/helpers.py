@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -36,10 +37,15 @@ def nst(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.
 
 def run_nst(tmp_path: Path, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
     """`nst debug=tiny ARGS` as the console script runs it, in this process; its exit code and stderr."""
-    old_argv, old_cwd = sys.argv, os.getcwd()
     tiny = ["debug=tiny", "snapshot_every=0", f"hydra.run.dir={tmp_path / 'run'}"]
-    sys.argv = ["nst", *tiny, *args]
-    os.chdir(tmp_path)
+    return run_cli(tmp_path, capsys, *tiny, *args)
+
+
+def run_cli(cwd: Path, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
+    """`nst ARGS` as the console script runs it, in this process, started in `cwd`; its exit code and stderr."""
+    old_argv, old_cwd = sys.argv, os.getcwd()
+    sys.argv = ["nst", *args]
+    os.chdir(cwd)
     try:
         main()
         code = 0
@@ -101,3 +107,17 @@ def _leet(run_dir: Path, *flags: str) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def signal_at(monkeypatch: pytest.MonkeyPatch, step: int, signum: int = signal.SIGINT) -> None:
+    """Send this process `signum` once a fit's step `step` has ended, as Ctrl-C would land then: an event, no race."""
+    from nst.callbacks import Interruption
+
+    original = Interruption.on_train_batch_end
+
+    def at_step(self: Interruption, trainer: Any, module: Any, *args: Any) -> None:
+        if trainer.global_step == step and self.received is None:
+            os.kill(os.getpid(), signum)
+        original(self, trainer, module, *args)
+
+    monkeypatch.setattr(Interruption, "on_train_batch_end", at_step)

@@ -1,0 +1,197 @@
+"""`nst train` and `nst stylize`: a style network trained with the criterion image runs use, and used afterwards.
+
+32 px crops, random loss-network weights, a few steps; everything through the real
+entry point in this process, signals sent at a given step (no timing races).
+"""
+
+import io
+import json
+import pickle
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from nst.backbones import VGG
+from nst.criterion import LossWeights, PerceptualLoss
+from nst.train.data import StepBatches, photo_files
+from nst.train.model_file import load_model
+from nst.train.module import StyleNetTraining
+from nst.train.network import TransformNet
+from tests.helpers import run_cli, signal_at, wandb_run
+
+TINY = ["train", "debug=tiny"]
+
+
+def photos(folder: Path, count: int = 4) -> Path:
+    """`count` small photos of different colours in `folder`, one of them in a subfolder."""
+    (folder / "sub").mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        where = folder / "sub" if i == 0 else folder
+        shifted = [c.point(lambda v, s=60 * i * k: (v + s) % 256) for k, c in enumerate(_gradient().split())]
+        Image.merge("RGB", shifted).save(where / f"p{i}.png")
+    return folder
+
+
+def _gradient() -> Image.Image:
+    return Image.linear_gradient("L").resize((48, 40)).convert("RGB")
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "model.pt", weights_only=True)["state_dict"]
+
+
+def test_a_few_training_steps_lower_the_loss():
+    torch.manual_seed(0)
+    layers = ({"relu2_2": 1.0}, {"relu1_2": 0.5, "relu2_2": 0.5})
+    loss = {"content_weight": 1.0, "style_weight": 10.0, "tv_weight": 0.0}
+    criterion = PerceptualLoss(VGG("vgg19", weights="random"), LossWeights.of([(loss, *layers)]), convention="johnson")
+    module = StyleNetTraining(
+        TransformNet(width=8), criterion, [torch.rand(1, 3, 32, 32)], [1.0], lambda p: torch.optim.Adam(p, lr=1e-3)
+    )
+    module.on_fit_start()
+    batch = torch.rand(2, 3, 32, 32)
+    optimizer = module.configure_optimizers()["optimizer"]
+    before = module.losses(batch)["total"].item()
+    for _ in range(10):
+        optimizer.zero_grad()
+        module.losses(batch)["total"].backward()
+        optimizer.step()
+    assert module.losses(batch)["total"].item() < 0.2 * before
+
+
+def test_a_training_run_leaves_its_model_figures_and_wandb_run_and_stylize_reproduces_its_validation(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    args = [*TINY, "judge=true", "logger=wandb", "trainer.max_steps=3", f"hydra.run.dir={run_dir}"]
+    code, err = run_cli(tmp_path, capsys, *args)
+    assert code == 0, err
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and metrics["kind"] == "training" and metrics["steps"] == 3
+    assert metrics["content_error"] > 0 and metrics["style_swd"] > 0 and metrics["images_per_s"] > 0
+    assert [line.split(",")[0] for line in (run_dir / "val.csv").read_text().splitlines()] == ["step", "0", "3"]
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["step_000000.png", "step_000003.png"]
+    logged = wandb_run(next((run_dir / "wandb").glob("offline-run-*")))
+    assert logged.summary["val/content_error"] == pytest.approx(metrics["content_error"])
+    assert any("val/style_swd" in row for row in logged.history) and logged.exit_code == 0
+
+    (photo,) = metrics["validated_on"]
+    out = tmp_path / "styled.png"
+    code, err = run_cli(tmp_path, capsys, "stylize", f"model={run_dir}", f"content={photo}", f"out={out}", "size=32")
+    assert code == 0 and "s on cpu" in err
+    assert out.read_bytes() == (run_dir / "final.png").read_bytes()  # final.png: that photo through the network
+    network, info = load_model(run_dir / "model.pt")  # without Hydra or the run's config
+    assert isinstance(network, TransformNet) and info["steps"] == 3
+
+
+def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path, capsys, monkeypatch):
+    data = photos(tmp_path / "photos", 5)
+    common = [*TINY, f"data.content={data}", "trainer.max_steps=5", "checkpoint_every=2"]
+    assert run_cli(tmp_path, capsys, *common, f"hydra.run.dir={tmp_path / 'whole'}")[0] == 0
+    cut = tmp_path / "cut"
+    signal_at(monkeypatch, 2, signal.SIGTERM)
+    code, err = run_cli(tmp_path, capsys, *common, f"hydra.run.dir={cut}")
+    assert code == 143 and f"continue with `nst train resume={cut}`" in err
+    assert json.loads((cut / "metrics.json").read_text())["status"] == "interrupted"
+    assert (cut / "checkpoints" / "last.ckpt").is_file() and not (cut / "model.pt").exists()
+    monkeypatch.undo()
+    code, err = run_cli(tmp_path, capsys, *TINY[:1], f"resume={cut}")
+    assert code == 0, err
+    whole, again = weights(tmp_path / "whole"), weights(cut)
+    assert all(torch.equal(whole[k], again[k]) for k in whole)
+    assert json.loads((cut / "metrics.json").read_text())["steps"] == 5
+    assert not (cut / "resume.ckpt").exists()
+
+
+def test_a_training_sweep_gives_one_run_per_value_and_an_image_run_can_start_from_a_trained_network(
+    tmp_path, capsys
+):
+    sweep = tmp_path / "sweep"
+    code, err = run_cli(tmp_path, capsys, "train", "-m", "debug=tiny", "loss.style_weight=1,100",
+                        f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert code == 0, err
+    trained = [weights(sweep / job) for job in ("0", "1")]
+    assert not torch.equal(trained[0]["layers.0.1.weight"], trained[1]["layers.0.1.weight"])
+    start = tmp_path / "start"
+    code, err = run_cli(tmp_path, capsys, "debug=tiny", "init=network", f"network.model={sweep / '0'}",
+                        "optimizer.steps=0", f"hydra.run.dir={start}")  # fmt: skip
+    assert code == 0, err
+    assert json.loads((start / "metrics.json").read_text())["status"] == "finished"
+
+
+def test_every_batch_is_drawn_from_the_seed_and_its_step_alone(tmp_path):
+    paths = photo_files(photos(tmp_path / "photos", 3))
+    batches = StepBatches(paths, 16, 24, 2, seed=5, steps=10)
+    again = StepBatches(paths, 16, 24, 2, seed=5, steps=10)
+    assert torch.equal(batches[7], again[7]) and batches[7].shape == (2, 3, 16, 16)
+    assert not torch.equal(batches[7], batches[8])
+    assert not torch.equal(batches[7], StepBatches(paths, 16, 24, 2, seed=6, steps=10)[7])
+
+
+def _bad_model(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / "model.pt"
+    if kind == "code":  # a pickle that would run a command on load
+        path.write_bytes(pickle.dumps(__import__("os").system))
+    elif kind == "damaged":
+        path.write_bytes(b"PK\x03\x04 not a whole file")
+    elif kind == "architecture":
+        buffer = io.BytesIO()
+        state = TransformNet(width=4).state_dict()
+        settings = {"width": 8, "norm": "instance", "upsample": "resize", "residual_blocks": 5}
+        torch.save({"format": "nst-style-network-1", "settings": settings, "state_dict": state, "info": {}}, buffer)
+        path.write_bytes(buffer.getvalue())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "says"),
+    [
+        ("missing", "does not exist; give the directory of an `nst train` run"),
+        ("code", "cannot be read as a model file"),
+        ("damaged", "cannot be read as a model file"),
+        ("architecture", "do not fit the network it names"),
+    ],
+)
+def test_a_bad_model_file_is_one_line_and_runs_no_code(tmp_path, capsys, kind, says):
+    model = _bad_model(tmp_path, kind) if kind != "missing" else tmp_path / "nothing"
+    code, err = run_cli(tmp_path, capsys, "stylize", f"model={model}", "content=x.png", f"out={tmp_path / 'o.png'}")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and says in err, err
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ("data.content={tmp}/none", "no such folder"),
+        ("data.content={tmp}/empty", "holds no image files"),
+        ("data.content={tmp}/broken", "holds only unreadable images"),
+        ("data.size=4", "smaller than the 8 px the deepest layer needs"),
+        ("data.batch_size=9", "is larger than the 3 photos left to train on"),
+        ("data.val_count=4", "holds out every one of the 4 photos"),
+        ("+data.typo=1", "data.typo is not a setting of `nst train`"),
+        ("trainer.max_steps=0", "trainer.max_steps=0 must be an integer >= 1"),
+        ("network.norm=group", "network.norm='group': choose one of instance, batch"),
+        ("style_loss=mrf", "train with style_loss=gram or mean_std"),
+    ],
+)
+def test_bad_training_input_is_one_line_before_anything_starts(tmp_path, capsys, setting, says):
+    photos(tmp_path / "good", 4)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "a.jpg").write_bytes(b"not a jpeg")
+    content = [] if setting.startswith("data.content") else [f"data.content={tmp_path / 'good'}"]
+    run_dir = tmp_path / "run"
+    code, err = run_cli(tmp_path, capsys, *TINY, *content, setting.format(tmp=tmp_path), f"hydra.run.dir={run_dir}")
+    lines = [line for line in err.splitlines() if line.startswith("nst: error:")]
+    assert code == 2 and len(lines) == 1 and says in lines[0], err
+    assert not (run_dir / "model.pt").exists() and not (run_dir / "wandb").exists()
+
+
+def test_unreadable_photos_are_skipped_with_one_warning(tmp_path, caplog):
+    folder = photos(tmp_path / "photos", 2)
+    (folder / "bad.jpg").write_bytes(b"nope")
+    (folder / "notes.txt").write_text("not an image, not counted")
+    assert [p.name for p in photo_files(folder)] == ["p1.png", "p0.png"]
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith(f"1 of 3 images in {folder} cannot be read and are skipped")
