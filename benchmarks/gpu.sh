@@ -12,3 +12,4 @@ python -m benchmarks.speed --rounds 0 --memory-sizes --fastpath-px 512 --steps 2
 python -m benchmarks.time_split --size 512 --runs 8
 python -m benchmarks.harness_overhead --size 1024 --steps 10
 python -m benchmarks.op_count
+python -m benchmarks.training --size 256 --steps 50 --rounds 3   # training throughput at the paper's crop size

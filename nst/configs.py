@@ -34,9 +34,13 @@ def experiment_sweep(name: str) -> list[list[str]]:
 
 
 def build(node: DictConfig, what: str, **kwargs: Any) -> Any:
-    """`hydra.utils.instantiate`, with a bad setting reported as one line that names the config key."""
+    """`hydra.utils.instantiate`, with a bad setting reported as one line that names the config key.
+
+    Lists and dicts reach the object as plain Python (`_convert_="all"`): an optimizer's
+    `betas` must not put an omegaconf type into a checkpoint that loads with `weights_only=True`.
+    """
     try:
-        return instantiate(node, **kwargs)
+        return instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as exc:
         cause = exc.__cause__
         if isinstance(cause, NSTError):

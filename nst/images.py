@@ -46,6 +46,19 @@ def open_rgb(path: str | Path) -> Image.Image:
     return img.convert("RGB")
 
 
+def size_at(path: str | Path, long_side: int) -> tuple[int, int]:
+    """(width, height) `load_image` will give, read from the header alone: what a memory check needs first."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            if img.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF says: turned by 90 degrees
+                width, height = height, width
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return 0, 0  # `load_image` says what is wrong with it
+    scale = long_side / max(width, height, 1)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def load_image(path: str | Path, long_side: int) -> Tensor:
     """An image as a (1, 3, H, W) tensor in [0, 1], resized so that max(H, W) = `long_side`."""
     if long_side <= 0:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from nst.backbones import VGG
 from nst.errors import NSTError
 from nst.module import StyleTransfer
 
@@ -92,17 +93,32 @@ def memory_estimate(module: StyleTransfer, lbfgs_history: int = 0) -> int:
     plus two image-sized vectors per L-BFGS history slot (`lbfgs_history`, 0 for other
     optimizers), for every image of the module.
     """
-    image = module.image
-    batch, _, height, width = image.shape
-    pixels = image.numel() * 4
-    return int(1.2 * module.criterion.encoder.activation_bytes(height, width, batch)) + (2 * lbfgs_history + 8) * pixels
+    batch, _, height, width = module.image.shape
+    return memory_need(module.criterion.encoder, height, width, batch, lbfgs_history)
+
+
+def memory_need(encoder: VGG, height: int, width: int, batch: int = 1, lbfgs_history: int = 0) -> int:
+    """`memory_estimate` for `batch` images of `height` x `width` px through `encoder` (trimmed to its layers)."""
+    pixels = batch * 3 * height * width * 4
+    return int(1.2 * encoder.activation_bytes(height, width, batch)) + (2 * lbfgs_history + 8) * pixels
 
 
 def check_memory(module: StyleTransfer, device: torch.device, lbfgs_history: int = 0) -> None:
     """Fail before the first step, not with an out-of-memory traceback in the middle of the run."""
-    need, free = memory_estimate(module, lbfgs_history), free_memory(device)
+    runs, _, height, width = module.image.shape
+    check_need(memory_estimate(module, lbfgs_history), device, height, width, runs)
+
+
+def planned_device(accelerator: str) -> torch.device:
+    """The device `trainer.accelerator` will pick, known before the Trainer exists."""
+    wants_gpu = accelerator in ("auto", "gpu", "cuda")
+    return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
+
+
+def check_need(need: int, device: torch.device, height: int, width: int, runs: int = 1) -> None:
+    """One line if `need` bytes are more than `device` has free; nothing where that cannot be told."""
+    free = free_memory(device)
     if free is not None and need > free:
-        runs, _, height, width = module.image.shape
         what = f"a batch of {runs} {width}x{height} px images" if runs > 1 else f"a {width}x{height} px image"
         raise NSTError(
             f"{what} needs about {need / 2**30:.1f} GiB on {device}, but only "

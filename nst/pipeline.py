@@ -40,12 +40,20 @@ from nst.configs import build
 from nst.criterion import LossWeights, PerceptualLoss
 from nst.curvature import stuck
 from nst.errors import NSTError
-from nst.images import initial_image, load_image, save_image
+from nst.images import initial_image, load_image, save_image, size_at
 from nst.judge import quality
 from nst.layers import config_layers
 from nst.lbfgs import build_optimizer, curvature_pairs, lbfgs_settings, restarts
 from nst.loggers import build_logger, log_images, log_summary
-from nst.memory import check_memory, memory_estimate, peak_memory_mb, reset_peak_memory
+from nst.memory import (
+    check_memory,
+    check_need,
+    memory_estimate,
+    memory_need,
+    peak_memory_mb,
+    planned_device,
+    reset_peak_memory,
+)
 from nst.module import NonFiniteLoss, Stage, StyleTransfer
 from nst.outputs import RescuedOutputs, rescued, write_json
 from nst.progress import EvaluationProgress
@@ -117,11 +125,15 @@ class StageInputs:
 def load_stage(cfg: DictConfig, size: int, encoder: VGG, jobs: Sequence[Job], starts: bool = False) -> StageInputs:
     """Content at `size` px, styles at `size * image.style_scale`, checked against what the layers need; with
     `starts`, each job's start image too (AdaIN's reads its decoder: before any logger opens)."""
-    content = load_image(image_paths(cfg.content, "content")[0], size)
-    scale = float(cfg.image.style_scale)
-    styles = [load_image(path, max(1, round(size * scale))) for path in image_paths(cfg.style, "style")]
     roles = [config_layers(job.cfg.layers, encoder.arch) for job in jobs]
     layers = {name for role in roles for names in role for name in names}
+    content_path = image_paths(cfg.content, "content")[0]
+    width, height = size_at(content_path, size)  # a size the device cannot take is refused before it is loaded
+    need = memory_need(encoder.trim(layers), height, width, len(jobs), lbfgs_history(cfg))
+    check_need(need, planned_device(str(cfg.trainer.get("accelerator", "auto"))), height, width, len(jobs))
+    content = load_image(content_path, size)
+    scale = float(cfg.image.style_scale)
+    styles = [load_image(path, max(1, round(size * scale))) for path in image_paths(cfg.style, "style")]
     style_layers = {name for _, names in roles for name in names}
     patch = build(cfg.style_loss, "style_loss").min_size  # MRF's patches need k positions a side, not one
     minimum = max(encoder.min_input_size_for(layers), patch * encoder.min_input_size_for(style_layers or layers))

@@ -27,14 +27,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 def make_cfg() -> Callable[..., DictConfig]:
-    """Compose conf/config.yaml with `debug=tiny` (L-BFGS at 2 evaluations a step), then the test's own."""
+    """Compose conf/config.yaml with `debug=tiny` (L-BFGS at 2 evaluations a step, no judge), then the test's own."""
 
     def make(*overrides: str, tiny: bool = True) -> DictConfig:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=[*(["debug=tiny"] if tiny else []), *overrides])
-        if tiny and cfg.optimizer.torch._target_.endswith("LBFGS"):
-            cfg.optimizer.torch.max_iter = 2
-        return cfg
+            return compose("config", overrides=[*(["debug=tiny"] if tiny else []), *overrides])
 
     return make
 

@@ -16,9 +16,10 @@ from omegaconf import DictConfig
 from nst.cli import main
 from nst.pipeline import Job, run
 
-# The `nst` command's tiny run: conf/debug/tiny.yaml, at 48 px with W&B on, 4 steps of 2 evaluations.
-TINY = ["debug=tiny", "logger=wandb", "image.size=48", "optimizer.steps=4", "optimizer.torch.max_iter=2"]
-TINY += ["snapshot_every=2"]
+# The `nst` command's tiny run: conf/debug/tiny.yaml at 48 px, 4 steps of 2 evaluations, no W&B, no judge.
+TINY = ["debug=tiny", "image.size=48", "optimizer.steps=4", "snapshot_every=2"]
+# The same with what tests of W&B and of the judge's figures assert on: a W&B run (offline) and the judge.
+TINY_WANDB = [*TINY, "logger=wandb", "judge=true"]
 
 
 def required(marker: str) -> bool:
@@ -109,15 +110,22 @@ def _leet(run_dir: Path, *flags: str) -> str:
     return done.stdout
 
 
-def signal_at(monkeypatch: pytest.MonkeyPatch, step: int, signum: int = signal.SIGINT) -> None:
-    """Send this process `signum` once a fit's step `step` has ended, as Ctrl-C would land then: an event, no race."""
+def signal_at(monkeypatch: pytest.MonkeyPatch, step: int, signum: int = signal.SIGINT, fit: int = 1) -> None:
+    """Send this process `signum` once step `step` of its `fit`-th fit (a coarse-to-fine run's stage) has ended, as
+    Ctrl-C would land then: an event, no race against a long run."""
     from nst.callbacks import Interruption
 
-    original = Interruption.on_train_batch_end
+    original_start, original_end = Interruption.on_train_start, Interruption.on_train_batch_end
+    fits = [0]
+
+    def starting(self: Interruption, trainer: Any, module: Any) -> None:
+        fits[0] += 1
+        original_start(self, trainer, module)
 
     def at_step(self: Interruption, trainer: Any, module: Any, *args: Any) -> None:
-        if trainer.global_step == step and self.received is None:
+        if fits[0] == fit and trainer.global_step == step and self.received is None:
             os.kill(os.getpid(), signum)
-        original(self, trainer, module, *args)
+        original_end(self, trainer, module, *args)
 
+    monkeypatch.setattr(Interruption, "on_train_start", starting)
     monkeypatch.setattr(Interruption, "on_train_batch_end", at_step)

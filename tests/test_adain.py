@@ -12,7 +12,7 @@ from nst.configs import example
 from nst.images import load_image
 from nst.judge import quality
 from nst.losses import channel_mean_std
-from tests.helpers import TINY, nst, wandb_run
+from tests.helpers import TINY_WANDB, nst, wandb_run
 
 
 def test_adain_gives_the_content_features_the_styles_channel_statistics():
@@ -42,7 +42,7 @@ def test_alpha_trades_the_contents_structure_for_the_styles_statistics():
 
 def test_init_adain_with_no_steps_is_the_feed_forward_result_judged_and_logged(tmp_path):
     run_dir = tmp_path / "run"
-    overrides = [o for o in TINY if not o.startswith(("optimizer.steps", "image.size"))]
+    overrides = [o for o in TINY_WANDB if not o.startswith(("optimizer.steps", "image.size"))]
     done = nst(*overrides, "image.size=64", "init=adain", "optimizer.steps=0", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     content = load_image(example("tubingen.jpg"), 64)

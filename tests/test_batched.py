@@ -15,9 +15,9 @@ from PIL import Image
 from nst.batching import batches
 from nst.cli import main
 from nst.pipeline import Job, run
-from tests.helpers import TINY, nst, train, wandb_run
+from tests.helpers import TINY_WANDB, nst, train, wandb_run
 
-FAST = [o for o in TINY if not o.startswith(("optimizer.steps", "snapshot_every"))]
+FAST = [o for o in TINY_WANDB if not o.startswith(("optimizer.steps", "snapshot_every"))]
 FAST += ["optimizer.steps=3", "snapshot_every=2"]
 
 

@@ -5,7 +5,7 @@ from omegaconf import OmegaConf
 
 from nst.checks import check_job, check_loss
 from nst.errors import NSTError
-from tests.helpers import TINY, nst, run_nst
+from tests.helpers import TINY_WANDB, nst, run_nst
 
 LOSS = {"convention": "jcjohnson", "content_weight": 1.0, "style_weight": 1e5, "tv_weight": 0.0, "tv_beta": 2.0}
 
@@ -42,7 +42,7 @@ def test_counts_and_shares_out_of_range_are_one_line_naming_the_key(tmp_path, ca
 def test_a_bad_value_prints_one_line_exits_2_and_leaves_no_wandb_run(tmp_path):
     """With the default logger (W&B, offline): nothing of W&B's starts before the checks."""
     run_dir = tmp_path / "run"
-    result = nst(*TINY, "loss.style_weight=-1", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    result = nst(*TINY_WANDB, "loss.style_weight=-1", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["nst: error: loss.style_weight=-1 must be a number >= 0"]
     assert "wandb" not in result.stdout.lower()
@@ -52,7 +52,7 @@ def test_a_bad_value_prints_one_line_exits_2_and_leaves_no_wandb_run(tmp_path):
 
 def test_a_bad_job_of_a_sweep_leaves_no_wandb_run_and_the_others_finish(tmp_path):
     sweep = tmp_path / "sweep"
-    result = nst("-m", *TINY, "loss.style_weight=-1,1e5", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    result = nst("-m", *TINY_WANDB, "loss.style_weight=-1,1e5", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 1  # the verdict: one job failed
     assert "nst: error: loss.style_weight=-1 must be a number >= 0" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr

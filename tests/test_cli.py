@@ -4,14 +4,14 @@ import json
 
 from PIL import Image
 
-from tests.helpers import TINY, nst, wandb_run
+from tests.helpers import TINY_WANDB, nst, wandb_run
 
 
 def test_a_run_writes_image_snapshots_metrics_config_and_an_offline_wandb_run(tmp_path):
     run_dir = tmp_path / "run"
     # max_eval 3: each L-BFGS step moves once more after its 2 evaluations, as it does at the default max_iter of 20
     overrides = ["loss.style_weight=5e6", "+optimizer.torch.max_eval=3", f"hydra.run.dir={run_dir}"]
-    result = nst(*TINY, *overrides, cwd=tmp_path)
+    result = nst(*TINY_WANDB, *overrides, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for noise in ("wandb: WARNING", "LeafSpec", "Tip: "):  # deprecations and adverts of the libraries, every run
         assert noise not in result.stdout + result.stderr, noise
@@ -53,7 +53,7 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
 
 
 def test_an_unknown_layer_is_one_error_line_and_exit_code_2(tmp_path):
-    result = nst(*TINY, "logger=none", "+layers.style.conv9_9=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    result = nst(*TINY_WANDB, "logger=none", "+layers.style.conv9_9=1", f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1, result.stderr
@@ -63,7 +63,7 @@ def test_an_unknown_layer_is_one_error_line_and_exit_code_2(tmp_path):
 def test_relative_image_paths_are_read_from_where_nst_was_started(tmp_path, photo):
     photo("photo.png", size=(40, 64))
     run_dir = tmp_path / "run"
-    result = nst(*TINY, "logger=none", "content=photo.png", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    result = nst(*TINY_WANDB, "logger=none", "content=photo.png", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     with Image.open(run_dir / "final.png") as final:
         assert final.size == (30, 48)

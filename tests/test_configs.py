@@ -1,5 +1,6 @@
 """Every option of every config group composes with the rest and runs two steps."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -7,11 +8,19 @@ from hydra.utils import instantiate
 
 import nst
 from nst.configs import CONF_DIR
-from tests.helpers import train
+from tests.helpers import run_cli, train
 
 GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir())
+TRAINING_GROUPS = ("network", "schedule")  # groups of `nst train` alone
+
+
+def _options(groups: list[str]) -> list[tuple[str, str]]:
+    return [(g, f.stem) for g in groups for f in sorted((Path(CONF_DIR) / g).glob("*.yaml"))]
+
+
 # Experiments have tests of their own (test_experiments.py), at the sizes they need.
-OPTIONS = [(g, f.stem) for g in GROUPS if g != "experiment" for f in sorted((Path(CONF_DIR) / g).glob("*.yaml"))]
+OPTIONS = _options([g for g in GROUPS if g not in ("experiment", *TRAINING_GROUPS)])
+TRAINING_OPTIONS = _options(list(TRAINING_GROUPS))
 # Options whose default weights need the network or are not what the test is about get random weights.
 EXTRA = {
     ("backbone", "vgg16"): ["backbone.weights=random"],
@@ -29,7 +38,9 @@ def test_the_groups_mirror_the_modules():
         "layers",
         "logger",
         "loss",
+        "network",
         "optimizer",
+        "schedule",
         "style_loss",
     ]
     modules = {
@@ -38,6 +49,7 @@ def test_the_groups_mirror_the_modules():
         "logger": "loggers",
         "loss": "losses",
         "style_loss": "statistics",
+        "network": "train/network",
     }
     package = Path(nst.__file__).parent
     assert all((package / f"{module}.py").is_file() for module in modules.values())
@@ -50,6 +62,13 @@ def test_option_composes_and_runs_two_steps(make_cfg, tmp_path, group, option):
     assert metrics["steps"] == 2
     assert (tmp_path / "final.png").is_file()
     assert (tmp_path / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize(("group", "option"), TRAINING_OPTIONS, ids=[f"{g}={o}" for g, o in TRAINING_OPTIONS])
+def test_training_option_composes_and_trains_two_steps(tmp_path, capsys, group, option):
+    code, err = run_cli(tmp_path, capsys, "train", "debug=tiny", f"{group}={option}", f"hydra.run.dir={tmp_path / 'r'}")
+    assert code == 0, err
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["steps"] == 2
 
 
 def test_the_optimizer_settings_instantiate_as_torch_optimizers(make_cfg):

@@ -12,7 +12,7 @@ from pathlib import Path
 from PIL import Image
 
 from nst.compare import Run, contact_sheet, human
-from tests.helpers import TINY, nst
+from tests.helpers import TINY_WANDB, nst
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -43,7 +43,7 @@ def test_on_a_terminal_the_progress_line_counts_evaluations_and_shows_the_loss(t
     code, shown = on_a_terminal(*args, cwd=tmp_path)
     assert code == 0, shown
     last = [line for line in shown.splitlines() if "evaluations" in line and "loss" in line][-1]
-    assert re.search(r"60/60 evaluations\s+loss \S+\s+[\d.]+/s\s+0:00 left", last), last
+    assert re.search(r"6/6 evaluations\s+loss \S+\s+[\d.]+/s\s+0:00 left", last), last
     assert "Epoch" not in shown and "it/s" not in shown  # not Lightning's bar in steps
 
 
@@ -56,19 +56,20 @@ def test_in_a_log_the_progress_is_a_line_every_tenth_of_the_run(tmp_path):
 
 
 def test_a_default_run_shows_no_lightning_banner_and_a_few_wandb_lines(tmp_path):
-    result = nst(*TINY, f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
+    result = nst(*TINY_WANDB, f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
     shown = result.stdout + result.stderr
     assert result.returncode == 0, shown
     assert "GPU available" not in shown and "TPU available" not in shown and "max_steps=" not in shown
     assert len([line for line in shown.splitlines() if line.startswith("wandb:")]) <= 4
-    verbose = nst(*TINY, "verbose=true", f"hydra.run.dir={tmp_path / 'v'}", cwd=tmp_path)
+    verbose = nst(*TINY_WANDB, "verbose=true", f"hydra.run.dir={tmp_path / 'v'}", cwd=tmp_path)
     assert "GPU available" in verbose.stdout + verbose.stderr and "Run summary" in verbose.stdout + verbose.stderr
 
 
 def test_an_interrupted_run_says_so_and_its_resume_continues_the_same_wandb_run(tmp_path):
     run_dir = tmp_path / "cut"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    command = [sys.executable, "-m", "nst", *TINY, "optimizer.steps=40", "snapshot_every=1", f"hydra.run.dir={run_dir}"]
+    settings = [*TINY_WANDB, "optimizer.steps=40", "snapshot_every=1", f"hydra.run.dir={run_dir}"]
+    command = [sys.executable, "-m", "nst", *settings]
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (run_dir / "snapshots" / "step_00002.png").is_file() and time.monotonic() < deadline:

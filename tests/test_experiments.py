@@ -1,14 +1,19 @@
 """Every paper configuration in experiments/ composes and runs, so none can break silently."""
 
+import json
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from nst.configs import CONF_DIR, EXPERIMENTS_DIR, experiment_sweep
-from tests.helpers import train
+from tests.helpers import run_cli, train
 
-EXPERIMENTS = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+ALL = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+# Training experiments (`nst train experiment=NAME`) share the group; each kind is run with its own command.
+TRAINING = [n for n in ALL if f"nst train experiment={n}" in (EXPERIMENTS_DIR / f"{n}.yaml").read_text()
+            or f"nst train -m experiment={n}" in (EXPERIMENTS_DIR / f"{n}.yaml").read_text()]  # fmt: skip
+EXPERIMENTS = [n for n in ALL if n not in TRAINING]
 # Small and fast whatever the experiment asks for: 48 px (MRF's patches fit at relu4_1), random weights, 2 steps.
 SMALL = ["backbone.weights=random", "image.size=48", "optimizer.steps=2", "image.scales=null"]
 
@@ -17,7 +22,8 @@ def test_every_experiment_file_is_an_option_of_the_experiment_group_and_holds_on
     defaults = OmegaConf.load(CONF_DIR / "config.yaml").defaults
     assert {"experiment": None} in defaults  # selected as experiment=NAME, no `+`
     assert len(EXPERIMENTS) >= 11
-    for name in EXPERIMENTS:
+    assert TRAINING == ["johnson2016_fast", "ulyanov2017_instance_norm"]
+    for name in ALL:
         text = (EXPERIMENTS_DIR / f"{name}.yaml").read_text()
         assert text.startswith("# @package _global_\n"), name
         assert f"experiment={name}" in text, f"{name}: say how to run it"
@@ -96,3 +102,14 @@ def test_a_built_wheel_carries_the_configs_and_experiments(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert old_form.returncode == 0 and "init: random" in old_form.stdout, old_form.stderr
+
+
+@pytest.mark.parametrize("name", TRAINING)
+def test_every_training_experiment_trains_two_steps_at_each_point_of_its_sweep(tmp_path, capsys, name):
+    points = experiment_sweep(name) or [[]]
+    for index, point in enumerate(points):
+        run_dir = tmp_path / str(index)
+        code, err = run_cli(tmp_path, capsys, "train", f"experiment={name}", "debug=tiny", *point,
+                            f"hydra.run.dir={run_dir}")  # fmt: skip
+        assert code == 0, err
+        assert json.loads((run_dir / "metrics.json").read_text())["status"] == "finished"

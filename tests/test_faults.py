@@ -15,7 +15,7 @@ from PIL import Image
 from nst.configs import example
 from nst.images import load_image
 from nst.module import NonFiniteLoss
-from tests.helpers import TINY, nst, train, wandb_run
+from tests.helpers import TINY_WANDB, nst, train, wandb_run
 
 
 def test_a_nan_loss_stops_the_run_keeps_its_lowest_loss_image_and_marks_it_failed(tmp_path):
@@ -25,7 +25,7 @@ def test_a_nan_loss_stops_the_run_keeps_its_lowest_loss_image_and_marks_it_faile
     one that step 2 started from.
     """
     run_dir = tmp_path / "run"
-    settings = [o for o in TINY if not o.startswith(("optimizer.torch.max_iter", "optimizer.steps"))]
+    settings = [o for o in TINY_WANDB if not o.startswith(("optimizer.torch.max_iter", "optimizer.steps"))]
     result = nst(
         *settings, "optimizer=adam", "optimizer.torch.lr=1e30", "optimizer.steps=20", "loss.style_weight=1e30",
         f"hydra.run.dir={run_dir}", cwd=tmp_path,

@@ -76,7 +76,7 @@ def test_initial_images():
     assert initial_image("style", content, style, generator).shape == content.shape
     noise = initial_image("random", content, style, generator)
     assert noise.shape == content.shape and abs(noise.mean().item() - 0.5) < 0.05
-    with pytest.raises(NSTError, match="init='noise' is neither content, random, noisy, style, adain nor an"):
+    with pytest.raises(NSTError, match="init='noise' is neither content, random, noisy, style, adain, network nor an"):
         initial_image("noise", content, style, generator)
 
 

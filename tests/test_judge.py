@@ -25,7 +25,7 @@ def test_the_sliced_wasserstein_figure_repeats_exactly_and_ranks_like_a_style_fi
 
 
 def test_no_steps_leave_the_start_image_as_the_result_judged(make_cfg, tmp_path):
-    metrics = train(make_cfg("optimizer.steps=0", "image.size=48"), tmp_path)
+    metrics = train(make_cfg("optimizer.steps=0", "image.size=48", "judge=true"), tmp_path)
     assert metrics["status"] == "finished" and metrics["evaluations"] == 0 and metrics["steps"] == 0
     assert metrics["content_error"] == 0 and metrics["loss/content"] == 0  # the content start, untouched
     assert {"style_error", "style_swd", "loss/style"} <= set(metrics)

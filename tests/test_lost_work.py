@@ -1,6 +1,8 @@
 """No finished work is lost: to a full or read-only disk, a kill, a second run in the same directory, a bad resume.
 
-Each case goes through the real `nst` command, as a user meets it.
+Each case goes through the real entry point as a user meets it: in this process, or in
+a process of its own where the process is the behaviour (a kill, W&B's service on a full
+disk). Signals come at a given step, a second run meets a lock already held: no races.
 """
 
 import json
@@ -16,9 +18,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.helpers import TINY, nst
+from tests.helpers import TINY, TINY_WANDB, nst, run_cli, signal_at
 
-LONG = [*TINY, "logger=none", "optimizer.steps=150", "snapshot_every=0"]  # a run that takes several seconds
+LONG = [*TINY, "optimizer.steps=150", "snapshot_every=0"]  # a run that lasts until it is killed
 
 
 @pytest.fixture
@@ -53,7 +55,7 @@ def test_a_full_disk_keeps_the_finished_image_elsewhere_and_says_where_in_one_li
     spare.mkdir()
     run_dir = small_disk / "run"
     args = ["image.size=64", "optimizer.steps=8", "snapshot_every=1", f"hydra.run.dir={run_dir}"]
-    result = nst(*TINY, *args, cwd=tmp_path, env={"TMPDIR": str(spare)})  # W&B on: it fills the disk too
+    result = nst(*TINY_WANDB, *args, cwd=tmp_path, env={"TMPDIR": str(spare)})  # W&B on: it fills the disk too
     output = result.stdout + result.stderr
     assert result.returncode == 2
     assert "Traceback" not in output and "Logging error" not in output and "socket.send" not in output
@@ -66,19 +68,19 @@ def test_a_full_disk_keeps_the_finished_image_elsewhere_and_says_where_in_one_li
     assert not (run_dir / "metrics.json").exists()  # its "running" version would mislead nst compare
 
 
-def test_a_read_only_directory_stops_the_run_before_it_optimises(tmp_path, small_disk):
+def test_a_read_only_directory_stops_the_run_before_it_optimises(tmp_path, capsys, small_disk):
     (small_disk / "results").mkdir()
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
-    result = nst(*TINY, f"hydra.run.dir={small_disk / 'results' / 'run'}", cwd=tmp_path)
-    assert result.returncode == 2
-    (line,) = result.stderr.strip().splitlines()
+    code, err = run_cli(tmp_path, capsys, *TINY, f"hydra.run.dir={small_disk / 'results' / 'run'}")
+    assert code == 2
+    (line,) = err.strip().splitlines()
     assert line.startswith(f"nst: error: cannot write {small_disk / 'results' / 'run'} ")
     assert line.endswith(
         "(Read-only file system): make it writable or choose another hydra.run.dir; nothing was optimised"
     )
 
 
-def test_a_killed_run_keeps_its_history_and_nst_compare_lists_it(tmp_path):
+def test_a_killed_run_keeps_its_history_and_nst_compare_lists_it(tmp_path, capsys):
     run_dir = tmp_path / "killed"
     process = start(*LONG, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     history = run_dir / "history.csv"
@@ -88,75 +90,82 @@ def test_a_killed_run_keeps_its_history_and_nst_compare_lists_it(tmp_path):
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "running"
     with open(history, "a") as f:
         f.write("9,90,1.")  # and the kill came in the middle of a row
-    compare = subprocess.run([sys.executable, "-m", "nst", "compare", str(run_dir)], capture_output=True, text=True)
-    assert compare.returncode == 0, compare.stderr
+    code, err = run_cli(tmp_path, capsys, "compare", str(run_dir))
+    assert code == 0, err
     table = (run_dir / "report" / "metrics.md").read_text()
     assert "| running |" in table and "killed before it ended" in table and "cut short after" in table
 
 
-def test_a_second_run_in_the_same_directory_refuses_and_changes_nothing_there(tmp_path):
+def test_a_second_run_in_the_same_directory_refuses_and_changes_nothing_there(tmp_path, capsys):
     run_dir = tmp_path / "shared"
-    first = start(*LONG, f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    wait_for(lambda: (run_dir / "history.csv").is_file())
-    second = nst(*TINY, "logger=none", "seed=7", f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    assert second.returncode == 2
-    assert second.stderr.strip().splitlines() == [
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text("- the first run's\n")
+    first = subprocess.Popen(["sleep", "60"])  # the live process that holds the directory
+    (run_dir / ".nst.lock").write_text(str(first.pid))
+    try:
+        code, err = run_cli(tmp_path, capsys, *TINY, "seed=7", f"hydra.run.dir={run_dir}")
+    finally:
+        first.kill()
+        first.wait()
+    assert code == 2
+    assert err.strip().splitlines() == [
         f"nst: error: {run_dir} is in use by another nst run (pid {first.pid}): give each run its own "
         "hydra.run.dir, or wait for it to end"
     ]
-    assert first.wait(timeout=300) == 0
-    assert "seed=7" not in (run_dir / ".hydra" / "overrides.yaml").read_text()
+    assert (run_dir / ".hydra" / "overrides.yaml").read_text() == "- the first run's\n"
+    assert not (run_dir / "metrics.json").exists()
+    code, err = run_cli(tmp_path, capsys, *TINY, f"hydra.run.dir={run_dir}")  # its holder is gone: free again
+    assert code == 0, err
     assert not (run_dir / ".nst.lock").exists()
-    assert nst(*TINY, "logger=none", f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0  # free again
 
 
-def interrupted(tmp_path: Path, *args: str) -> Path:
+def interrupted(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, *args: str) -> Path:
     """A run stopped by SIGINT after its third step, as Ctrl-C leaves it."""
     run_dir = tmp_path / "cut"
-    process = start(*TINY, "optimizer.steps=40", "snapshot_every=1", *args, f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    wait_for(lambda: (run_dir / "snapshots" / "step_00003.png").is_file())
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=120) == 130
+    signal_at(monkeypatch, 3, signal.SIGINT)
+    code, err = run_cli(tmp_path, capsys, *TINY, "optimizer.steps=6", "snapshot_every=1", *args,
+                        f"hydra.run.dir={run_dir}")  # fmt: skip
+    monkeypatch.undo()
+    assert code == 130, err
     return run_dir
 
 
-def test_a_damaged_checkpoint_is_one_line_and_leaves_the_interrupted_run_as_it_was(tmp_path):
-    run_dir = interrupted(tmp_path)
+def test_a_damaged_checkpoint_is_one_line_and_leaves_the_interrupted_run_as_it_was(tmp_path, capsys, monkeypatch):
+    run_dir = interrupted(tmp_path, capsys, monkeypatch, "logger=wandb")
     checkpoint = run_dir / "resume.ckpt"
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
     metrics, wandb_runs = (run_dir / "metrics.json").read_text(), sorted((run_dir / "wandb").iterdir())
-    result = nst(f"resume={run_dir}", cwd=tmp_path)
-    assert result.returncode == 2
-    (line,) = result.stderr.strip().splitlines()
+    code, err = run_cli(tmp_path, capsys, f"resume={run_dir}")
+    assert code == 2
+    (line,) = err.strip().splitlines()
     assert line.startswith(f"nst: error: resume={run_dir}: its resume.ckpt cannot be read (") and "damaged" in line
     assert (run_dir / "metrics.json").read_text() == metrics  # still "interrupted"
     assert sorted((run_dir / "wandb").iterdir()) == wandb_runs  # no second W&B run
 
 
-def test_resume_extends_a_run_with_more_steps_and_refuses_what_it_cannot_change(tmp_path):
-    run_dir = interrupted(tmp_path, "logger=none")
-    refused = nst(f"resume={run_dir}", "image.size=64", cwd=tmp_path)
-    assert refused.returncode == 2 and "it takes optimizer.steps=N (to extend it)" in refused.stderr
-    assert "not image.size" in refused.stderr
-    extended = nst(f"resume={run_dir}", "optimizer.steps=44", cwd=tmp_path)
-    assert extended.returncode == 0, extended.stderr
+def test_resume_extends_a_run_with_more_steps_and_refuses_what_it_cannot_change(tmp_path, capsys, monkeypatch):
+    run_dir = interrupted(tmp_path, capsys, monkeypatch)
+    code, err = run_cli(tmp_path, capsys, f"resume={run_dir}", "image.size=64")
+    assert code == 2 and "it takes optimizer.steps=N (to extend it)" in err and "not image.size" in err
+    code, err = run_cli(tmp_path, capsys, f"resume={run_dir}", "optimizer.steps=8")
+    assert code == 0, err
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["status"] == "finished" and metrics["steps"] == 44
-    assert "steps: 44" in (run_dir / ".hydra" / "config.yaml").read_text()
+    assert metrics["status"] == "finished" and metrics["steps"] == 8
+    assert "steps: 8" in (run_dir / ".hydra" / "config.yaml").read_text()
 
 
-def test_outputs_are_created_with_the_users_umask(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-c", "import os, sys; os.umask(0o022); from nst.cli import main; main()", *TINY,
-         "logger=none", f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+def test_outputs_are_created_with_the_users_umask(tmp_path, capsys):
+    before = os.umask(0o022)
+    try:
+        code, err = run_cli(tmp_path, capsys, *TINY, f"hydra.run.dir={tmp_path / 'run'}")
+    finally:
+        os.umask(before)
+    assert code == 0, err
     for name in ("final.png", "metrics.json", "history.csv", "snapshots/step_00002.png"):
         assert stat.S_IMODE((tmp_path / "run" / name).stat().st_mode) == 0o644, name
 
 
-def test_nst_compare_lists_damaged_runs_with_why_and_still_writes_the_report(tmp_path):
+def test_nst_compare_lists_damaged_runs_with_why_and_still_writes_the_report(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     for name in ("good", "bad_metrics", "broken_final"):
         (sweep / name).mkdir(parents=True)
@@ -167,15 +176,13 @@ def test_nst_compare_lists_damaged_runs_with_why_and_still_writes_the_report(tmp
     (sweep / "bad_metrics" / "metrics.json").write_text('{"status": "fini')
     final = sweep / "broken_final" / "final.png"
     final.write_bytes(final.read_bytes()[:40])
-    compare = [sys.executable, "-m", "nst", "compare", str(sweep)]
-    result = subprocess.run(compare, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    code, err = run_cli(tmp_path, capsys, "compare", str(sweep))
+    assert code == 0, err
     table = (sweep / "report" / "metrics.md").read_text()
     assert "| unreadable |" in table and "metrics.json unreadable" in table and "final.png unreadable" in table
     assert (sweep / "report" / "index.html").is_file() and (sweep / "report" / "contact_sheet.png").is_file()
-    bad_sort = subprocess.run([*compare, "--sort", "prettiness"], capture_output=True, text=True)
-    assert bad_sort.returncode == 2 and bad_sort.stdout == ""
-    assert bad_sort.stderr.startswith("nst compare: error: --sort prettiness: choose one of content_error")
+    code, err = run_cli(tmp_path, capsys, "compare", str(sweep), "--sort", "prettiness")
+    assert code == 2 and err.startswith("nst compare: error: --sort prettiness: choose one of content_error")
     (tmp_path / "taken").write_text("")
-    on_a_file = subprocess.run([*compare, "--out", str(tmp_path / "taken")], capture_output=True, text=True)
-    assert on_a_file.returncode == 2 and "is a file: give a directory for the report" in on_a_file.stderr
+    code, err = run_cli(tmp_path, capsys, "compare", str(sweep), "--out", str(tmp_path / "taken"))
+    assert code == 2 and "is a file: give a directory for the report" in err

@@ -112,7 +112,7 @@ def test_trimming_leaves_the_shared_network_whole():
 
 def test_a_job_after_another_in_one_process_gives_the_image_it_gives_alone(make_cfg, tmp_path):
     """The second job reuses the first one's network (trimmed to other layers, moved by Lightning): same bytes."""
-    caffe = ["backbone.weights=caffe", "image.size=32", "optimizer.steps=1"]
+    caffe = ["backbone.weights=caffe", "image.size=32", "optimizer.steps=1", "judge=true"]
     deep, shallow = make_cfg(*caffe, "layers=gatys"), make_cfg(*caffe, "layers=johnson")
     run([Job(deep, tmp_path / "deep")])
     run([Job(shallow, tmp_path / "shallow")])

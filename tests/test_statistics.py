@@ -17,7 +17,7 @@ STATISTICS = {
     "mean_std": ["style_loss=mean_std"],
     "mrf": ["style_loss=mrf", "layers=li2016"],
 }
-SMALL = ["image.size=48", "optimizer.steps=3"]
+SMALL = ["image.size=48", "optimizer.steps=3", "judge=true"]
 
 
 def history(out_dir: Path) -> list[dict[str, float]]:

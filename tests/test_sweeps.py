@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from nst.compare import Run, compare, curve, curve_axis, pareto_front, scatter, table_rows
-from tests.helpers import TINY, nst, wandb_run
+from tests.helpers import TINY_WANDB, nst, wandb_run
 
-FAST = [o for o in TINY if not o.startswith(("optimizer.steps", "snapshot_every"))]
+FAST = [o for o in TINY_WANDB if not o.startswith(("optimizer.steps", "snapshot_every"))]
 FAST += ["optimizer.steps=2", "snapshot_every=0"]
 ROOT = Path(__file__).resolve().parents[1]
 

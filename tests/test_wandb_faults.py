@@ -7,14 +7,14 @@ import subprocess
 import sys
 import time
 
-from tests.helpers import TINY, nst, wandb_run
+from tests.helpers import TINY_WANDB, nst, wandb_run
 
 
 def test_an_unreachable_wandb_server_means_offline_logging_not_a_failed_run(tmp_path):
     run_dir = tmp_path / "run"
     env = {"WANDB_MODE": "online", "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_API_KEY": "x" * 40}
     started = time.monotonic()
-    result = nst(*TINY, "logger.settings.init_timeout=5", f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env)
+    result = nst(*TINY_WANDB, "logger.settings.init_timeout=5", f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started < 120
     assert "logging offline instead: sync later with `wandb sync" in result.stdout + result.stderr
@@ -25,7 +25,7 @@ def test_an_unreachable_wandb_server_means_offline_logging_not_a_failed_run(tmp_
 
 def test_online_mode_without_an_api_key_logs_offline_and_never_prompts(tmp_path):
     env = {"WANDB_MODE": "online", "HOME": str(tmp_path), "NETRC": str(tmp_path / "none")}
-    result = nst(*TINY, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, env=env)
+    result = nst(*TINY_WANDB, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert "no API key" in result.stdout + result.stderr
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
@@ -33,7 +33,7 @@ def test_online_mode_without_an_api_key_logs_offline_and_never_prompts(tmp_path)
 
 def test_a_wandb_service_crash_mid_run_does_not_fail_the_run(tmp_path):
     run_dir = tmp_path / "run"
-    settings = [o for o in TINY if not o.startswith(("optimizer.steps", "snapshot_every"))]
+    settings = [o for o in TINY_WANDB if not o.startswith(("optimizer.steps", "snapshot_every"))]
     settings += ["optimizer.steps=60", "snapshot_every=1"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     command = [sys.executable, "-m", "nst", *settings, f"hydra.run.dir={run_dir}"]
