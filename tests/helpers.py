@@ -102,6 +102,16 @@ def wandb_run(run_dir: Path, wait_s: float = 30) -> WandbRun:
     )
 
 
+def wandb_exit_code(run_dir: Path, wait_s: float = 30) -> int | None:
+    """The exit code an offline W&B run recorded (one `wandb leet` call, not `wandb_run`'s two)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        code = json.loads(_leet(run_dir, "--summary", "--json")).get("exit_code")
+        if code is not None or time.monotonic() > deadline:
+            return code
+        time.sleep(0.2)
+
+
 def _leet(run_dir: Path, *flags: str) -> str:
     done = subprocess.run(
         ["wandb", "leet", "inspect", *flags, str(run_dir)], capture_output=True, text=True, timeout=60

@@ -12,7 +12,7 @@ from nst.configs import example
 from nst.images import load_image
 from nst.judge import quality
 from nst.losses import channel_mean_std
-from tests.helpers import TINY_WANDB, nst, wandb_run
+from tests.helpers import TINY_WANDB, run_cli, wandb_run
 
 
 def test_adain_gives_the_content_features_the_styles_channel_statistics():
@@ -40,11 +40,12 @@ def test_alpha_trades_the_contents_structure_for_the_styles_statistics():
     assert painted["style_error"] < kept["style_error"] and painted["style_swd"] < kept["style_swd"]
 
 
-def test_init_adain_with_no_steps_is_the_feed_forward_result_judged_and_logged(tmp_path):
+def test_init_adain_with_no_steps_is_the_feed_forward_result_judged_and_logged(tmp_path, capsys):
     run_dir = tmp_path / "run"
     overrides = [o for o in TINY_WANDB if not o.startswith(("optimizer.steps", "image.size"))]
-    done = nst(*overrides, "image.size=64", "init=adain", "optimizer.steps=0", f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    code, err = run_cli(tmp_path, capsys, *overrides, "image.size=64", "init=adain", "optimizer.steps=0",
+                        f"hydra.run.dir={run_dir}")  # fmt: skip
+    assert code == 0, err
     content = load_image(example("tubingen.jpg"), 64)
     expected = AdaIN()(content, [load_image(example("starry_night.jpg"), 64)], [1.0])
     with Image.open(run_dir / "final.png") as final:
@@ -56,12 +57,12 @@ def test_init_adain_with_no_steps_is_the_feed_forward_result_judged_and_logged(t
 
 
 @pytest.mark.parametrize("steps", [0, 2])
-def test_init_adain_starts_every_job_of_a_batch_and_an_optimised_run(tmp_path, steps):
-    done = nst(
-        "-m", "debug=tiny", "logger=none", "image.size=48", "init=adain", f"optimizer.steps={steps}",
-        "hydra/launcher=batched", "adain.alpha=0.5,1", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path,
+def test_init_adain_starts_every_job_of_a_batch_and_an_optimised_run(tmp_path, capsys, steps):
+    code, err = run_cli(
+        tmp_path, capsys, "-m", "debug=tiny", "image.size=48", "init=adain", f"optimizer.steps={steps}",
+        "hydra/launcher=batched", "adain.alpha=0.5,1", f"hydra.sweep.dir={tmp_path / 'sweep'}",
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    assert code == 0, err
     finals = [np.asarray(Image.open(tmp_path / "sweep" / str(i) / "final.png"), dtype=np.int16) for i in range(2)]
     assert np.abs(finals[0] - finals[1]).max() > 10  # each job its own α
     metrics = [json.loads((tmp_path / "sweep" / str(i) / "metrics.json").read_text()) for i in range(2)]

@@ -5,7 +5,7 @@ from omegaconf import OmegaConf
 
 from nst.checks import check_job, check_loss
 from nst.errors import NSTError
-from tests.helpers import TINY_WANDB, nst, run_nst
+from tests.helpers import TINY_WANDB, nst, run_cli, run_nst
 
 LOSS = {"convention": "jcjohnson", "content_weight": 1.0, "style_weight": 1e5, "tv_weight": 0.0, "tv_beta": 2.0}
 
@@ -50,12 +50,12 @@ def test_a_bad_value_prints_one_line_exits_2_and_leaves_no_wandb_run(tmp_path):
     assert '"status": "failed"' in (run_dir / "metrics.json").read_text()  # what a sweep's verdict reads
 
 
-def test_a_bad_job_of_a_sweep_leaves_no_wandb_run_and_the_others_finish(tmp_path):
+def test_a_bad_job_of_a_sweep_leaves_no_wandb_run_and_the_others_finish(tmp_path, capsys):
     sweep = tmp_path / "sweep"
-    result = nst("-m", *TINY_WANDB, "loss.style_weight=-1,1e5", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    assert result.returncode == 1  # the verdict: one job failed
-    assert "nst: error: loss.style_weight=-1 must be a number >= 0" in result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
+    code, err = run_cli(tmp_path, capsys, "-m", *TINY_WANDB, "loss.style_weight=-1,1e5", f"hydra.sweep.dir={sweep}")
+    assert code == 1  # the verdict: one job failed
+    assert "nst: error: loss.style_weight=-1 must be a number >= 0" in err
+    assert "Traceback" not in err
     assert not (sweep / "0" / "wandb").exists() and list((sweep / "1" / "wandb").glob("offline-run-*"))
 
 

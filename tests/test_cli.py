@@ -1,10 +1,11 @@
-"""The `nst` command end to end, through a real subprocess, as a user runs it."""
+"""The `nst` command end to end, as a user runs it: through a real subprocess where the process is the behaviour
+(the console, W&B's own process), in this process otherwise."""
 
 import json
 
 from PIL import Image
 
-from tests.helpers import TINY_WANDB, nst, wandb_run
+from tests.helpers import TINY, TINY_WANDB, nst, run_cli, wandb_run
 
 
 def test_a_run_writes_image_snapshots_metrics_config_and_an_offline_wandb_run(tmp_path):
@@ -52,18 +53,18 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
     assert "size: 512" in result.stdout and "arch: vgg19" in result.stdout
 
 
-def test_an_unknown_layer_is_one_error_line_and_exit_code_2(tmp_path):
-    result = nst(*TINY_WANDB, "logger=none", "+layers.style.conv9_9=1", f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
-    assert result.returncode == 2
-    errors = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(errors) == 1, result.stderr
+def test_an_unknown_layer_is_one_error_line_and_exit_code_2(tmp_path, capsys):
+    code, err = run_cli(tmp_path, capsys, *TINY, "+layers.style.conv9_9=1", f"hydra.run.dir={tmp_path / 'r'}")
+    assert code == 2
+    errors = [line for line in err.splitlines() if line.strip()]
+    assert len(errors) == 1, err
     assert errors[0].startswith("nst: error: unknown layer 'conv9_9' for vgg19: valid names are conv1_1")
 
 
-def test_relative_image_paths_are_read_from_where_nst_was_started(tmp_path, photo):
+def test_relative_image_paths_are_read_from_where_nst_was_started(tmp_path, capsys, photo):
     photo("photo.png", size=(40, 64))
     run_dir = tmp_path / "run"
-    result = nst(*TINY_WANDB, "logger=none", "content=photo.png", f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    code, err = run_cli(tmp_path, capsys, *TINY, "content=photo.png", f"hydra.run.dir={run_dir}")
+    assert code == 0, err
     with Image.open(run_dir / "final.png") as final:
         assert final.size == (30, 48)
