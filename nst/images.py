@@ -53,7 +53,7 @@ def size_at(path: str | Path, long_side: int) -> tuple[int, int]:
             width, height = img.size
             if img.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF says: turned by 90 degrees
                 width, height = height, width
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+    except (Image.DecompressionBombError, UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return 0, 0  # `load_image` says what is wrong with it
     scale = long_side / max(width, height, 1)
     return max(1, round(width * scale)), max(1, round(height * scale))

@@ -1,5 +1,6 @@
 """Shared fixtures: the real configs, composed as the CLI composes them, shrunk to test size (conf/debug/tiny.yaml)."""
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,16 @@ from nst import environment
 from nst.configs import CONF_DIR
 
 environment.configure()  # the `${example:…}` resolver, as the CLI sets it
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each of pytest-xdist's workers computes with one thread, and so do the processes its tests start.
+
+    Two workers on two cores with two threads each would contend; and a test that compares
+    a run in this process with one in a subprocess needs both to sum in the same order.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -44,6 +44,12 @@ def run_nst(tmp_path: Path, capsys: pytest.CaptureFixture, *args: str) -> tuple[
 
 def run_cli(cwd: Path, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
     """`nst ARGS` as the console script runs it, in this process, started in `cwd`; its exit code and stderr."""
+    code, _, err = run_cli_output(cwd, capsys, *args)
+    return code, err
+
+
+def run_cli_output(cwd: Path, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """`run_cli` with what it wrote to stdout too (Hydra's log lines go there)."""
     old_argv, old_cwd = sys.argv, os.getcwd()
     sys.argv = ["nst", *args]
     os.chdir(cwd)
@@ -55,7 +61,8 @@ def run_cli(cwd: Path, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, 
     finally:
         sys.argv = old_argv
         os.chdir(old_cwd)
-    return code, capsys.readouterr().err
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def train(cfg: DictConfig, out_dir: Path, resume: Path | None = None) -> dict[str, Any]:

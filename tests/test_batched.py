@@ -15,7 +15,7 @@ from PIL import Image
 from nst.batching import batches
 from nst.cli import main
 from nst.pipeline import Job, run
-from tests.helpers import TINY_WANDB, nst, run_cli, train, wandb_run
+from tests.helpers import TINY_WANDB, run_cli, run_cli_output, train, wandb_exit_code, wandb_run
 
 FAST = [o for o in TINY_WANDB if not o.startswith(("optimizer.steps", "snapshot_every"))]
 FAST += ["optimizer.steps=3", "snapshot_every=2"]
@@ -105,7 +105,7 @@ def test_a_batch_too_large_for_the_device_runs_its_jobs_one_by_one_with_one_wand
         metrics = json.loads((job / "metrics.json").read_text())
         assert metrics["status"] == "finished" and "batch_size" not in metrics
         runs = list((job / "wandb").glob("offline-run-*"))
-        assert len(runs) == 1 and wandb_run(runs[0]).exit_code == 0
+        assert len(runs) == 1 and wandb_exit_code(runs[0]) == 0
 
 
 def test_only_jobs_that_share_everything_but_per_run_settings_share_a_batch(make_cfg):
@@ -123,20 +123,16 @@ def test_only_jobs_that_share_everything_but_per_run_settings_share_a_batch(make
     assert batches(cfgs, size=2) == [[0, 1], [3], [2], [4], [5], [6], [7]]
 
 
-def test_the_batched_launcher_runs_a_sweep_as_one_batch_with_a_run_dir_and_wandb_run_per_job(tmp_path, photo):
+def test_the_batched_launcher_runs_a_sweep_as_one_batch_with_a_run_dir_and_wandb_run_per_job(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     grid = {"loss.style_weight": ["1e3", "1e4"], "optimizer.torch.lr": ["1.0", "0.5"], "loss.tv_weight": ["-1", "0"]}
-    result = nst(
-        "-m",
-        *FAST,
-        "hydra/launcher=batched",
-        *(f"{key}={','.join(values)}" for key, values in grid.items()),
-        f"hydra.sweep.dir={sweep}",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 1, result.stderr  # the four jobs with a negative TV weight fail
-    assert "batch of 4 runs" in result.stdout + result.stderr
-    assert result.stderr.count("nst: error: loss.tv_weight=-1 must be a number >= 0") == 4
+    code, out, err = run_cli_output(
+        tmp_path, capsys, "-m", *FAST, "hydra/launcher=batched",
+        *(f"{key}={','.join(values)}" for key, values in grid.items()), f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert code == 1, err  # the four jobs with a negative TV weight fail
+    assert "batch of 4 runs" in out + err
+    assert err.count("nst: error: loss.tv_weight=-1 must be a number >= 0") == 4
     points, names = list(itertools.product(*grid.values())), []
     for index, (style_weight, lr, tv_weight) in enumerate(points):
         job = sweep / str(index)

@@ -5,7 +5,7 @@ from omegaconf import OmegaConf
 
 from nst.checks import check_job, check_loss
 from nst.errors import NSTError
-from tests.helpers import TINY_WANDB, nst, run_cli, run_nst
+from tests.helpers import TINY_WANDB, run_cli, run_cli_output, run_nst
 
 LOSS = {"convention": "jcjohnson", "content_weight": 1.0, "style_weight": 1e5, "tv_weight": 0.0, "tv_beta": 2.0}
 
@@ -39,13 +39,13 @@ def test_counts_and_shares_out_of_range_are_one_line_naming_the_key(tmp_path, ca
     assert code == 2 and stderr.strip() == f"nst: error: {message}"
 
 
-def test_a_bad_value_prints_one_line_exits_2_and_leaves_no_wandb_run(tmp_path):
+def test_a_bad_value_prints_one_line_exits_2_and_leaves_no_wandb_run(tmp_path, capsys):
     """With the default logger (W&B, offline): nothing of W&B's starts before the checks."""
     run_dir = tmp_path / "run"
-    result = nst(*TINY_WANDB, "loss.style_weight=-1", f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["nst: error: loss.style_weight=-1 must be a number >= 0"]
-    assert "wandb" not in result.stdout.lower()
+    code, out, err = run_cli_output(tmp_path, capsys, *TINY_WANDB, "loss.style_weight=-1", f"hydra.run.dir={run_dir}")
+    assert code == 2
+    assert err.strip().splitlines() == ["nst: error: loss.style_weight=-1 must be a number >= 0"]
+    assert "wandb" not in out.lower()
     assert not (run_dir / "wandb").exists() and (run_dir / ".hydra").is_dir()
     assert '"status": "failed"' in (run_dir / "metrics.json").read_text()  # what a sweep's verdict reads
 

@@ -6,13 +6,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from PIL import Image
 
 from nst.compare import Run, contact_sheet, human
-from tests.helpers import TINY_WANDB, nst
+from tests.helpers import TINY_WANDB, nst, run_cli, run_cli_output, signal_at
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -55,34 +54,30 @@ def test_in_a_log_the_progress_is_a_line_every_tenth_of_the_run(tmp_path):
     assert [re.search(r"(\d+)/40 evaluations", line).group(1) for line in lines] == [str(n) for n in range(4, 41, 4)]
 
 
-def test_a_default_run_shows_no_lightning_banner_and_a_few_wandb_lines(tmp_path):
+def test_a_default_run_shows_no_lightning_banner_and_a_few_wandb_lines(tmp_path, capfd):
+    """A process of its own: what W&B's service and Lightning print there is what a user sees."""
     result = nst(*TINY_WANDB, f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
     shown = result.stdout + result.stderr
     assert result.returncode == 0, shown
     assert "GPU available" not in shown and "TPU available" not in shown and "max_steps=" not in shown
     assert len([line for line in shown.splitlines() if line.startswith("wandb:")]) <= 4
-    verbose = nst(*TINY_WANDB, "verbose=true", f"hydra.run.dir={tmp_path / 'v'}", cwd=tmp_path)
-    assert "GPU available" in verbose.stdout + verbose.stderr and "Run summary" in verbose.stdout + verbose.stderr
+    code, out, err = run_cli_output(tmp_path, capfd, *TINY_WANDB, "verbose=true", f"hydra.run.dir={tmp_path / 'v'}")
+    assert code == 0 and "GPU available" in out + err and "Run summary" in out + err
 
 
-def test_an_interrupted_run_says_so_and_its_resume_continues_the_same_wandb_run(tmp_path):
+def test_an_interrupted_run_says_so_and_its_resume_continues_the_same_wandb_run(tmp_path, capsys, monkeypatch):
     run_dir = tmp_path / "cut"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    settings = [*TINY_WANDB, "optimizer.steps=40", "snapshot_every=1", f"hydra.run.dir={run_dir}"]
-    command = [sys.executable, "-m", "nst", *settings]
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (run_dir / "snapshots" / "step_00002.png").is_file() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130
-    assert "nst: interrupted by SIGINT at step" in stderr and "nst: error" not in stderr
-    assert nst(f"resume={run_dir}", cwd=tmp_path).returncode == 0
+    signal_at(monkeypatch, 2, signal.SIGINT)
+    code, err = run_cli(tmp_path, capsys, *TINY_WANDB, "optimizer.steps=6", "snapshot_every=1",
+                        f"hydra.run.dir={run_dir}")  # fmt: skip
+    monkeypatch.undo()
+    assert code == 130
+    assert "nst: interrupted by SIGINT at step" in err and "nst: error" not in err
+    assert run_cli(tmp_path, capsys, f"resume={run_dir}")[0] == 0
     runs = sorted((run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and len({run.name.rsplit("-", 1)[1] for run in runs}) == 1  # one W&B run id
     log = (run_dir / "run.log").read_text()
-    assert "interrupted by SIGINT at step" in log and re.search(r"resumed at step \d+ of 40", log)
+    assert "interrupted by SIGINT at step" in log and re.search(r"resumed at step \d+ of 6", log)
     assert "done: " in log
 
 

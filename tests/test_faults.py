@@ -15,10 +15,10 @@ from PIL import Image
 from nst.configs import example
 from nst.images import load_image
 from nst.module import NonFiniteLoss
-from tests.helpers import TINY_WANDB, nst, train, wandb_run
+from tests.helpers import TINY_WANDB, run_cli, train, wandb_exit_code
 
 
-def test_a_nan_loss_stops_the_run_keeps_its_lowest_loss_image_and_marks_it_failed(tmp_path):
+def test_a_nan_loss_stops_the_run_keeps_its_lowest_loss_image_and_marks_it_failed(tmp_path, capsys):
     """Adam at lr 1e30: step 1 evaluates the start image, step 2 the blown-up image after it, NaN.
 
     last_good.png is the start image, the only one with a finite loss, not the blown-up
@@ -26,12 +26,12 @@ def test_a_nan_loss_stops_the_run_keeps_its_lowest_loss_image_and_marks_it_faile
     """
     run_dir = tmp_path / "run"
     settings = [o for o in TINY_WANDB if not o.startswith(("optimizer.torch.max_iter", "optimizer.steps"))]
-    result = nst(
-        *settings, "optimizer=adam", "optimizer.torch.lr=1e30", "optimizer.steps=20", "loss.style_weight=1e30",
-        f"hydra.run.dir={run_dir}", cwd=tmp_path,
+    code, err = run_cli(
+        tmp_path, capsys, *settings, "optimizer=adam", "optimizer.torch.lr=1e30", "optimizer.steps=20",
+        "loss.style_weight=1e30", f"hydra.run.dir={run_dir}",
     )  # fmt: skip
-    assert result.returncode == 2
-    assert "lower the learning rate (optimizer.torch.lr) or the loss weights" in result.stderr
+    assert code == 2
+    assert "lower the learning rate (optimizer.torch.lr) or the loss weights" in err
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "the loss became" in metrics["error"]
     with Image.open(run_dir / "last_good.png") as image:
@@ -39,7 +39,7 @@ def test_a_nan_loss_stops_the_run_keeps_its_lowest_loss_image_and_marks_it_faile
         kept = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float()
     start = load_image(example("tubingen.jpg"), 48)[0] * 255
     assert (kept - start).abs().max() <= 1
-    assert wandb_run(next((run_dir / "wandb").glob("offline-run-*"))).exit_code == 1
+    assert wandb_exit_code(next((run_dir / "wandb").glob("offline-run-*"))) == 1
     failed_at = int(re.search(r"at step (\d+)", metrics["error"]).group(1))
     with open(run_dir / "history.csv", newline="") as f:  # Adam's step k: the loss of the image after k-1 steps
         assert [int(row["step"]) for row in csv.DictReader(f)] == list(range(1, failed_at))

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from tests.helpers import required, train
+from tests.helpers import required, run_cli, train
 
 
 def _cluster_problem() -> str | None:
@@ -120,3 +121,35 @@ def test_a_job_at_slurms_own_time_limit_checkpoints_is_requeued_and_resumes_to_t
     assert "interrupted by SIGUSR2" in log and "resumed at step" in log, log
     train(make_cfg(*JOB[1:], f"optimizer.steps={steps}"), tmp_path / "reference")
     assert (sweep / "0" / "final.png").read_bytes() == (tmp_path / "reference" / "final.png").read_bytes()
+
+
+def test_a_training_job_on_slurm_is_requeued_at_its_time_limit_warning_and_resumes_to_the_same_weights(
+    tmp_path, capsys
+):
+    """`nst train` through the SLURM launcher: SIGUSR2 checkpoints, submitit requeues, the job resumes.
+
+    Slow (~3 min): a requeued job waits about two minutes before SLURM starts it again.
+    """
+    assert PROBLEM is None, PROBLEM
+    sweep, alone, steps = tmp_path / "sweep", tmp_path / "alone", 400
+    settings = ["debug=tiny", f"trainer.max_steps={steps}", "log_every=1"]
+    command = [sys.executable, "-m", "nst", "train", "-m", "hydra/launcher=slurm", *settings,
+               "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "SLURM_"))}
+    sweeping = subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for(lambda: _history_lines(sweep / "0") > 3, 300, "the training job running")
+        sent = subprocess.run(["scancel", "--signal=USR2", _array_task(sweep, 0)], capture_output=True)
+        assert sent.returncode == 0, sent.stderr
+        code, err = run_cli(tmp_path, capsys, "train", *settings, f"hydra.run.dir={alone}")
+        assert code == 0, err
+        _, stderr = sweeping.communicate(timeout=900)
+    finally:
+        sweeping.kill()
+    assert sweeping.returncode == 0, stderr.decode()
+    log = (sweep / "0" / "run.log").read_text()
+    assert "interrupted by SIGUSR2" in log and "resumed at step" in log, log
+    metrics = json.loads((sweep / "0" / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and metrics["steps"] == steps
+    ours, reference = (torch.load(d / "model.pt", weights_only=True)["state_dict"] for d in (sweep / "0", alone))
+    assert all(torch.equal(ours[k], reference[k]) for k in reference)

@@ -11,8 +11,10 @@ import signal
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 
 from nst.backbones import VGG
 from nst.criterion import LossWeights, PerceptualLoss
@@ -113,6 +115,9 @@ def test_a_training_sweep_gives_one_run_per_value_and_an_image_run_can_start_fro
     assert code == 0, err
     trained = [weights(sweep / job) for job in ("0", "1")]
     assert not torch.equal(trained[0]["layers.0.1.weight"], trained[1]["layers.0.1.weight"])
+    code, err = run_cli(tmp_path, capsys, "compare", str(sweep))  # beside image runs, with the judge's columns
+    assert code == 0, err
+    assert (sweep / "report" / "metrics.md").read_text().count("| finished |") == 2
     start = tmp_path / "start"
     code, err = run_cli(tmp_path, capsys, "debug=tiny", "init=network", f"network.model={sweep / '0'}",
                         "optimizer.steps=0", f"hydra.run.dir={start}")  # fmt: skip
@@ -195,3 +200,34 @@ def test_unreadable_photos_are_skipped_with_one_warning(tmp_path, caplog):
     assert [p.name for p in photo_files(folder)] == ["p1.png", "p0.png"]
     (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warning.startswith(f"1 of 3 images in {folder} cannot be read and are skipped")
+
+
+def test_the_loss_network_is_frozen_left_out_of_checkpoints_and_its_style_targets_computed_once(tmp_path):
+    torch.manual_seed(0)
+    layers = ({"relu2_2": 1.0}, {"relu1_2": 0.5, "relu2_2": 0.5})
+    loss = {"content_weight": 1.0, "style_weight": 10.0, "tv_weight": 0.0}
+    criterion = PerceptualLoss(VGG("vgg19", weights="random"), LossWeights.of([(loss, *layers)]), convention="johnson")
+    style = torch.rand(1, 3, 40, 24)
+    module = StyleNetTraining(TransformNet(width=4), criterion, [style], [1.0], lambda p: torch.optim.Adam(p))
+    shapes = []
+    criterion.encoder.register_forward_pre_hook(lambda _, args: shapes.append(tuple(args[0].shape)))
+    trainer = pl.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    trainer.fit(module, DataLoader([torch.rand(2, 3, 16, 16)] * 3, batch_size=None))
+    assert shapes.count((1, 3, 40, 24)) == 1  # the style image: once per fit
+    trainable = {name.split(".")[0] for name, p in module.named_parameters() if p.requires_grad}
+    assert trainable == {"network"}
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)["state_dict"]
+    assert saved and not any(key.startswith("criterion.") for key in saved)
+
+
+def test_loader_workers_give_the_batches_the_training_process_would_make(tmp_path, capsys):
+    """Slow-ish (~4 s): one loader process starts."""
+    data = photos(tmp_path / "photos", 4)
+    for workers in (0, 1):
+        code, err = run_cli(tmp_path, capsys, *TINY, f"data.content={data}", f"data.workers={workers}",
+                            f"hydra.run.dir={tmp_path / str(workers)}")  # fmt: skip
+        assert code == 0, err
+    alone, beside = weights(tmp_path / "0"), weights(tmp_path / "1")
+    assert all(torch.equal(alone[k], beside[k]) for k in alone)
