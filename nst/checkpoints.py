@@ -18,6 +18,7 @@ from nst.module import Stage
 from nst.outputs import atomic_write
 
 RESUME_CHECKPOINT = "resume.ckpt"
+LAST_CHECKPOINT = "checkpoints/last.ckpt"  # a training run's periodic checkpoint: where a killed one resumes
 
 
 class Interrupted(NSTError):
@@ -55,8 +56,12 @@ def stage_of(checkpoint: Path) -> Stage:
 
 def resumable(
     run_dir: Path, overrides: Sequence[str] = (), steps_key: str = "optimizer.steps"
-) -> tuple[Path, DictConfig]:
-    """The directory and config of an interrupted run, its checkpoint read once to be sure it can resume.
+) -> tuple[Path, DictConfig, Path]:
+    """The directory, config and checkpoint of an interrupted run, its checkpoint read once to be sure it can resume.
+
+    The checkpoint is resume.ckpt, written on a signal; where there is none, a training
+    run's checkpoints/last.ckpt (written every `checkpoint_every` steps), so that a
+    training killed outright still continues.
 
     A resumed run continues as it was configured. Of the command line's `overrides`
     it takes `steps_key` (`optimizer.steps`, or a training run's `trainer.max_steps`: to
@@ -66,6 +71,8 @@ def resumable(
     Nothing in the directory changes when the run cannot resume.
     """
     checkpoint = run_dir / RESUME_CHECKPOINT
+    if not checkpoint.is_file() and (run_dir / LAST_CHECKPOINT).is_file():
+        checkpoint = run_dir / LAST_CHECKPOINT
     if not checkpoint.is_file():
         raise NSTError(f"resume={run_dir}: no {RESUME_CHECKPOINT} there; give the directory of an interrupted run")
     try:
@@ -96,4 +103,4 @@ def resumable(
     if changed:
         atomic_write(config, OmegaConf.to_yaml(cfg).encode())
     cfg.resume = None
-    return run_dir, cfg
+    return run_dir, cfg, checkpoint

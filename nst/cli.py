@@ -61,9 +61,9 @@ def _job(cfg: DictConfig, training: bool) -> float | list[float] | None:
         resume, identity = None, run_identity(hydra_cfg)
         given = cfg.resume
         if given or (cluster.requeued() and (out_dir / RESUME_CHECKPOINT).is_file()):  # requeued: its own directory
-            out_dir, cfg = resumable(Path(to_absolute_path(given)) if given else out_dir, overrides if given else [],
-                                     steps_key)  # fmt: skip
-            resume, overrides, identity = out_dir / RESUME_CHECKPOINT, [], resumed_identity(out_dir)
+            out_dir, cfg, resume = resumable(Path(to_absolute_path(given)) if given else out_dir,
+                                             overrides if given else [], steps_key)  # fmt: skip
+            overrides, identity = [], resumed_identity(out_dir)
             if given:
                 logging.getLogger().addHandler(_run_log(out_dir))  # the resume goes into the run's own run.log too
         metrics = _run(Job(cfg, out_dir, identity, overrides), resume, training)

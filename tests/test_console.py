@@ -46,11 +46,11 @@ def test_on_a_terminal_the_progress_line_counts_evaluations_and_shows_the_loss(t
     assert "Epoch" not in shown and "it/s" not in shown  # not Lightning's bar in steps
 
 
-def test_in_a_log_the_progress_is_a_line_every_tenth_of_the_run(tmp_path):
-    args = ["debug=tiny", "optimizer.steps=20", "optimizer.torch.max_iter=2", "trainer.enable_progress_bar=true"]
-    result = nst(*args, f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    lines = [line for line in (result.stdout + result.stderr).splitlines() if " evaluations, loss " in line]
+def test_in_a_log_the_progress_is_a_line_every_tenth_of_the_run(tmp_path, capsys):
+    args = ["debug=tiny", "optimizer.steps=20", "trainer.enable_progress_bar=true", f"hydra.run.dir={tmp_path / 'r'}"]
+    code, out, err = run_cli_output(tmp_path, capsys, *args)  # stderr is no terminal here, as in a SLURM log
+    assert code == 0, err
+    lines = [line for line in (out + err).splitlines() if " evaluations, loss " in line]
     assert [re.search(r"(\d+)/40 evaluations", line).group(1) for line in lines] == [str(n) for n in range(4, 41, 4)]
 
 
@@ -90,11 +90,11 @@ def test_nst_help_shows_examples_the_groups_and_nst_compare(tmp_path):
         assert shown in result.stdout, shown
 
 
-def test_a_sweep_ends_with_its_directory_and_the_compare_command(tmp_path):
+def test_a_sweep_ends_with_its_directory_and_the_compare_command(tmp_path, capsys):
     sweep = tmp_path / "sweep"
-    result = nst("-m", "debug=tiny", "optimizer.torch.max_iter=2", "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert f"nst: sweep done: {sweep}; compare its runs with `nst compare {sweep}`" in result.stderr
+    code, err = run_cli(tmp_path, capsys, "-m", "debug=tiny", "seed=0,1", f"hydra.sweep.dir={sweep}")
+    assert code == 0, err
+    assert f"nst: sweep done: {sweep}; compare its runs with `nst compare {sweep}`" in err
 
 
 def test_the_contact_sheet_scales_small_finals_to_their_tile_and_writes_numbers_as_people_do(tmp_path):

@@ -7,6 +7,7 @@ entry point in this process, signals sent at a given step (no timing races).
 import io
 import json
 import pickle
+import shutil
 import signal
 from pathlib import Path
 
@@ -98,10 +99,14 @@ def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path, capsys, m
     assert json.loads((cut / "metrics.json").read_text())["status"] == "interrupted"
     assert (cut / "checkpoints" / "last.ckpt").is_file() and not (cut / "model.pt").exists()
     monkeypatch.undo()
-    code, err = run_cli(tmp_path, capsys, *TINY[:1], f"resume={cut}")
-    assert code == 0, err
-    whole, again = weights(tmp_path / "whole"), weights(cut)
-    assert all(torch.equal(whole[k], again[k]) for k in whole)
+    killed = tmp_path / "killed"  # as if killed outright after step 2: only the periodic checkpoint is left
+    shutil.copytree(cut, killed)
+    (killed / "resume.ckpt").unlink()
+    for run_dir in (cut, killed):
+        code, err = run_cli(tmp_path, capsys, *TINY[:1], f"resume={run_dir}")
+        assert code == 0, err
+        whole, again = weights(tmp_path / "whole"), weights(run_dir)
+        assert all(torch.equal(whole[k], again[k]) for k in whole), run_dir
     assert json.loads((cut / "metrics.json").read_text())["steps"] == 5
     assert not (cut / "resume.ckpt").exists()
 
