@@ -7,7 +7,7 @@ cannot decode, weights of the wrong shape).
 """
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -193,23 +193,28 @@ TRAINER_SET_BY_NST = {
 }
 
 
-def check_trainer(trainer: DictConfig) -> None:
-    """Keys Lightning's Trainer takes, one device on one node, and nothing nst sets itself."""
+def check_trainer(
+    trainer: DictConfig,
+    set_by_nst: Mapping[str, str] = TRAINER_SET_BY_NST,
+    one_device: str = "batch runs on one device with hydra/launcher=batched instead",
+) -> None:
+    """Keys Lightning's Trainer takes, one device on one node, and nothing nst sets itself (`set_by_nst`: key ->
+    the setting it comes from); `one_device` ends the line that refuses several devices."""
     import pytorch_lightning as pl
 
     accepted = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"}
     for key in trainer:
         if key == "_target_":
             continue
-        if key in TRAINER_SET_BY_NST:
-            raise NSTError(f"trainer.{key} is set by nst from {TRAINER_SET_BY_NST[key]}: drop it")
+        if key in set_by_nst:
+            raise NSTError(f"trainer.{key} is set by nst from {set_by_nst[key]}: drop it")
         if key not in accepted:
             raise NSTError(f"trainer.{key} is not a setting of pytorch_lightning.Trainer: check the spelling")
     for key in ("devices", "num_nodes"):
         if trainer.get(key, 1) != 1:
             raise NSTError(
                 f"trainer.{key}={trainer.get(key)!r}: nst runs on one device of one node (several processes "
-                "would write the same files); batch runs on one device with hydra/launcher=batched instead"
+                f"would write the same files); {one_device}"
             )
 
 

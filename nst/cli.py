@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from hydra_plugins.nst_launcher import BatchedLauncher
-from nst import cluster, environment, wandb_preload
+from nst import cluster, command_line, environment, wandb_preload
 from nst.configs import CONF_DIR
 from nst.errors import NSTError
 from nst.sweeps import objective, resumed_identity, run_identity
@@ -139,8 +141,37 @@ def main() -> None:
         sys.argv = [sys.argv[0], *sys.argv[2:]]
     # `+experiment=NAME` (the form before `experiment` was a default-null group) means `experiment=NAME`.
     sys.argv = [a[1:] if a.startswith("+experiment=") else a for a in sys.argv]
+    problem = command_line.unknown_flag(sys.argv[1:])
+    if problem:
+        print(f"nst: error: {problem}", file=sys.stderr)
+        sys.exit(2)
     _register_launcher()
-    _hydra_train() if training else _hydra_main()
+    shown = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its composition errors here instead of printing them
+    try:
+        _hydra_train() if training else _hydra_main()
+    except (HydraException, OmegaConfBaseException) as exc:
+        if os.environ.get("NST_DEBUG") or shown:
+            raise
+        print(f"nst: error: {_command_line_error(exc, 'train' if training else 'config')}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        if shown is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+def _command_line_error(exc: BaseException, primary: str) -> str:
+    """Hydra's error as one line, with the config composed without the command line for a did-you-mean."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            defaults = compose(primary)
+    except Exception:
+        defaults = None
+    return command_line.error_line(exc, defaults, command_line.group_options(str(CONF_DIR), primary))
 
 
 def _register_launcher() -> None:

@@ -3,6 +3,7 @@
 
 import json
 
+import pytest
 from PIL import Image
 
 from tests.helpers import TINY, TINY_WANDB, nst, run_cli, wandb_run
@@ -68,3 +69,20 @@ def test_relative_image_paths_are_read_from_where_nst_was_started(tmp_path, caps
     assert code == 0, err
     with Image.open(run_dir / "final.png") as final:
         assert final.size == (30, 48)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["optimizer=lbgfs"], "optimizer=lbgfs: no such option (did you mean lbfgs?); optimizer is one of adam, lbfgs"),
+        (["image_size=128"], "image_size is not a setting (did you mean image.size?); to add a key on purpose write"),
+        (["--content", "x.jpg"], "--content is not an option of nst: settings are written key=value, without dashes"),
+        (["optimizer.torch.lr=[1"], "no viable alternative at input '[1'"),
+        (["train", "netwrk.width=8"], "netwrk.width is not a setting (did you mean network.width?)"),
+        (["train", "schedule=cosine"], "schedule=cosine: no such option; schedule is one of inverse_time, step"),
+    ],
+)
+def test_a_mistyped_command_line_is_one_line_with_the_fix_and_leaves_nothing_behind(tmp_path, capsys, args, says):
+    code, err = run_cli(tmp_path, capsys, *args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert code == 2 and err.strip().splitlines() == [err.strip()] and says in err, err
+    assert err.startswith("nst: error: ") and not (tmp_path / "run").exists()

@@ -7,6 +7,7 @@ disk). Signals come at a given step, a second run meets a lock already held: no 
 
 import json
 import os
+import pickle
 import signal
 import stat
 import subprocess
@@ -141,6 +142,27 @@ def test_a_damaged_checkpoint_is_one_line_and_leaves_the_interrupted_run_as_it_w
     assert line.startswith(f"nst: error: resume={run_dir}: its resume.ckpt cannot be read (") and "damaged" in line
     assert (run_dir / "metrics.json").read_text() == metrics  # still "interrupted"
     assert sorted((run_dir / "wandb").iterdir()) == wandb_runs  # no second W&B run
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    """Run directories are shared on clusters: resume.ckpt is read with weights_only=True, nothing in it runs."""
+    run_dir = interrupted(tmp_path, capsys, monkeypatch)
+    marker = tmp_path / "ran"
+    (run_dir / "resume.ckpt").write_bytes(pickle.dumps(Exploit(str(marker))))
+    metrics = (run_dir / "metrics.json").read_text()
+    code, err = run_cli(tmp_path, capsys, f"resume={run_dir}")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "its resume.ckpt cannot be read" in err
+    assert not marker.exists() and (run_dir / "metrics.json").read_text() == metrics
+
+
+class Exploit:
+    """A pickle that touches a file when loaded without weights_only."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (Path(self.path),))
 
 
 def test_resume_extends_a_run_with_more_steps_and_refuses_what_it_cannot_change(tmp_path, capsys, monkeypatch):

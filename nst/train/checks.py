@@ -4,13 +4,12 @@ The settings it shares with an image run (loss, layers, backbone, style statisti
 logger, style images) are checked by the same functions (nst/checks.py).
 """
 
-import inspect
 from collections.abc import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from nst.backbones import check_backbone
-from nst.checks import check_logger, check_loss, check_overrides, image_paths, number
+from nst.checks import check_logger, check_loss, check_overrides, check_trainer, image_paths, number
 from nst.configs import CONF_DIR, build
 from nst.errors import NSTError
 from nst.layers import config_layers
@@ -55,7 +54,8 @@ def check_training(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
         raise NSTError(f"optimizer.lr={lr!r} must be a number > 0")
     build(cfg.optimizer, "optimizer")
-    _check_trainer(cfg.trainer)
+    check_trainer(cfg.trainer, TRAINER_SET_BY_NST, "several devices for one training are not supported yet")
+    number(cfg.trainer, "max_steps", int, 1, "trainer.")
     image_paths(cfg.style, "style")
     blend_weights(len(image_paths(cfg.style, "style")), cfg.style_blend)
 
@@ -72,21 +72,3 @@ def _check_keys(cfg: DictConfig) -> None:
                 f"{prefix}{unknown[0]} is not a setting of `nst train`: the {prefix.rstrip('.') or 'top-level'} keys "
                 f"are {', '.join(sorted(known))}"
             )
-
-
-def _check_trainer(trainer: DictConfig) -> None:
-    """Keys Lightning's Trainer takes, one device on one node, and nothing nst sets itself."""
-    import pytorch_lightning as pl
-
-    accepted = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"}
-    for key in trainer:
-        if key == "_target_":
-            continue
-        if key in TRAINER_SET_BY_NST:
-            raise NSTError(f"trainer.{key} is set by nst from {TRAINER_SET_BY_NST[key]}: drop it")
-        if key not in accepted:
-            raise NSTError(f"trainer.{key} is not a setting of pytorch_lightning.Trainer: check the spelling")
-    number(trainer, "max_steps", int, 1, "trainer.")
-    for key in ("devices", "num_nodes"):
-        if trainer.get(key, 1) != 1:
-            raise NSTError(f"trainer.{key}={trainer.get(key)!r}: nst train runs on one device of one node for now")
