@@ -51,7 +51,7 @@ def _job(cfg: DictConfig, training: bool) -> float | list[float] | None:
     wandb_preload.preload(cfg.logger)  # before the imports below
     # Here, not at the top: `nst --cfg`, `--help`, `--info` and tab completion never call this, and skip torch.
     from nst.checkpoints import RESUME_CHECKPOINT, Interrupted, resumable
-    from nst.runs import Job
+    from nst.runs import Job, Stopped
 
     steps_key = "trainer.max_steps" if training else "optimizer.steps"
 
@@ -69,6 +69,13 @@ def _job(cfg: DictConfig, training: bool) -> float | list[float] | None:
             if given:
                 logging.getLogger().addHandler(_run_log(out_dir))  # the resume goes into the run's own run.log too
         metrics = _run(Job(cfg, out_dir, identity, overrides), resume, training)
+    except Stopped as exc:  # a signal outside the fit: metrics.json already says how the run stands
+        print(f"nst: {exc}", file=sys.stderr)
+        if cluster.scheduled() and exc.signum == cluster.requeue_signal():
+            cluster.hand_on(exc.signum)  # submitit requeues the job: it starts again
+        if not cluster.scheduled():
+            sys.exit(128 + exc.signum)
+        return objective(cfg.objective, None)
     except Exception as exc:
         if not (sweeping or isinstance(exc, NSTError)) or os.environ.get("NST_DEBUG") or hydra_cfg.verbose:
             raise  # a bug, not bad input, or asked for: keep the traceback
@@ -155,6 +162,11 @@ def main() -> None:
             raise
         print(f"nst: error: {_command_line_error(exc, 'train' if training else 'config')}", file=sys.stderr)
         sys.exit(2)
+    except BaseException as exc:  # a signal outside one job's own handling (a batch of runs): one line
+        if type(exc).__name__ != "Stopped":  # nst.runs.Stopped, named so that `nst --help` never imports torch
+            raise
+        print(f"nst: {exc}", file=sys.stderr)
+        sys.exit(128 + exc.signum)
     finally:
         if shown is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)

@@ -58,7 +58,7 @@ from nst.module import NonFiniteLoss, Stage, StyleTransfer
 from nst.outputs import RescuedOutputs, rescued, write_json
 from nst.progress import EvaluationProgress
 from nst.run_dir import claim, release
-from nst.runs import Job, record
+from nst.runs import Job, RunSignals, Stopped, record
 from nst.targets import blend_weights
 
 log = logging.getLogger("nst")
@@ -75,38 +75,54 @@ def run(jobs: Sequence[Job], resume: Path | None = None) -> list[dict[str, Any]]
     loggers: list[Logger | bool] = []
     results: list[dict[str, Any]] = [{"status": "failed", "error": "stopped"} for _ in jobs]
     claimed: list[Path] = []
-    try:
-        for job in jobs:
-            check_job(job.cfg, job.overrides)
-        for job in jobs:
-            claim(job.out_dir)
-            claimed.append(job.out_dir)
-            write_json(job.out_dir / "metrics.json", {"status": "running", "pid": os.getpid()}, rescue=False)
-        cfg = jobs[0].cfg
-        environment.console(bool(cfg.get("verbose")))
-        environment.freeze_imports()
-        reset_peak_memory()
-        pl.seed_everything(int(cfg.seed), verbose=False)
-        encoder = build(cfg.backbone, "backbone")  # one network for every stage: weights load once
-        sizes = [int(s) for s in cfg.image.get("scales") or [cfg.image.size]]
-        first = load_stage(cfg, sizes[0], encoder, jobs, starts=True)
-        loggers = open_loggers(jobs, first)
-        fitted = fit_stages(jobs, loggers, encoder, sizes, first, resume)
-        results = write_outputs(jobs, loggers, fitted)
-    except Exception as exc:
-        error = f"{exc}" if isinstance(exc, NSTError) else f"{type(exc).__name__}: {exc}"
-        results = [{"status": "interrupted" if isinstance(exc, Interrupted) else "failed", "error": error}] * len(jobs)
-        for index, failure in getattr(exc, "failures", {}).items():
-            results[index] = {"status": "failed", "error": failure}
-        raise
-    finally:
-        record(jobs, loggers, results, started)
-        for directory in claimed:
-            release(directory)
+    signals = RunSignals()
+    with signals.held():
+        try:
+            results = _run(jobs, resume, loggers, claimed, signals)
+        except Stopped as exc:  # before the fit: nothing to resume (after it, `raise_waiting` below)
+            results = [{"status": "interrupted", "error": str(exc)}] * len(jobs)
+            raise
+        except Exception as exc:
+            error = f"{exc}" if isinstance(exc, NSTError) else f"{type(exc).__name__}: {exc}"
+            status = "interrupted" if isinstance(exc, Interrupted) else "failed"
+            results = [{"status": status, "error": error}] * len(jobs)
+            for index, failure in getattr(exc, "failures", {}).items():
+                results[index] = {"status": "failed", "error": failure}
+            raise
+        finally:
+            signals.finishing = True  # metrics.json is written whatever happened: a signal waits for it
+            record(jobs, loggers, results, started)
+            for directory in claimed:
+                release(directory)
+    signals.raise_waiting()
     moved = {path: target for path, target in rescued().items() if path.parent in {job.out_dir for job in jobs}}
     if moved:
         raise RescuedOutputs(moved)
     return results
+
+
+def _run(
+    jobs: Sequence[Job], resume: Path | None, loggers: list[Logger | bool], claimed: list[Path], signals: RunSignals
+) -> list[dict[str, Any]]:
+    """`run`'s steps; `loggers` and `claimed` are filled as they open, for `record` and the locks."""
+    for job in jobs:
+        check_job(job.cfg, job.overrides)
+    for job in jobs:
+        claim(job.out_dir)
+        claimed.append(job.out_dir)
+        write_json(job.out_dir / "metrics.json", {"status": "running", "pid": os.getpid()}, rescue=False)
+    cfg = jobs[0].cfg
+    environment.console(bool(cfg.get("verbose")))
+    environment.freeze_imports()
+    reset_peak_memory()
+    pl.seed_everything(int(cfg.seed), verbose=False)
+    encoder = build(cfg.backbone, "backbone")  # one network for every stage: weights load once
+    sizes = [int(s) for s in cfg.image.get("scales") or [cfg.image.size]]
+    first = load_stage(cfg, sizes[0], encoder, jobs, starts=True)
+    loggers.extend(open_loggers(jobs, first))
+    fitted = fit_stages(jobs, loggers, encoder, sizes, first, resume)
+    signals.finishing = True  # a signal now waits until the outputs are written
+    return write_outputs(jobs, loggers, fitted)
 
 
 @dataclass

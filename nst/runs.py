@@ -1,18 +1,24 @@
-"""What every run shares, optimising an image or training a network: its job, and its outcome recorded.
+"""What every run shares, optimising an image or training a network: its job, its signals, its outcome recorded.
 
 Both pipelines (nst/pipeline.py, nst/train/pipeline.py) claim the job's directory
-(nst/run_dir.py) and write metrics.json as "running" before anything else, and
-`record` the outcome however the run ends.
+(nst/run_dir.py) and write metrics.json as "running" before anything else, hold
+the signals that stop a run for its whole life (`RunSignals`), and `record` the
+outcome however the run ends.
 """
 
+import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger, WandbLogger
 
+from nst import cluster
 from nst.loggers import finish_logger
 from nst.memory import resident_memory_mb
 from nst.outputs import write_json
@@ -45,3 +51,55 @@ def record(jobs: Sequence[Job], loggers: Sequence[Logger | bool], results: Seque
             result["wandb_id"] = logger.experiment.id  # a resumed run continues this W&B run
         write_json(job.out_dir / "metrics.json", result)
         finish_logger(logger, result.get("error"))
+
+
+class Stopped(BaseException):
+    """A signal ended a run outside its fit: before it (nothing to resume) or after it (its outputs complete).
+
+    A BaseException, as KeyboardInterrupt is: code that falls back on any Exception (W&B's
+    online start) must not take it for a failure of its own.
+    """
+
+    def __init__(self, signum: int, finished: bool):
+        self.signum, self.finished = signum, finished
+        name = signal.Signals(signum).name
+        if finished:
+            super().__init__(f"stopped by {name} after the run finished: its outputs are complete")
+        else:
+            super().__init__(f"stopped by {name} before optimising began: nothing to resume; start the run again")
+
+
+class RunSignals:
+    """Ctrl-C, SIGTERM and SLURM's SIGUSR2 from a run's first line to its last write.
+
+    Before the fit a signal stops the run at once (`Stopped`); during the fit the fit's own
+    handler takes over and leaves a checkpoint (nst/callbacks.py); once `finishing`, the
+    signal waits until the outputs and metrics.json are written, then stops the process.
+    """
+
+    def __init__(self) -> None:
+        self.finishing, self.received = False, None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if not self.finishing:
+            raise Stopped(signum, finished=False)
+        self.received = self.received or signum
+
+    @contextmanager
+    def held(self) -> Iterator["RunSignals"]:
+        """The handlers for the block, the previous ones back after it; then a signal that waited is raised."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        caught = (signal.SIGINT, signal.SIGTERM, cluster.requeue_signal())
+        previous = {sig: signal.signal(sig, self._handle) for sig in caught}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def raise_waiting(self) -> None:
+        """A signal that came while the outputs were written, once they are."""
+        if self.received is not None:
+            raise Stopped(self.received, finished=True)

@@ -7,6 +7,7 @@ The process boundary itself (exit codes, the console) is tested in test_console.
 
 import csv
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -132,3 +133,44 @@ def test_a_run_that_failed_before_its_batch_was_interrupted_stays_failed(tmp_pat
     assert not (cut / "0" / "resume.ckpt").exists() and not (cut / "0" / "interrupted.png").exists()
     assert json.loads((going / "metrics.json").read_text())["status"] == "interrupted"
     assert (going / "interrupted.png").is_file() and (going / "resume.ckpt").is_file()
+
+
+def _signal_during(monkeypatch, module, name: str, signum: int) -> None:
+    """Send `signum` to this process when `module.name` is called, then let the call go on."""
+    original = getattr(module, name)
+
+    def sending(*args, **kwargs):
+        os.kill(os.getpid(), signum)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, sending)
+
+
+def test_a_signal_after_the_fit_waits_for_the_outputs_and_the_run_stays_finished(tmp_path, capsys, monkeypatch):
+    """SIGTERM while the judge measures final.png: the image, metrics.json and the history are written first."""
+    import nst.pipeline
+
+    _signal_during(monkeypatch, nst.pipeline, "quality", signal.SIGTERM)
+    run_dir = tmp_path / "run"
+    code, err = run_cli(tmp_path, capsys, *TINY, "judge=true", f"hydra.run.dir={run_dir}")
+    assert code == 143 and "nst: stopped by SIGTERM after the run finished: its outputs are complete" in err
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and metrics["content_error"] > 0 and (run_dir / "final.png").is_file()
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [[], ["train"]], ids=["image", "training"])
+def test_a_signal_before_the_fit_stops_the_run_in_one_line_and_says_it_is_not_resumable(
+    tmp_path, capsys, monkeypatch, command
+):
+    """Ctrl-C while the logger starts (W&B's start takes a second): no traceback, an honest metrics.json."""
+    import nst.pipeline
+    import nst.train.pipeline
+
+    _signal_during(monkeypatch, nst.train.pipeline if command else nst.pipeline, "build_logger", signal.SIGINT)
+    run_dir = tmp_path / "run"
+    code, err = run_cli(tmp_path, capsys, *command, "debug=tiny", f"hydra.run.dir={run_dir}")
+    stopped = "nst: stopped by SIGINT before optimising began: nothing to resume; start the run again"
+    assert code == 130 and err.strip() == stopped
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
+    assert not (run_dir / ".nst.lock").exists()

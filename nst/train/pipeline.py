@@ -39,7 +39,7 @@ from nst.memory import peak_memory_mb, reset_peak_memory
 from nst.outputs import RescuedOutputs, rescued, write_json
 from nst.progress import EvaluationProgress
 from nst.run_dir import claim, release
-from nst.runs import Job, record
+from nst.runs import Job, RunSignals, Stopped, record
 from nst.targets import blend_weights
 from nst.train.checks import check_training
 from nst.train.data import Split, StepBatches, photo_files, split, validation_photos
@@ -53,38 +53,53 @@ log = logging.getLogger("nst")
 def train(job: Job, resume: Path | None = None) -> dict[str, Any]:
     """The job's training run; its outcome in metrics.json and its logger: finished, failed or interrupted."""
     started = time.perf_counter()
-    logger: Logger | bool = False
+    logger: list[Logger | bool] = [False]  # filled once it opens, for `record`
+    claimed: list[Path] = []
     result: dict[str, Any] = {"status": "failed", "error": "stopped"}
-    claimed = False
-    try:
-        check_training(job.cfg, job.overrides)
-        claim(job.out_dir)
-        claimed = True
-        write_json(job.out_dir / "metrics.json", {"status": "running", "kind": "training", "pid": os.getpid()},
-                   rescue=False)  # fmt: skip
-        cfg = job.cfg
-        environment.console(bool(cfg.get("verbose")))
-        environment.freeze_imports()
-        reset_peak_memory()
-        pl.seed_everything(int(cfg.seed), verbose=False)
-        encoder = build(cfg.backbone, "backbone")
-        data = load_data(cfg, encoder)
-        module = build_module(cfg, encoder, data)
-        logger = open_logger(job, data)
-        fitted = fit(job, logger, module, data, resume)
-        result = write_outputs(job, logger, module, data, fitted)
-    except Exception as exc:
-        error = f"{exc}" if isinstance(exc, NSTError) else f"{type(exc).__name__}: {exc}"
-        result = {"status": "interrupted" if isinstance(exc, Interrupted) else "failed", "error": error}
-        raise
-    finally:
-        if claimed:
-            record([job], [logger], [{"kind": "training", **result}], started)
-            release(job.out_dir)
+    signals = RunSignals()
+    with signals.held():
+        try:
+            result = _train(job, resume, logger, claimed, signals)
+        except Stopped as exc:  # before the fit: nothing to resume
+            result = {"status": "interrupted", "error": str(exc)}
+            raise
+        except Exception as exc:
+            error = f"{exc}" if isinstance(exc, NSTError) else f"{type(exc).__name__}: {exc}"
+            result = {"status": "interrupted" if isinstance(exc, Interrupted) else "failed", "error": error}
+            raise
+        finally:
+            signals.finishing = True  # metrics.json is written whatever happened: a signal waits for it
+            if claimed:
+                record([job], logger, [{"kind": "training", **result}], started)
+                release(job.out_dir)
+    signals.raise_waiting()
     moved = {path: target for path, target in rescued().items() if path.parent == job.out_dir}
     if moved:
         raise RescuedOutputs(moved)
     return result
+
+
+def _train(
+    job: Job, resume: Path | None, logger: list[Logger | bool], claimed: list[Path], signals: RunSignals
+) -> dict[str, Any]:
+    """`train`'s steps; `logger` and `claimed` are filled as they open, for `record` and the lock."""
+    check_training(job.cfg, job.overrides)
+    claim(job.out_dir)
+    claimed.append(job.out_dir)
+    write_json(job.out_dir / "metrics.json", {"status": "running", "kind": "training", "pid": os.getpid()},
+               rescue=False)  # fmt: skip
+    cfg = job.cfg
+    environment.console(bool(cfg.get("verbose")))
+    environment.freeze_imports()
+    reset_peak_memory()
+    pl.seed_everything(int(cfg.seed), verbose=False)
+    encoder = build(cfg.backbone, "backbone")
+    data = load_data(cfg, encoder)
+    module = build_module(cfg, encoder, data)
+    logger[0] = open_logger(job, data)
+    fitted = fit(job, logger[0], module, data, resume)
+    signals.finishing = True  # a signal now waits until the outputs are written
+    return write_outputs(job, logger[0], module, data, fitted)
 
 
 @dataclass
