@@ -38,14 +38,14 @@ def holder(directory: Path) -> int | None:
     return pid if pid and pid != os.getpid() and _alive(pid) else None
 
 
-def claim(directory: Path) -> None:
-    """Make `directory` this process's, or refuse with one line naming the run that has it."""
+def claim(directory: Path, key: str = "hydra.run.dir") -> None:
+    """Make `directory` this process's, or refuse with one line naming the run that has it (`key` sets it)."""
     lock = Path(directory) / LOCK
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
         if pid := holder(directory):
             raise NSTError(
-                f"{directory} is in use by another nst run (pid {pid}): give each run its own hydra.run.dir, "
+                f"{directory} is in use by another nst run (pid {pid}): give each run its own {key}, "
                 f"or wait for it to end"
             )
         lock.write_text(f"{os.getpid()}\n")
@@ -64,14 +64,29 @@ def release(directory: Path) -> None:
 
 
 class RunDirLock(Callback):
-    """Claims a single run's directory before Hydra writes its `.hydra/` there, so a second run changes nothing."""
+    """Claims a single run's directory, or a sweep's, before Hydra writes there, so a second one changes nothing.
+
+    A second sweep into the same `hydra.sweep.dir` would otherwise rewrite each job's
+    `.hydra/` before the job's own lock refused it, leaving one sweep's images under the
+    other's settings.
+    """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
-            claim(Path(str(config.hydra.run.dir)))
-        except NSTError as exc:
-            print(f"nst: error: {exc}", file=sys.stderr)
-            sys.exit(2)
+        _claim_or_exit(Path(str(config.hydra.run.dir)), "hydra.run.dir")
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         release(Path(str(config.hydra.run.dir)))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _claim_or_exit(Path(str(config.hydra.sweep.dir)), "hydra.sweep.dir")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        release(Path(str(config.hydra.sweep.dir)))
+
+
+def _claim_or_exit(directory: Path, key: str) -> None:
+    try:
+        claim(directory, key)
+    except NSTError as exc:
+        print(f"nst: error: {exc}", file=sys.stderr)
+        sys.exit(2)

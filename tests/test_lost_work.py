@@ -120,6 +120,25 @@ def test_a_second_run_in_the_same_directory_refuses_and_changes_nothing_there(tm
     assert not (run_dir / ".nst.lock").exists()
 
 
+def test_a_second_sweep_into_the_same_directory_refuses_before_writing_there(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    (sweep / "0" / ".hydra").mkdir(parents=True)
+    (sweep / "0" / ".hydra" / "overrides.yaml").write_text("- the first sweep's\n")
+    first = subprocess.Popen(["sleep", "60"])  # the live sweep that holds the directory
+    (sweep / ".nst.lock").write_text(str(first.pid))
+    try:
+        code, err = run_cli(tmp_path, capsys, "-m", *TINY, "seed=1,2", f"hydra.sweep.dir={sweep}")
+    finally:
+        first.kill()
+        first.wait()
+    assert code == 2 and err.strip().splitlines() == [
+        f"nst: error: {sweep} is in use by another nst run (pid {first.pid}): give each run its own "
+        "hydra.sweep.dir, or wait for it to end"
+    ]
+    assert (sweep / "0" / ".hydra" / "overrides.yaml").read_text() == "- the first sweep's\n"
+    assert sorted(p.name for p in sweep.iterdir()) == [".nst.lock", "0"]
+
+
 def interrupted(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, *args: str) -> Path:
     """A run stopped by SIGINT after its third step, as Ctrl-C leaves it."""
     run_dir = tmp_path / "cut"
