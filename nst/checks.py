@@ -17,7 +17,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nst import colour
 from nst.backbones import check_backbone
-from nst.configs import CONF_DIR, build
+from nst.configs import CONF_DIR, EXAMPLES, build
 from nst.errors import NSTError
 from nst.images import check_init
 from nst.layers import config_layers
@@ -232,9 +232,13 @@ def image_paths(value: object, key: str) -> list[str]:
     if not items:
         raise NSTError(f"{key} is an empty list: give at least one image")
     paths = [to_absolute_path(str(p)) for p in items]
-    for path in paths:
+    for given, path in zip(items, paths, strict=True):
         if not Path(path).is_file():
-            raise NSTError(f"image {path} does not exist or is not a file: check the path")
+            shipped = sorted(p.name for p in EXAMPLES.iterdir() if p.name.endswith((".jpg", ".png")))
+            hint = f"; nst ships {', '.join(shipped)}: write {key}=${{example:NAME}} for one of them"
+            if Path(str(given)).name in shipped:
+                hint = f"; the bundled one is {key}=${{example:{Path(str(given)).name}}}"
+            raise NSTError(f"image {path} does not exist or is not a file: check the path{hint}")
     return paths
 
 

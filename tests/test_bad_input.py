@@ -155,6 +155,7 @@ BAD_INPUT = [
     ("empty-style-list", args("style=[]"), 2, "style is an empty list"),
     ("scale-zero", args("image.scales=[32,0]"), 2, "image.scales[1]=0 must be an integer >= 1"),
     ("fast-path-setting", args("speed.bf16=maybe"), 2, "speed.bf16='maybe': choose auto, true or false"),
+    ("bundled-by-name", args("style=starry_night.jpg"), 2, "the bundled one is style=${example:starry_night.jpg}"),
     ("unknown-init", args("init=noise"), 2, "init='noise' is neither content, random, noisy, style, adain, network"),
     ("negative-seed", args("seed=-3"), 2, "seed=-3 must be an integer >= 0"),
     ("unknown-weights", args("backbone.weights=imagenet"), 2, "neither caffe, torchvision, random nor an existing"),
