@@ -27,7 +27,7 @@ from hydra_plugins.nst_launcher import BatchedLauncher
 from nst import cluster, command_line, environment, wandb_preload
 from nst.configs import CONF_DIR
 from nst.errors import NSTError
-from nst.sweeps import objective, resumed_identity, run_identity
+from nst.sweeps import done_line, objective, resumed_identity, run_identity
 
 if TYPE_CHECKING:
     from nst.runs import Job
@@ -91,18 +91,7 @@ def _job(cfg: DictConfig, training: bool) -> float | list[float] | None:
             sys.exit(2)
         log.error("job failed; the sweep goes on (see %s/metrics.json)", out_dir)
         return objective(cfg.objective, None)
-    if training:
-        log.info("done: %s/model.pt (%s)", out_dir, _figures(metrics))
-    elif "content_error" in metrics:
-        log.info(
-            "done: %s/final.png (content error %.3f, style error %.3f, style SWD %.3f)",
-            out_dir,
-            metrics["content_error"],
-            metrics["style_error"],
-            metrics["style_swd"],
-        )
-    else:  # judge=false
-        log.info("done: %s/final.png (loss %.4g)", out_dir, metrics["loss/total"])
+    log.info(done_line(out_dir, metrics))
     return objective(cfg.objective, metrics)
 
 
@@ -116,14 +105,6 @@ def _run(job: "Job", resume: Path | None, training: bool) -> dict:
 
     (metrics,) = run([job], resume)
     return metrics
-
-
-def _figures(metrics: dict) -> str:
-    """A training run's validation figures as the done line shows them."""
-    if "content_error" not in metrics:
-        return f"loss {metrics.get('loss/total', float('nan')):.4g}"
-    figures = "content error {content_error:.3f}, style error {style_error:.3f}, style SWD {style_swd:.3f}"
-    return "validation: " + figures.format(**metrics)
 
 
 def _run_log(out_dir: Path) -> logging.Handler:

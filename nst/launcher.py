@@ -12,7 +12,8 @@ batch that cannot start (too little memory for N images) runs its jobs one by on
 import logging
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from nst.errors import NSTError
 from nst.module import NonFiniteLoss
 from nst.outputs import RescuedOutputs
 from nst.pipeline import Job, run
-from nst.sweeps import objective, run_identity
+from nst.sweeps import done_line, objective, run_identity
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,9 @@ class BatchedLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         returns = [ret for ret, _ in prepared]
         jobs = [job for _, job in prepared]
-        for index, outcome in self._run_all(jobs):
-            _settle(returns[index], jobs[index], outcome)
+        with _logged_as_nst():
+            for index, outcome in self._run_all(jobs):
+                _settle(returns[index], jobs[index], outcome)
         return returns
 
     def _run_all(self, jobs: list[Job]) -> list[tuple[int, dict[str, Any] | Exception]]:
@@ -128,6 +130,22 @@ class BatchedLauncher(Launcher):
             return [exc] * len(jobs)
 
 
+@contextmanager
+def _logged_as_nst() -> Iterator[None]:
+    """nst's own lines (each run's size, its `done:` line) under nst's name as a single run shows them, not [HYDRA]."""
+    nst_log = logging.getLogger("nst")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    nst_log.addHandler(handler)
+    propagate, nst_log.propagate = nst_log.propagate, False
+    level, nst_log.level = nst_log.level, logging.INFO
+    try:
+        yield
+    finally:
+        nst_log.removeHandler(handler)
+        nst_log.propagate, nst_log.level = propagate, level
+
+
 def _offline_wandb_runs(job: Job) -> list[Path]:
     return list((job.out_dir / "wandb").glob("offline-run-*"))
 
@@ -140,5 +158,6 @@ def _settle(ret: JobReturn, job: Job, outcome: dict[str, Any] | Exception) -> No
         log.error("job failed; the sweep goes on (see %s/metrics.json)", job.out_dir)
         ret.return_value = objective(job.cfg.objective, None)
     else:
+        log.info(done_line(job.out_dir, outcome))
         ret.return_value = objective(job.cfg.objective, outcome)
     ret.status = JobStatus.COMPLETED

@@ -61,6 +61,16 @@ def resumed_identity(run_dir: Path) -> RunIdentity:
     return identity
 
 
+def done_line(out_dir: Path, metrics: dict[str, Any]) -> str:
+    """The line a finished run ends with: where its result is, and the judge's figures (or its loss)."""
+    training = metrics.get("kind") == "training"
+    result = f"{out_dir}/{'model.pt' if training else 'final.png'}"
+    if "content_error" not in metrics:  # judge=false
+        return f"done: {result} (loss {metrics.get('loss/total', float('nan')):.4g})"
+    figures = "content error {content_error:.3f}, style error {style_error:.3f}, style SWD {style_swd:.3f}"
+    return f"done: {result} ({'validation: ' if training else ''}{figures.format(**metrics)})"
+
+
 def objective(names: Sequence[str] | None, metrics: dict[str, Any] | None) -> float | list[float] | None:
     """The figures a sweeper minimises (`objective: [content_error, style_error]`), penalised on failure."""
     if not names:
