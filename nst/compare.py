@@ -34,8 +34,11 @@ from nst.errors import NSTError
 from nst.outputs import atomic_write
 
 log = logging.getLogger(__name__)
+matplotlib.rcParams["text.parse_math"] = False  # a label is text: `$…$` in an override is not TeX
 
 COLUMNS = ("content_error", "style_error", "style_swd", "error_sum", "loss/total", "evaluations", "wall_time_s")
+SHEET_TILES = 64  # the contact sheet shows the first runs by the table's order; thousands would make a huge image
+LEGEND_RUNS = 20  # the loss curves name at most this many runs
 # The judge's two style figures (nst/judge.py), either of which the Pareto plot can put against the content error.
 STYLE_FIGURES = {
     "style_error": "style error (judge's Gram distance, relu1_1…relu5_1)",
@@ -71,22 +74,29 @@ class Run:
 
 
 def _read_run(path: Path) -> Run:
-    """A run directory as far as it can be read: a damaged file makes the run `unreadable`, with why, not an error."""
+    """A run directory as far as it can be read: a damaged file makes the run `unreadable`, with why, not an error.
+
+    Only regular files are read (a FIFO named metrics.json would block the report), and
+    figures of the wrong type are dropped, with why.
+    """
     problems = []
     try:
-        metrics = json.loads((path / "metrics.json").read_text())
+        metrics = json.loads(_text(path / "metrics.json"))
         if not isinstance(metrics, dict):
             raise ValueError("not a JSON object")
     except (OSError, ValueError) as exc:
         metrics, problems = {}, [f"metrics.json unreadable ({str(exc).splitlines()[0]})"]
+    metrics, wrong = _typed(metrics)
+    problems += [f"metrics.json's {key} is not a number" for key in wrong]
     try:
-        overrides = yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text()) or []
-    except (OSError, yaml.YAMLError):
+        overrides = yaml.safe_load(_text(path / ".hydra" / "overrides.yaml")) or []
+        overrides = overrides if isinstance(overrides, list) else []
+    except (OSError, ValueError, yaml.YAMLError):
         overrides = []
     pairs = dict(o.split("=", 1) for o in overrides if isinstance(o, str) and "=" in o and not o.startswith("hydra"))
     history, damaged = _read_history(path / "history.csv")
     if damaged:
-        problems.append(f"history.csv cut short after {len(history)} rows")
+        problems.append(f"history.csv cut short after {len(history)} rows, or without a total column")
     if (path / "final.png").is_file() and not _readable(path / "final.png"):
         problems.append("final.png unreadable")
     if metrics.get("status") == "running":
@@ -97,22 +107,51 @@ def _read_run(path: Path) -> Run:
     return Run(path=path, metrics=metrics, overrides=pairs, history=history)
 
 
+def _text(path: Path) -> str:
+    """A regular file's text; anything else (missing, a FIFO, a directory) is an OSError, never a wait."""
+    if not path.is_file():
+        raise OSError(f"{path.name} is missing or not a regular file")
+    return path.read_text(errors="replace")
+
+
+def _typed(metrics: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The metrics with every figure the report computes with a number (else dropped and named), status a word."""
+    kept, wrong = dict(metrics), []
+    for key in (*COLUMNS, "steps"):
+        value = kept.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            wrong.append(key)
+            kept.pop(key)
+    pairs = kept.get("lbfgs_pairs")
+    if pairs is not None and not (isinstance(pairs, list) and len(pairs) == 2 and all(type(p) is int for p in pairs)):
+        wrong.append("lbfgs_pairs")
+        kept.pop("lbfgs_pairs")
+    for key in ("status", "error"):
+        if key in kept and not isinstance(kept[key], str):
+            kept[key] = str(kept[key])
+    return kept, wrong
+
+
 def _readable(image: Path) -> bool:
+    """Whether a PNG's structure is whole (checked without decoding it: thousands of runs stay fast)."""
     try:
         with Image.open(image) as opened:
-            opened.load()
-    except (OSError, SyntaxError, ValueError):
+            opened.verify()
+    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError):
         return False
     return True
 
 
 def _read_history(path: Path) -> tuple[list[dict[str, float]], bool]:
-    """The rows of a history.csv that are whole, and whether any was not (a run killed mid-write)."""
+    """The rows of a history.csv that are whole, and whether any was not (a run killed mid-write, or no `total`)."""
     if not path.is_file():
         return [], False
     rows, damaged = [], False
     with open(path, newline="") as f:
-        for row in csv.DictReader(f):
+        reader = csv.DictReader(f)
+        if "total" not in (reader.fieldnames or []):
+            return [], True
+        for row in reader:
             try:
                 rows.append({k: float(v) for k, v in row.items()})
             except (TypeError, ValueError):
@@ -172,10 +211,10 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def contact_sheet(runs: list[Run], path: Path, tile: int = 256, columns: int = 4) -> None:
-    """Final images in a grid, each with its number and label underneath."""
+    """Final images in a grid, each with its number and label underneath: the first `SHEET_TILES` runs."""
     font, line_height, chars = _font(15), 19, tile // 8
     tiles = []
-    for run in runs:
+    for run in runs[:SHEET_TILES]:
         lines = textwrap.wrap(f"#{run.number} {run.label}", chars) or [""]
         if not run.finished:
             lines.append(str(run.metrics.get("status", "failed")).upper())
@@ -183,8 +222,9 @@ def contact_sheet(runs: list[Run], path: Path, tile: int = 256, columns: int = 4
         if run.final is not None:
             try:
                 with Image.open(run.final) as final:
+                    final.draft("RGB", (tile, tile))  # JPEG-style shrink on load where the format allows
                     final = final.convert("RGB")
-            except (OSError, SyntaxError, ValueError):
+            except (Image.DecompressionBombError, OSError, SyntaxError, ValueError):
                 lines.append("final.png unreadable")
             else:
                 final = ImageOps.contain(final, (tile, tile), Image.Resampling.LANCZOS)  # small finals scaled up too
@@ -271,8 +311,8 @@ def loss_curves(runs: list[Run], path: Path, x: str = "evaluations") -> None:
     drawn = [run for run in runs if run.history]
     x = curve_axis(drawn, x)
     fig, ax = plt.subplots(figsize=(7, 5))
-    for run in drawn:
-        ax.plot(*curve(run, x), label=f"#{run.number} {run.label}"[:60])
+    for index, run in enumerate(drawn):
+        ax.plot(*curve(run, x), label=f"#{run.number} {run.label}"[:60] if index < LEGEND_RUNS else None)
     ax.set_yscale("log")
     ax.set_xlabel(CURVE_AXES[x])
     ax.set_ylabel("total loss (each run in its own loss convention)")
@@ -338,6 +378,7 @@ def html_page(
     header = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
     body = "".join(
         f'<tr class="{html.escape(row["status"])}">' + "".join(f"<td>{html.escape(v)}</td>" for v in row.values())
+        + "</tr>"
         for row in rows
     )
     failed = [row for row in rows if row["status"] != "finished"]
@@ -413,6 +454,10 @@ def main(argv: list[str] | None = None) -> int:
         files = compare(args.dirs, out, args.sort, args.x, args.style)
     except NSTError as exc:
         print(f"nst compare: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"nst compare: error: cannot write the report to {out} ({exc.strerror or exc}): choose another --out",
+              file=sys.stderr)  # fmt: skip
         return 2
     print(f"nst compare: wrote {files['html']} (and {', '.join(p.name for k, p in files.items() if k != 'html')})")
     return 0

@@ -10,9 +10,11 @@ import os
 import pickle
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -207,8 +209,10 @@ def test_outputs_are_created_with_the_users_umask(tmp_path, capsys):
 
 
 def test_nst_compare_lists_damaged_runs_with_why_and_still_writes_the_report(tmp_path, capsys):
+    """Whatever is in a run folder (downloaded, half-written, hostile) is reported, skipped or drawn as text."""
     sweep = tmp_path / "sweep"
-    for name in ("good", "bad_metrics", "broken_final"):
+    names = ("good", "bad_metrics", "broken_final", "wrong_types", "no_total", "dollar_label", "fifo", "bomb")
+    for name in names:
         (sweep / name).mkdir(parents=True)
         metrics = {"status": "finished", "content_error": 0.5, "style_error": 0.1, "error_sum": 0.6}
         (sweep / name / "metrics.json").write_text(json.dumps(metrics))
@@ -217,13 +221,35 @@ def test_nst_compare_lists_damaged_runs_with_why_and_still_writes_the_report(tmp
     (sweep / "bad_metrics" / "metrics.json").write_text('{"status": "fini')
     final = sweep / "broken_final" / "final.png"
     final.write_bytes(final.read_bytes()[:40])
+    (sweep / "wrong_types" / "metrics.json").write_text('{"status": 3, "content_error": "low", "lbfgs_pairs": "x"}')
+    (sweep / "no_total" / "history.csv").write_text("step,loss\n0,1.0\n")
+    (sweep / "dollar_label" / ".hydra").mkdir()
+    (sweep / "dollar_label" / ".hydra" / "overrides.yaml").write_text("- tag=$\\frac{a$\n")
+    (sweep / "fifo" / "metrics.json").unlink()
+    os.mkfifo(sweep / "fifo" / "metrics.json")  # reading it would wait for a writer forever
+    _bomb(sweep / "bomb" / "final.png")
     code, err = run_cli(tmp_path, capsys, "compare", str(sweep))
     assert code == 0, err
     table = (sweep / "report" / "metrics.md").read_text()
     assert "| unreadable |" in table and "metrics.json unreadable" in table and "final.png unreadable" in table
-    assert (sweep / "report" / "index.html").is_file() and (sweep / "report" / "contact_sheet.png").is_file()
+    assert "content_error is not a number" in table and "without a total column" in table
+    assert "not a regular file" in table and table.count("final.png unreadable") == 2  # broken, bomb
+    page = (sweep / "report" / "index.html").read_text()
+    assert page.count("<tr class=") == page.count("</tr>") - 1 == len(names)  # the header row, then each run
+    assert (sweep / "report" / "contact_sheet.png").is_file()
     code, err = run_cli(tmp_path, capsys, "compare", str(sweep), "--sort", "prettiness")
     assert code == 2 and err.startswith("nst compare: error: --sort prettiness: choose one of content_error")
     (tmp_path / "taken").write_text("")
     code, err = run_cli(tmp_path, capsys, "compare", str(sweep), "--out", str(tmp_path / "taken"))
     assert code == 2 and "is a file: give a directory for the report" in err
+    code, err = run_cli(tmp_path, capsys, "compare", str(sweep), "--out", "/proc/nst-report")
+    assert code == 2 and err.startswith("nst compare: error: cannot write the report to /proc/nst-report")
+
+
+def _bomb(path: Path) -> None:
+    """A small PNG whose header claims 30000 x 30000 px."""
+    data = bytearray(path.read_bytes())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", 30000, 30000)
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
+    path.write_bytes(bytes(data))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 
 from nst.compare import Run, compare, curve, curve_axis, pareto_front, scatter, table_rows
 from tests.helpers import TINY_WANDB, nst, run_cli, wandb_exit_code, wandb_run
@@ -196,3 +197,18 @@ def test_the_pareto_front_can_be_drawn_on_the_judges_sliced_wasserstein_figure(t
     assert scatter([gram_run, mrf_run], tmp_path / "swd.png", "style_swd") == [gram_run, mrf_run]
     older = Run(Path("older"), {"status": "finished", "content_error": 0.1, "style_error": 0.1}, {})
     assert scatter([older, mrf_run], tmp_path / "swd.png", "style_swd") == [mrf_run]  # judged before the SWD: left out
+
+
+def test_the_report_of_hundreds_of_runs_stays_a_readable_size(tmp_path):
+    """The contact sheet shows the first 64 runs of the table, the loss curves' legend the first 20."""
+    for i in range(150):
+        run = tmp_path / "sweep" / str(i)
+        run.mkdir(parents=True)
+        metrics = {"status": "finished", "content_error": 1 / (i + 1), "style_error": 0.01 * i, "error_sum": 1.0}
+        (run / "metrics.json").write_text(json.dumps(metrics))
+        (run / "history.csv").write_text("step,evaluations,total\n0,1,5.0\n1,20,2.0\n")
+        Image.new("RGB", (8, 6), "blue").save(run / "final.png")
+    files = compare([tmp_path / "sweep"], tmp_path / "report")
+    assert len(files["markdown"].read_text().splitlines()) == 2 + 150
+    with Image.open(files["sheet"]) as sheet:
+        assert sheet.height < 17 * (256 + 60)  # 64 tiles in rows of 4, not 150
