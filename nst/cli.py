@@ -77,6 +77,8 @@ def _job(cfg: DictConfig, training: bool) -> float | list[float] | None:
             sys.exit(128 + exc.signum)
         return objective(cfg.objective, None)
     except Exception as exc:
+        if isinstance(exc, OmegaConfBaseException):  # a setting that cannot be read (`${` in a path): bad input
+            exc = NSTError(f"a setting cannot be read: {str(exc).splitlines()[0]} (quote it, or escape $ as \\$)")
         if not (sweeping or isinstance(exc, NSTError)) or os.environ.get("NST_DEBUG") or hydra_cfg.verbose:
             raise  # a bug, not bad input, or asked for: keep the traceback
         if isinstance(exc, Interrupted):  # asked for, not a failure: no "error"
@@ -142,6 +144,11 @@ def main() -> None:
         if os.environ.get("NST_DEBUG") or shown:
             raise
         print(f"nst: error: {_command_line_error(exc, 'train' if training else 'config')}", file=sys.stderr)
+        sys.exit(2)
+    except NSTError as exc:  # a sweeper's or launcher's own setting, refused as it is built
+        if os.environ.get("NST_DEBUG"):
+            raise
+        print(f"nst: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except BaseException as exc:  # a signal outside one job's own handling (a batch of runs): one line
         if type(exc).__name__ != "Stopped":  # nst.runs.Stopped, named so that `nst --help` never imports torch

@@ -82,6 +82,8 @@ def error_line(exc: BaseException, defaults: DictConfig | None, groups: dict[str
             "`nst --cfg job` prints every setting"
         )
     first = text.splitlines()[0] if text else type(exc).__name__
+    if "${" in text:
+        first += "; a $ that is not an interpolation must be escaped: \\${"
     override = getattr(exc, "override", None)
     where = f"in {override.input_line!r}: " if override is not None and getattr(override, "input_line", None) else ""
     return f"{where}{first} (write key=value; quote lists and odd characters for Hydra: `nst --help` shows examples)"

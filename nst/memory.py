@@ -115,9 +115,14 @@ def planned_device(accelerator: str) -> torch.device:
     return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
 
 
-def check_need(need: int, device: torch.device, height: int, width: int, runs: int = 1) -> None:
+def check_need(need: int, device: torch.device, height: int, width: int, runs: int = 1, style: bool = False) -> None:
     """One line if `need` bytes are more than `device` has free; nothing where that cannot be told."""
     free = free_memory(device)
+    if free is not None and need > free and style:
+        raise NSTError(
+            f"a {width}x{height} px style image needs about {need / 2**30:.1f} GiB on {device}, but only "
+            f"{free / 2**30:.1f} GiB are free: lower image.style_scale or image.size"
+        )
     if free is not None and need > free:
         what = f"a batch of {runs} {width}x{height} px images" if runs > 1 else f"a {width}x{height} px image"
         raise NSTError(

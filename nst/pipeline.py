@@ -146,10 +146,16 @@ def load_stage(cfg: DictConfig, size: int, encoder: VGG, jobs: Sequence[Job], st
     content_path = image_paths(cfg.content, "content")[0]
     width, height = size_at(content_path, size)  # a size the device cannot take is refused before it is loaded
     need = memory_need(encoder.trim(layers), height, width, len(jobs), lbfgs_history(cfg))
-    check_need(need, planned_device(str(cfg.trainer.get("accelerator", "auto"))), height, width, len(jobs))
+    device = planned_device(str(cfg.trainer.get("accelerator", "auto")))
+    check_need(need, device, height, width, len(jobs))
+    style_size = max(1, round(size * float(cfg.image.style_scale)))
+    style_paths = image_paths(cfg.style, "style")
+    for path in style_paths:  # each style image passes the network once, without gradients: a third of the need
+        style_width, style_height = size_at(path, style_size)
+        need = memory_need(encoder.trim(layers), style_height, style_width) // 3
+        check_need(need, device, style_height, style_width, style=True)
     content = load_image(content_path, size)
-    scale = float(cfg.image.style_scale)
-    styles = [load_image(path, max(1, round(size * scale))) for path in image_paths(cfg.style, "style")]
+    styles = [load_image(path, style_size) for path in style_paths]
     style_layers = {name for _, names in roles for name in names}
     patch = build(cfg.style_loss, "style_loss").min_size  # MRF's patches need k positions a side, not one
     minimum = max(encoder.min_input_size_for(layers), patch * encoder.min_input_size_for(style_layers or layers))

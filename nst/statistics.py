@@ -23,7 +23,16 @@ from torchvision.transforms.functional import InterpolationMode, resize, rotate
 
 from nst.errors import NSTError
 from nst.fastpath import Encode
-from nst.losses import Convention, channel_mean_std, mean_std_loss, mrf_loss, patches, style_gram, style_loss
+from nst.losses import (
+    CONVENTIONS,
+    Convention,
+    channel_mean_std,
+    mean_std_loss,
+    mrf_loss,
+    patches,
+    style_gram,
+    style_loss,
+)
 from nst.targets import style_targets
 
 
@@ -45,6 +54,8 @@ class Gram:
     min_size = 1
 
     def __init__(self, convention: Convention = "jcjohnson"):
+        if convention not in CONVENTIONS:
+            raise NSTError(f"style_loss.convention={convention!r}: choose one of {', '.join(CONVENTIONS)}")
         self.convention = convention
 
     def targets(
@@ -85,8 +96,8 @@ class MRF:
         for key, value in (("patch_size", patch_size), ("stride", stride)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise NSTError(f"style_loss.{key}={value!r} must be an integer >= 1")
-        if any(not 0 < float(s) for s in scales):
-            raise NSTError(f"style_loss.scales={list(scales)} must all be > 0, e.g. [0.95,1.05]")
+        if any(not 0 < float(s) <= 4 for s in scales):
+            raise NSTError(f"style_loss.scales={list(scales)} must all be > 0 and at most 4, e.g. [0.95,1.05]")
         if any(not abs(float(a)) < 45 for a in rotations):
             raise NSTError(f"style_loss.rotations={list(rotations)}: give angles between -45 and 45 degrees")
         self.patch_size, self.stride, self.min_size = patch_size, stride, patch_size

@@ -134,7 +134,7 @@ def test_the_batched_launcher_runs_a_sweep_as_one_batch_with_a_run_dir_and_wandb
     assert "batch of 4 runs" in out + err
     done = [line for line in out.splitlines() if "done: " in line]
     assert len(done) == 4 and all("][nst" in line for line in done)  # each run's line, under nst's name
-    assert err.count("nst: error: loss.tv_weight=-1 must be a number >= 0") == 4
+    assert err.count("nst: error: loss.tv_weight=-1 must be a finite number >= 0") == 4
     points, names = list(itertools.product(*grid.values())), []
     for index, (style_weight, lr, tv_weight) in enumerate(points):
         job = sweep / str(index)

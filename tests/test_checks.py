@@ -13,7 +13,7 @@ LOSS = {"convention": "jcjohnson", "content_weight": 1.0, "style_weight": 1e5, "
 @pytest.mark.parametrize(
     ("loss", "message"),
     [
-        ({"style_weight": -1.0}, r"loss.style_weight=-1.0 must be a number >= 0"),
+        ({"style_weight": -1.0}, r"loss.style_weight=-1.0 must be a finite number >= 0"),
         ({"style_weight": 0.0, "content_weight": 0.0}, "both 0: nothing to optimise"),
         ({"convention": "caffe"}, "unknown loss.convention 'caffe'"),
         ({"tv_beta": 0}, "loss.tv_beta=0 must be a number > 0"),
@@ -44,7 +44,7 @@ def test_a_bad_value_prints_one_line_exits_2_and_leaves_no_wandb_run(tmp_path, c
     run_dir = tmp_path / "run"
     code, out, err = run_cli_output(tmp_path, capsys, *TINY_WANDB, "loss.style_weight=-1", f"hydra.run.dir={run_dir}")
     assert code == 2
-    assert err.strip().splitlines() == ["nst: error: loss.style_weight=-1 must be a number >= 0"]
+    assert err.strip().splitlines() == ["nst: error: loss.style_weight=-1 must be a finite number >= 0"]
     assert "wandb" not in out.lower()
     assert not (run_dir / "wandb").exists() and (run_dir / ".hydra").is_dir()
     assert '"status": "failed"' in (run_dir / "metrics.json").read_text()  # what a sweep's verdict reads
@@ -54,7 +54,7 @@ def test_a_bad_job_of_a_sweep_leaves_no_wandb_run_and_the_others_finish(tmp_path
     sweep = tmp_path / "sweep"
     code, err = run_cli(tmp_path, capsys, "-m", *TINY_WANDB, "loss.style_weight=-1,1e5", f"hydra.sweep.dir={sweep}")
     assert code == 1  # the verdict: one job failed
-    assert "nst: error: loss.style_weight=-1 must be a number >= 0" in err
+    assert "nst: error: loss.style_weight=-1 must be a finite number >= 0" in err
     assert "Traceback" not in err
     assert not (sweep / "0" / "wandb").exists() and list((sweep / "1" / "wandb").glob("offline-run-*"))
 
@@ -71,8 +71,8 @@ EDGES = [
     ("log_every", "1", "0", "log_every=0 must be an integer >= 1"),
     ("snapshot_every", "0", "-1", "snapshot_every=-1 must be an integer >= 0"),
     ("init_noise", "1", "1.01", "init_noise=1.01 must be a number between 0 and 1"),
-    ("loss.content_weight", "0", "-1e-9", "loss.content_weight=-1e-09 must be a number >= 0"),
-    ("loss.tv_weight", "0", "-1", "loss.tv_weight=-1 must be a number >= 0"),
+    ("loss.content_weight", "0", "-1e-9", "loss.content_weight=-1e-09 must be a finite number >= 0"),
+    ("loss.tv_weight", "0", "-1", "loss.tv_weight=-1 must be a finite number >= 0"),
     ("loss.tv_beta", "1e-3", "0", "loss.tv_beta=0 must be a number > 0"),
     ("optimizer.torch.lr", "1e-9", "0", "optimizer.torch.lr=0 must be a number > 0"),
     ("optimizer.torch.max_iter", "1", "0", "optimizer.torch.max_iter=0 must be an integer >= 1"),
@@ -123,3 +123,37 @@ def test_every_numeric_setting_is_checked_at_the_edges_of_its_range(
 def test_settings_that_would_do_nothing_or_something_else_are_refused(tmp_path, capsys, setting, message):
     code, stderr = run_nst(tmp_path, capsys, *setting.split())
     assert code == 2 and stderr.startswith(f"nst: error: {message}"), stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("style_loss.convention=bogus", "style_loss.convention='bogus': choose one of gatys, johnson, jcjohnson"),
+        ("+trainer.accumulate_grad_batches=4", "trainer.accumulate_grad_batches is not honoured by an image run"),
+        ("+trainer.max_epochs=0", "trainer.max_epochs is not honoured by an image run"),
+        ("trainer.precision=64-true", "trainer.precision='64-true': an image run optimises fp32 images"),
+        ("trainer.precision=bf16-true", "set speed.bf16=true"),
+        ("logger=wandb +logger.bogus=1", "logger.bogus is not a setting of ResilientWandbLogger"),
+        ("objective=[nope]", "objective 'nope' is no figure a run reports: choose from content_error"),
+        ("objective=[content_error] judge=false", "objective content_error is the judge's figure, but judge=false"),
+        ("image.size=1e9", "px image needs about"),
+        ("image.style_scale=1e4", "px style image needs about"),
+        ("image.style_scale=inf", "image.style_scale=inf must be a finite number"),
+        ("image.scales=48", "image.scales=48 must be a list of sizes"),
+        ("style_blend=abc", "style_blend='abc' must be a list of weights"),
+        ("content=[a.jpg,b.jpg]", "content takes one image: sweep several with `nst -m content=a.jpg,b.jpg`"),
+        ("loss.style_weight=inf", "loss.style_weight=inf must be a finite number >= 0"),
+        ("style_loss=mrf style_loss.scales=[inf]", "style_loss.scales=[inf] must all be > 0 and at most 4"),
+    ],
+)
+def test_a_value_the_run_could_not_honour_is_one_line_before_anything_starts(tmp_path, capsys, setting, message):
+    """Each of these was once accepted and failed later, after W&B had opened, or not at all."""
+    code, stderr = run_nst(tmp_path, capsys, *setting.split())
+    assert code == 2 and len(stderr.strip().splitlines()) == 1 and message in stderr, stderr
+    assert not (tmp_path / "run" / "wandb").exists()
+
+
+def test_a_launcher_setting_out_of_range_is_one_line(tmp_path, capsys):
+    sweep = ["-m", "debug=tiny", "hydra/launcher=batched", "hydra.launcher.batch_size=0", "seed=1,2"]
+    code, err = run_cli(tmp_path, capsys, *sweep, f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert code == 2 and err.strip() == "nst: error: hydra.launcher.batch_size=0 must be an integer >= 1"

@@ -9,7 +9,16 @@ from collections.abc import Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from nst.backbones import check_backbone
-from nst.checks import check_logger, check_loss, check_overrides, check_trainer, image_paths, number
+from nst.checks import (
+    check_blend,
+    check_logger,
+    check_loss,
+    check_objective,
+    check_overrides,
+    check_trainer,
+    image_paths,
+    number,
+)
 from nst.configs import CONF_DIR, build
 from nst.errors import NSTError
 from nst.layers import config_layers
@@ -56,8 +65,9 @@ def check_training(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     build(cfg.optimizer, "optimizer")
     check_trainer(cfg.trainer, TRAINER_SET_BY_NST, "several devices for one training are not supported yet")
     number(cfg.trainer, "max_steps", int, 1, "trainer.")
-    image_paths(cfg.style, "style")
+    check_blend(cfg.style_blend)
     blend_weights(len(image_paths(cfg.style, "style")), cfg.style_blend)
+    check_objective(cfg)
 
 
 def _check_keys(cfg: DictConfig) -> None:
