@@ -66,8 +66,6 @@ def _job(cfg: DictConfig, training: bool) -> float | list[float] | None:
             out_dir, cfg, resume = resumable(Path(to_absolute_path(given)) if given else out_dir,
                                              overrides if given else [], steps_key)  # fmt: skip
             overrides, identity = [], resumed_identity(out_dir)
-            if given:
-                logging.getLogger().addHandler(_run_log(out_dir))  # the resume goes into the run's own run.log too
         metrics = _run(Job(cfg, out_dir, identity, overrides), resume, training)
     except Stopped as exc:  # a signal outside the fit: metrics.json already says how the run stands
         print(f"nst: {exc}", file=sys.stderr)
@@ -109,13 +107,6 @@ def _run(job: "Job", resume: Path | None, training: bool) -> dict:
     return metrics
 
 
-def _run_log(out_dir: Path) -> logging.Handler:
-    """A handler that appends to an interrupted run's run.log, formatted as Hydra formats it."""
-    handler = logging.FileHandler(out_dir / "run.log", mode="a")
-    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-    return handler
-
-
 def main() -> None:
     """Console-script entry point: `nst compare …` compares runs, anything else is a Hydra run."""
     if sys.argv[1:2] == ["compare"]:
@@ -131,7 +122,7 @@ def main() -> None:
         sys.argv = [sys.argv[0], *sys.argv[2:]]
     # `+experiment=NAME` (the form before `experiment` was a default-null group) means `experiment=NAME`.
     sys.argv = [a[1:] if a.startswith("+experiment=") else a for a in sys.argv]
-    problem = command_line.unknown_flag(sys.argv[1:])
+    problem = command_line.unknown_flag(sys.argv[1:]) or _resume_in_place()
     if problem:
         print(f"nst: error: {problem}", file=sys.stderr)
         sys.exit(2)
@@ -172,6 +163,21 @@ def _command_line_error(exc: BaseException, primary: str) -> str:
     except Exception:
         defaults = None
     return command_line.error_line(exc, defaults, command_line.group_options(str(CONF_DIR), primary))
+
+
+def _resume_in_place() -> str | None:
+    """`resume=DIR` runs in DIR itself: no new run directory, and DIR's `.hydra/` kept as the run was configured.
+
+    Returns the one-line error when DIR is no directory.
+    """
+    given = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("resume=")), None)
+    if not given or given == "null" or {"-m", "--multirun"} & set(sys.argv):
+        return None
+    if not Path(given).is_dir():
+        return f"resume={given}: no such directory; give the directory of an interrupted run"
+    if not any(a.startswith("hydra.run.dir=") for a in sys.argv):
+        sys.argv += [f"hydra.run.dir={given}", "hydra.output_subdir=null"]  # its run.log is appended to
+    return None
 
 
 def _register_launcher() -> None:

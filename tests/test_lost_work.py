@@ -192,6 +192,9 @@ def test_resume_extends_a_run_with_more_steps_and_refuses_what_it_cannot_change(
     assert code == 2 and "it takes optimizer.steps=N (to extend it)" in err and "not image.size" in err
     code, err = run_cli(tmp_path, capsys, f"resume={run_dir}", "optimizer.steps=8")
     assert code == 0, err
+    assert not (tmp_path / "outputs").exists()  # the run goes on in its own directory: no new one
+    code, err = run_cli(tmp_path, capsys, f"resume={tmp_path / 'nothing'}")
+    assert code == 2 and err.strip().endswith("nothing: no such directory; give the directory of an interrupted run")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "finished" and metrics["steps"] == 8
     assert "steps: 8" in (run_dir / ".hydra" / "config.yaml").read_text()
