@@ -76,7 +76,11 @@ def resumable(
     if not checkpoint.is_file():
         raise NSTError(f"resume={run_dir}: no {RESUME_CHECKPOINT} there; give the directory of an interrupted run")
     try:
-        step = int(torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        missing = [key for key in ("global_step", "state_dict", "optimizer_states", "loops") if key not in saved]
+        if missing:
+            raise ValueError(f"it holds no {missing[0]}")
+        step = int(saved["global_step"])
     except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise NSTError(
@@ -84,7 +88,16 @@ def resumable(
             "continue; its outputs so far are kept: start it again without resume="
         ) from None
     config = run_dir / ".hydra" / "config.yaml"
-    cfg = OmegaConf.load(config)
+    try:
+        cfg = OmegaConf.load(config)
+        if not isinstance(cfg, DictConfig) or "trainer" not in cfg:
+            raise ValueError("not a run's config")
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NSTError(
+            f"resume={run_dir}: its .hydra/config.yaml is missing or damaged ({reason}): the run cannot continue "
+            "as it was configured; its outputs so far are kept: start it again without resume="
+        ) from None
     changed = False
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         key = override.key_or_group
@@ -95,7 +108,10 @@ def resumable(
                 f"resume={run_dir} continues the run as it was configured: it takes {steps_key}=N (to extend "
                 f"it) and logger.* settings, not {key}; start a new run to change that"
             )
-        OmegaConf.update(cfg, key, override.value(), force_add=True)
+        try:
+            OmegaConf.update(cfg, key, override.value(), force_add=True)
+        except Exception as exc:
+            raise NSTError(f"resume={run_dir}: {key} cannot be set ({str(exc).splitlines()[0]})") from None
         changed |= key == steps_key
     steps = OmegaConf.select(cfg, steps_key)
     if changed and not int(steps) >= max(step, 1):

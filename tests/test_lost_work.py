@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from tests.helpers import TINY, TINY_WANDB, nst, run_cli, signal_at
@@ -165,14 +166,33 @@ def test_a_damaged_checkpoint_is_one_line_and_leaves_the_interrupted_run_as_it_w
     assert sorted((run_dir / "wandb").iterdir()) == wandb_runs  # no second W&B run
 
 
-def test_a_checkpoint_that_would_run_code_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
-    """Run directories are shared on clusters: resume.ckpt is read with weights_only=True, nothing in it runs."""
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        ("code", "its resume.ckpt cannot be read"),
+        ("minimal", "its resume.ckpt cannot be read (it holds no state_dict)"),
+        ("config-missing", "its .hydra/config.yaml is missing or damaged"),
+        ("config-damaged", "its .hydra/config.yaml is missing or damaged"),
+    ],
+)
+def test_a_checkpoint_or_config_that_cannot_serve_is_one_line_and_runs_no_code(
+    tmp_path, capsys, monkeypatch, damage, says
+):
+    """Run directories are shared on clusters and downloaded: resume.ckpt is read with weights_only=True, and a run
+    that cannot resume stays as it was."""
     run_dir = interrupted(tmp_path, capsys, monkeypatch)
     marker = tmp_path / "ran"
-    (run_dir / "resume.ckpt").write_bytes(pickle.dumps(Exploit(str(marker))))
+    if damage == "code":
+        (run_dir / "resume.ckpt").write_bytes(pickle.dumps(Exploit(str(marker))))
+    elif damage == "minimal":
+        torch.save({"global_step": 3}, run_dir / "resume.ckpt")
+    elif damage == "config-missing":
+        (run_dir / ".hydra" / "config.yaml").unlink()
+    else:
+        (run_dir / ".hydra" / "config.yaml").write_text("image: [unclosed\n")
     metrics = (run_dir / "metrics.json").read_text()
     code, err = run_cli(tmp_path, capsys, f"resume={run_dir}")
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "its resume.ckpt cannot be read" in err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and says in err, err
     assert not marker.exists() and (run_dir / "metrics.json").read_text() == metrics
 
 
