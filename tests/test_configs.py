@@ -27,6 +27,8 @@ TRAINING_OPTIONS = _options(list(TRAINING_GROUPS)) + [o for o in _options(list(S
 EXTRA = {
     ("backbone", "vgg16"): ["backbone.weights=random"],
     ("style_loss", "mrf"): ["layers=li2016", "image.size=48"],  # 3x3 patches at each style layer
+    ("hparams_search", "optuna"): ["judge=true"],  # its objective is the judge's figures
+    ("hparams_search", "optuna_single"): ["judge=true"],
 }
 
 
