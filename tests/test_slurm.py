@@ -52,8 +52,10 @@ def _history_lines(job: Path) -> int:
 
 
 def _array_task(sweep: Path, index: int) -> str:
-    """The SLURM id of the sweep's job `index`: submitit names its folders after them (`<array>_<index>`)."""
-    (folder,) = (sweep / ".submitit").glob(f"*_{index}")
+    """The SLURM id of the sweep's job `index`: submitit names its folders after them (`<array>_<index>`; a sweep of
+    one job is no array, its folder is the job's id)."""
+    folders = [p for p in (sweep / ".submitit").iterdir() if p.is_dir()]
+    (folder,) = [p for p in folders if p.name.endswith(f"_{index}")] or folders
     return folder.name
 
 
