@@ -59,6 +59,7 @@ def _array_task(sweep: Path, index: int) -> str:
     return folder.name
 
 
+@pytest.mark.slow
 def test_a_slurm_sweep_reports_each_job_and_keeps_the_work_of_cancelled_and_timed_out_ones(tmp_path, make_cfg):
     """Jobs 0, 1 finish; 2 has bad input; 3 is cancelled (`scancel --signal=TERM`); 4 gets SLURM's time-limit
     warning (SIGUSR2), checkpoints, is requeued and resumes.
@@ -125,6 +126,7 @@ def test_a_job_at_slurms_own_time_limit_checkpoints_is_requeued_and_resumes_to_t
     assert (sweep / "0" / "final.png").read_bytes() == (tmp_path / "reference" / "final.png").read_bytes()
 
 
+@pytest.mark.slow
 def test_a_training_job_on_slurm_is_requeued_at_its_time_limit_warning_and_resumes_to_the_same_weights(
     tmp_path, capsys
 ):
