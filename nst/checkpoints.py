@@ -54,6 +54,44 @@ def stage_of(checkpoint: Path) -> Stage:
     return Stage(**saved) if saved else Stage()
 
 
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _checkpoint_step(run_dir: Path) -> tuple[Path, int]:
+    """The run's checkpoint (resume.ckpt, else a training run's last.ckpt) and its step, read without tensors."""
+    checkpoint = run_dir / RESUME_CHECKPOINT
+    if not checkpoint.is_file() and (run_dir / LAST_CHECKPOINT).is_file():
+        checkpoint = run_dir / LAST_CHECKPOINT
+    if not checkpoint.is_file():
+        raise NSTError(f"resume={run_dir}: no {RESUME_CHECKPOINT} there; give the directory of an interrupted run")
+    try:
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        missing = [key for key in ("global_step", "state_dict", "optimizer_states", "loops") if key not in saved]
+        if missing:
+            raise ValueError(f"it holds no {missing[0]}")
+        return checkpoint, int(saved["global_step"])
+    except Exception as exc:
+        raise NSTError(
+            f"resume={run_dir}: its {RESUME_CHECKPOINT} cannot be read ({_first_line(exc)}): it is damaged, so the run "
+            "cannot continue; its outputs so far are kept: start it again without resume="
+        ) from None
+
+
+def _run_config(run_dir: Path, config: Path) -> DictConfig:
+    """The config the run was started with (`.hydra/config.yaml`), or one line saying it cannot be read."""
+    try:
+        cfg = OmegaConf.load(config)
+        if not isinstance(cfg, DictConfig) or "trainer" not in cfg:
+            raise ValueError("not a run's config")
+    except Exception as exc:
+        raise NSTError(
+            f"resume={run_dir}: its .hydra/config.yaml is missing or damaged ({_first_line(exc)}): the run cannot "
+            "continue as it was configured; its outputs so far are kept: start it again without resume="
+        ) from None
+    return cfg
+
+
 def resumable(
     run_dir: Path, overrides: Sequence[str] = (), steps_key: str = "optimizer.steps"
 ) -> tuple[Path, DictConfig, Path]:
@@ -70,34 +108,9 @@ def resumable(
     with `weights_only=True`: a file in a shared run directory cannot run code.
     Nothing in the directory changes when the run cannot resume.
     """
-    checkpoint = run_dir / RESUME_CHECKPOINT
-    if not checkpoint.is_file() and (run_dir / LAST_CHECKPOINT).is_file():
-        checkpoint = run_dir / LAST_CHECKPOINT
-    if not checkpoint.is_file():
-        raise NSTError(f"resume={run_dir}: no {RESUME_CHECKPOINT} there; give the directory of an interrupted run")
-    try:
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-        missing = [key for key in ("global_step", "state_dict", "optimizer_states", "loops") if key not in saved]
-        if missing:
-            raise ValueError(f"it holds no {missing[0]}")
-        step = int(saved["global_step"])
-    except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise NSTError(
-            f"resume={run_dir}: its {RESUME_CHECKPOINT} cannot be read ({reason}): it is damaged, so the run cannot "
-            "continue; its outputs so far are kept: start it again without resume="
-        ) from None
+    checkpoint, step = _checkpoint_step(run_dir)
     config = run_dir / ".hydra" / "config.yaml"
-    try:
-        cfg = OmegaConf.load(config)
-        if not isinstance(cfg, DictConfig) or "trainer" not in cfg:
-            raise ValueError("not a run's config")
-    except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise NSTError(
-            f"resume={run_dir}: its .hydra/config.yaml is missing or damaged ({reason}): the run cannot continue "
-            "as it was configured; its outputs so far are kept: start it again without resume="
-        ) from None
+    cfg = _run_config(run_dir, config)
     changed = False
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         key = override.key_or_group
@@ -111,7 +124,7 @@ def resumable(
         try:
             OmegaConf.update(cfg, key, override.value(), force_add=True)
         except Exception as exc:
-            raise NSTError(f"resume={run_dir}: {key} cannot be set ({str(exc).splitlines()[0]})") from None
+            raise NSTError(f"resume={run_dir}: {key} cannot be set ({_first_line(exc)})") from None
         changed |= key == steps_key
     steps = OmegaConf.select(cfg, steps_key)
     if changed and not int(steps) >= max(step, 1):

@@ -134,11 +134,16 @@ def check_keys(cfg: DictConfig) -> None:
     for group in ("loss", "optimizer"):
         nodes[f"{group}."] = (cfg[group], _group_keys(group))
     nodes["image."] = (cfg.image, set(primary.image.keys()))
+    refuse_unknown(nodes, "a setting nst reads")
+
+
+def refuse_unknown(nodes: Mapping[str, tuple[DictConfig, set[str]]], what: str) -> None:
+    """The first key of a node (by its prefix) that is not among its known keys, as one line listing those."""
     for prefix, (node, known) in nodes.items():
         unknown = sorted(set(node.keys()) - known)
         if unknown:
             raise NSTError(
-                f"{prefix}{unknown[0]} is not a setting nst reads: the {prefix.rstrip('.') or 'top-level'} keys are "
+                f"{prefix}{unknown[0]} is not {what}: the {prefix.rstrip('.') or 'top-level'} keys are "
                 f"{', '.join(sorted(known))}"
             )
 

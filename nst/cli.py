@@ -26,10 +26,11 @@ from omegaconf.errors import OmegaConfBaseException
 from hydra_plugins.nst_launcher import BatchedLauncher
 from nst import cluster, command_line, environment, wandb_preload
 from nst.configs import CONF_DIR
-from nst.errors import NSTError
+from nst.errors import NSTError, Stopped
 from nst.sweeps import done_line, objective, resumed_identity, run_identity
 
 if TYPE_CHECKING:
+    from nst.checkpoints import Interrupted
     from nst.runs import Job
 
 log = logging.getLogger("nst")
@@ -51,7 +52,7 @@ def _job(cfg: DictConfig, training: bool) -> float | list[float] | None:
     wandb_preload.preload(cfg.logger)  # before the imports below
     # Here, not at the top: `nst --cfg`, `--help`, `--info` and tab completion never call this, and skip torch.
     from nst.checkpoints import RESUME_CHECKPOINT, Interrupted, resumable
-    from nst.runs import Job, Stopped
+    from nst.runs import Job
 
     steps_key = "trainer.max_steps" if training else "optimizer.steps"
 
@@ -68,24 +69,14 @@ def _job(cfg: DictConfig, training: bool) -> float | list[float] | None:
             overrides, identity = [], resumed_identity(out_dir)
         metrics = _run(Job(cfg, out_dir, identity, overrides), resume, training)
     except Stopped as exc:  # a signal outside the fit: metrics.json already says how the run stands
-        print(f"nst: {exc}", file=sys.stderr)
-        if cluster.scheduled() and exc.signum == cluster.requeue_signal():
-            cluster.hand_on(exc.signum)  # submitit requeues the job: it starts again
-        if not cluster.scheduled():
-            sys.exit(128 + exc.signum)
-        return objective(cfg.objective, None)
+        return _signalled(exc, cfg)
     except Exception as exc:
         if isinstance(exc, OmegaConfBaseException):  # a setting that cannot be read (`${` in a path): bad input
             exc = NSTError(f"a setting cannot be read: {str(exc).splitlines()[0]} (quote it, or escape $ as \\$)")
         if not (sweeping or isinstance(exc, NSTError)) or os.environ.get("NST_DEBUG") or hydra_cfg.verbose:
             raise  # a bug, not bad input, or asked for: keep the traceback
         if isinstance(exc, Interrupted):  # asked for, not a failure: no "error"
-            print(f"nst: {exc}", file=sys.stderr)
-            if not cluster.scheduled():
-                sys.exit(128 + exc.signum)  # a sweep stops too: the next job would not start
-            if exc.signum == cluster.requeue_signal():
-                cluster.hand_on(exc.signum)  # submitit requeues the job (and exits): it resumes from the checkpoint
-            return objective(cfg.objective, None)  # the sweep collects this job's result; the verdict lists it
+            return _signalled(exc, cfg)
         print(f"nst: error: {exc}", file=sys.stderr)
         if not sweeping:
             sys.exit(2)
@@ -93,6 +84,17 @@ def _job(cfg: DictConfig, training: bool) -> float | list[float] | None:
         return objective(cfg.objective, None)
     log.info(done_line(out_dir, metrics))
     return objective(cfg.objective, metrics)
+
+
+def _signalled(exc: "Interrupted | Stopped", cfg: DictConfig) -> float | list[float] | None:
+    """A job stopped by a signal: the line that says so, then the process ends with 128 + N, or under SLURM the job
+    is requeued (SIGUSR2, it resumes) or returns for the sweep's verdict to list."""
+    print(f"nst: {exc}", file=sys.stderr)
+    if not cluster.scheduled():
+        sys.exit(128 + exc.signum)  # a sweep stops too: the next job would not start
+    if exc.signum == cluster.requeue_signal():
+        cluster.hand_on(exc.signum)  # submitit requeues the job (and exits): it resumes from its checkpoint
+    return objective(cfg.objective, None)  # the sweep collects this job's result; the verdict lists it
 
 
 def _run(job: "Job", resume: Path | None, training: bool) -> dict:
@@ -141,9 +143,7 @@ def main() -> None:
             raise
         print(f"nst: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except BaseException as exc:  # a signal outside one job's own handling (a batch of runs): one line
-        if type(exc).__name__ != "Stopped":  # nst.runs.Stopped, named so that `nst --help` never imports torch
-            raise
+    except Stopped as exc:  # a signal outside one job's own handling (a batch of runs): one line
         print(f"nst: {exc}", file=sys.stderr)
         sys.exit(128 + exc.signum)
     finally:

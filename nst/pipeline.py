@@ -39,7 +39,7 @@ from nst.checks import check_image_sizes, check_job, image_paths
 from nst.configs import build
 from nst.criterion import LossWeights, PerceptualLoss
 from nst.curvature import stuck
-from nst.errors import NSTError
+from nst.errors import NSTError, Stopped
 from nst.images import initial_image, load_image, save_image, size_at
 from nst.judge import quality
 from nst.layers import config_layers
@@ -58,7 +58,7 @@ from nst.module import NonFiniteLoss, Stage, StyleTransfer
 from nst.outputs import RescuedOutputs, rescued, write_json
 from nst.progress import EvaluationProgress
 from nst.run_dir import claim, release
-from nst.runs import Job, RunSignals, Stopped, record
+from nst.runs import Job, RunSignals, record
 from nst.targets import blend_weights
 
 log = logging.getLogger("nst")
@@ -145,14 +145,15 @@ def load_stage(cfg: DictConfig, size: int, encoder: VGG, jobs: Sequence[Job], st
     layers = {name for role in roles for names in role for name in names}
     content_path = image_paths(cfg.content, "content")[0]
     width, height = size_at(content_path, size)  # a size the device cannot take is refused before it is loaded
-    need = memory_need(encoder.trim(layers), height, width, len(jobs), lbfgs_history(cfg))
+    trimmed = encoder.trim(layers)
+    need = memory_need(trimmed, height, width, len(jobs), lbfgs_history(cfg))
     device = planned_device(str(cfg.trainer.get("accelerator", "auto")))
     check_need(need, device, height, width, len(jobs))
     style_size = max(1, round(size * float(cfg.image.style_scale)))
     style_paths = image_paths(cfg.style, "style")
     for path in style_paths:  # each style image passes the network once, without gradients: a third of the need
         style_width, style_height = size_at(path, style_size)
-        need = memory_need(encoder.trim(layers), style_height, style_width) // 3
+        need = memory_need(trimmed, style_height, style_width) // 3
         check_need(need, device, style_height, style_width, style=True)
     content = load_image(content_path, size)
     styles = [load_image(path, style_size) for path in style_paths]

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger, WandbLogger
 
 from nst import cluster
+from nst.errors import Stopped
 from nst.loggers import finish_logger
 from nst.memory import resident_memory_mb
 from nst.outputs import write_json
@@ -51,22 +52,6 @@ def record(jobs: Sequence[Job], loggers: Sequence[Logger | bool], results: Seque
             result["wandb_id"] = logger.experiment.id  # a resumed run continues this W&B run
         write_json(job.out_dir / "metrics.json", result)
         finish_logger(logger, result.get("error"))
-
-
-class Stopped(BaseException):
-    """A signal ended a run outside its fit: before it (nothing to resume) or after it (its outputs complete).
-
-    A BaseException, as KeyboardInterrupt is: code that falls back on any Exception (W&B's
-    online start) must not take it for a failure of its own.
-    """
-
-    def __init__(self, signum: int, finished: bool):
-        self.signum, self.finished = signum, finished
-        name = signal.Signals(signum).name
-        if finished:
-            super().__init__(f"stopped by {name} after the run finished: its outputs are complete")
-        else:
-            super().__init__(f"stopped by {name} before optimising began: nothing to resume; start the run again")
 
 
 class RunSignals:

@@ -3,9 +3,11 @@
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,3 +148,13 @@ def signal_at(monkeypatch: pytest.MonkeyPatch, step: int, signum: int = signal.S
 
     monkeypatch.setattr(Interruption, "on_train_start", starting)
     monkeypatch.setattr(Interruption, "on_train_batch_end", at_step)
+
+
+def claim_huge(png: Path) -> Path:
+    """Rewrite a PNG's header to claim 30000 x 30000 px (a decompression bomb), its checksum fixed; the path."""
+    data = bytearray(png.read_bytes())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", 30000, 30000)
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
+    png.write_bytes(bytes(data))
+    return png

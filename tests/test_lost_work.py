@@ -10,11 +10,9 @@ import os
 import pickle
 import signal
 import stat
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers import TINY, TINY_WANDB, nst, run_cli, signal_at
+from tests.helpers import TINY, TINY_WANDB, claim_huge, nst, run_cli, signal_at
 
 LONG = [*TINY, "optimizer.steps=150", "snapshot_every=0"]  # a run that lasts until it is killed
 
@@ -250,7 +248,7 @@ def test_nst_compare_lists_damaged_runs_with_why_and_still_writes_the_report(tmp
     (sweep / "dollar_label" / ".hydra" / "overrides.yaml").write_text("- tag=$\\frac{a$\n")
     (sweep / "fifo" / "metrics.json").unlink()
     os.mkfifo(sweep / "fifo" / "metrics.json")  # reading it would wait for a writer forever
-    _bomb(sweep / "bomb" / "final.png")
+    claim_huge(sweep / "bomb" / "final.png")
     code, err = run_cli(tmp_path, capsys, "compare", str(sweep))
     assert code == 0, err
     table = (sweep / "report" / "metrics.md").read_text()
@@ -267,12 +265,3 @@ def test_nst_compare_lists_damaged_runs_with_why_and_still_writes_the_report(tmp
     assert code == 2 and "is a file: give a directory for the report" in err
     code, err = run_cli(tmp_path, capsys, "compare", str(sweep), "--out", "/proc/nst-report")
     assert code == 2 and err.startswith("nst compare: error: cannot write the report to /proc/nst-report")
-
-
-def _bomb(path: Path) -> None:
-    """A small PNG whose header claims 30000 x 30000 px."""
-    data = bytearray(path.read_bytes())
-    ihdr = data.index(b"IHDR")
-    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", 30000, 30000)
-    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
-    path.write_bytes(bytes(data))

@@ -18,6 +18,7 @@ from nst.checks import (
     check_trainer,
     image_paths,
     number,
+    refuse_unknown,
 )
 from nst.configs import CONF_DIR, build
 from nst.errors import NSTError
@@ -75,10 +76,4 @@ def _check_keys(cfg: DictConfig) -> None:
     primary = OmegaConf.load(CONF_DIR / "train.yaml")
     groups = {"backbone", "layers", "loss", "style_loss", "network", "schedule", "logger"}
     nodes = {"": (cfg, (set(primary.keys()) - {"defaults"}) | groups), "data.": (cfg.data, set(primary.data.keys()))}
-    for prefix, (node, known) in nodes.items():
-        unknown = sorted(set(node.keys()) - known)
-        if unknown:
-            raise NSTError(
-                f"{prefix}{unknown[0]} is not a setting of `nst train`: the {prefix.rstrip('.') or 'top-level'} keys "
-                f"are {', '.join(sorted(known))}"
-            )
+    refuse_unknown(nodes, "a setting of `nst train`")

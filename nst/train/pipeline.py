@@ -31,7 +31,7 @@ from nst.checkpoints import RESUME_CHECKPOINT, Interrupted
 from nst.checks import image_paths
 from nst.configs import build
 from nst.criterion import LossWeights, PerceptualLoss
-from nst.errors import NSTError
+from nst.errors import NSTError, Stopped
 from nst.images import load_image, save_image
 from nst.layers import config_layers
 from nst.loggers import build_logger, log_images, log_summary
@@ -39,7 +39,7 @@ from nst.memory import peak_memory_mb, reset_peak_memory
 from nst.outputs import RescuedOutputs, rescued, write_json
 from nst.progress import EvaluationProgress
 from nst.run_dir import claim, release
-from nst.runs import Job, RunSignals, Stopped, record
+from nst.runs import Job, RunSignals, record
 from nst.targets import blend_weights
 from nst.train.checks import check_training
 from nst.train.data import Split, StepBatches, photo_files, split, validation_photos
