@@ -208,19 +208,24 @@ def check_optimizer(optimizer: DictConfig) -> None:
     """`optimizer.torch` builds a torch optimizer and its numbers are in range: else they fail after compute."""
     if optimizer.get("restart_stuck") not in (None, True, False):
         raise NSTError(f"optimizer.restart_stuck={optimizer.restart_stuck!r}: choose true or false")
-    lr = optimizer.torch.get("lr")
+    check_torch_optimizer(optimizer.torch, "optimizer.torch")
+
+
+def check_torch_optimizer(node: DictConfig, key: str) -> None:
+    """A torch optimizer's node (`key` names it): lr and the numbers in range, and it builds over a parameter."""
+    lr = node.get("lr")
     if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0):
-        raise NSTError(f"optimizer.torch.lr={lr!r} must be a number > 0")
-    for key, (kind, minimum, maximum) in OPTIMIZER_NUMBERS.items():
-        if optimizer.torch.get(key) is not None:
-            number(optimizer.torch, key, kind, minimum, "optimizer.torch.", maximum)
-    for i, beta in enumerate(optimizer.torch.get("betas") or []):
-        number({f"betas[{i}]": beta}, f"betas[{i}]", float, 0, "optimizer.torch.", maximum=0.999999)
-    factory = build(optimizer.torch, "optimizer.torch")
+        raise NSTError(f"{key}.lr={lr!r} must be a number > 0")
+    for name, (kind, minimum, maximum) in OPTIMIZER_NUMBERS.items():
+        if node.get(name) is not None:
+            number(node, name, kind, minimum, f"{key}.", maximum)
+    for i, beta in enumerate(node.get("betas") or []):
+        number({f"betas[{i}]": beta}, f"betas[{i}]", float, 0, f"{key}.", maximum=0.999999)
+    factory = build(node, key)
     try:
         factory([torch.zeros(1, requires_grad=True)])
     except (TypeError, ValueError) as exc:
-        raise NSTError(f"cannot build optimizer.torch ({exc}): check the optimizer.torch.* settings") from None
+        raise NSTError(f"cannot build {key} ({exc}): check the {key}.* settings") from None
 
 
 # What nst sets on the Trainer itself, from its own settings.

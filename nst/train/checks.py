@@ -15,6 +15,7 @@ from nst.checks import (
     check_loss,
     check_objective,
     check_overrides,
+    check_torch_optimizer,
     check_trainer,
     image_paths,
     number,
@@ -60,10 +61,9 @@ def check_training(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     for key in ("val_every", "checkpoint_every"):
         number(cfg, key, int, 0)
     number(cfg, "log_every", int, 1)
-    lr = cfg.optimizer.get("lr")
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
-        raise NSTError(f"optimizer.lr={lr!r} must be a number > 0")
-    build(cfg.optimizer, "optimizer")
+    if cfg.optimizer.get("lr") is None:  # Adam's own default would train at another rate than the config says
+        raise NSTError("optimizer.lr=None must be a number > 0")
+    check_torch_optimizer(cfg.optimizer, "optimizer")
     check_trainer(cfg.trainer, TRAINER_SET_BY_NST, "several devices for one training are not supported yet")
     number(cfg.trainer, "max_steps", int, 1, "trainer.")
     check_blend(cfg.style_blend)
