@@ -58,7 +58,7 @@ def bare_run(size: int, steps: int, device: torch.device) -> float:
     batches = StepBatches(paths, size, size, 4, 0, steps)
     started = time.perf_counter()
     for step in range(steps):
-        photos = batches[step].to(device)
+        photos = batches[step]["photos"].to(device)
         optimizer.zero_grad()
         loss = criterion(network(photos), criterion.content_features(photos))["total"].mean()
         loss.backward()

@@ -20,6 +20,7 @@ CONF_DIR = next(p for p in (_HERE / "conf", _HERE.parent / "conf") if p.is_dir()
 EXPERIMENTS_DIR = CONF_DIR / "experiment"
 EXAMPLES = files("nst") / "examples"
 PHOTOS = files("nst") / "photos"  # the photos `nst train` learns from by default (nst/photos/README.md)
+STYLES = files("nst") / "styles"  # the bundled style set (nst/styles/README.md)
 
 
 def experiment_sweep(name: str) -> list[list[str]]:
@@ -61,3 +62,14 @@ def example(name: str) -> str:
 def photos() -> str:
     """The folder of photos that ships with nst (the `${photos:}` config resolver)."""
     return str(PHOTOS)
+
+
+def styles(name: str = "") -> str:
+    """The bundled style set, or one painting of it (the `${styles:}` and `${styles:NAME}` config resolvers)."""
+    if not name:
+        return str(STYLES)
+    path = STYLES / name
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.name for p in STYLES.iterdir() if p.name.endswith(".jpg")))
+        raise NSTError(f"no bundled style {name!r}: the style set holds {shipped}")
+    return str(path)

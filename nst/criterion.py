@@ -12,7 +12,9 @@ weights, and returns every term per image, ready to log:
     total                            content_weight * content + style_weight * style + tv_weight * tv
 
 Content targets are either fixed (`set_content`: one content image, image optimisation)
-or given with each call (`content_features`: the batch's own photos, training).
+or given with each call (`content_features`: the batch's own photos, training). Style
+targets are one blend (`prepare`), one per style picked per image (`prepare_each`,
+a multi-style network) or each image's own (`style_features`, arbitrary styles).
 """
 
 from collections.abc import Collection, Mapping, Sequence
@@ -92,16 +94,34 @@ class PerceptualLoss(nn.Module):
         return (self._encode or self.encoder)(image, layers)
 
     def prepare(self, styles: Sequence[Tensor], blend: Sequence[float], encode: Encode | None = None) -> None:
-        """The style targets and the weights, on the criterion's device: once per fit."""
+        """The style targets (one blend of `styles`) and the weights, on the criterion's device: once per fit."""
         self._encode = encode
         device = next(self.encoder.parameters()).device
         styles = [s.to(device) for s in styles]
-        targets = self.statistic.targets(self.encode, styles, blend, set(self.style_layers))
+        self._keep_targets(self.statistic.targets(self.encode, styles, blend, set(self.style_layers)), device)
+
+    def prepare_each(self, styles: Sequence[Tensor], encode: Encode | None = None) -> None:
+        """One set of style targets per style, stacked (N, …): each image is matched to its own (`targets_of`)."""
+        self._encode = encode
+        device = next(self.encoder.parameters()).device
+        each = [self.statistic.targets(self.encode, [s.to(device)], [1.0], set(self.style_layers)) for s in styles]
+        self._keep_targets({name: torch.cat([targets[name] for targets in each]) for name in each[0]}, device)
+
+    def _keep_targets(self, targets: Mapping[str, Tensor], device: torch.device) -> None:
         for name, target in targets.items():
             self.register_buffer(f"style_target_{name}", target, persistent=False)
         per_image = {**self.weights, **{f"content/{n}": w for n, w in self.content_layers.items()}}
         per_image.update({f"style/{n}": w for n, w in self.style_layers.items()})
         self.factors = {k: torch.tensor(w, device=device) for k, w in per_image.items()}
+
+    def targets_of(self, index: Tensor) -> dict[str, Tensor]:
+        """Each image's style targets, (B, …), picked by style index from those of `prepare_each`."""
+        return {name: self.get_buffer(f"style_target_{name}")[index] for name in self.style_layers}
+
+    @torch.no_grad()
+    def style_features(self, styles: Tensor) -> dict[str, Tensor]:
+        """Each image of a batch of styles (B, 3, H, W) as its own target, (B, …): arbitrary-style training."""
+        return self.statistic.targets(self.encode, [styles], [1.0], set(self.style_layers))
 
     def set_content(self, content: Tensor) -> None:
         """Fix the content targets to one image's features (image optimisation)."""
@@ -112,10 +132,13 @@ class PerceptualLoss(nn.Module):
         """The content layers' features of `content`, without gradients: the targets of a batch's photos."""
         return content_targets(self.encode, content, set(self.content_layers))
 
-    def forward(self, image: Tensor, content: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+    def forward(
+        self, image: Tensor, content: Mapping[str, Tensor] | None = None, style: Mapping[str, Tensor] | None = None
+    ) -> dict[str, Tensor]:
         """Every loss term of `image` (B, 3, H, W), one value per image: one encoder pass feeds them all.
 
         `content`: the content features to match (from `content_features`); default the fixed ones of `set_content`.
+        `style`: each image's own style targets (`targets_of`, `style_features`); default the one blend of `prepare`.
         """
         features = self.encode(image, self.layers)
         terms: dict[str, Tensor] = {}
@@ -123,7 +146,8 @@ class PerceptualLoss(nn.Module):
             target = content[name] if content is not None else self.get_buffer(f"content_target_{name}")
             terms[f"content/{name}"] = content_loss(features[name], target, self.convention)
         for name in self.style_layers:
-            terms[f"style/{name}"] = self.statistic.loss(features[name], self.get_buffer(f"style_target_{name}"))
+            target = style[name] if style is not None else self.get_buffer(f"style_target_{name}")
+            terms[f"style/{name}"] = self.statistic.loss(features[name], target)
         for kind, layers in (("content", self.content_layers), ("style", self.style_layers)):
             terms[kind] = sum(self.factors[f"{kind}/{n}"] * terms[f"{kind}/{n}"] for n in layers)
         weighed = ("content", "style", "tv") if any(self.weights["tv"]) else ("content", "style")

@@ -10,7 +10,7 @@ import warnings
 
 from omegaconf import OmegaConf
 
-from nst.configs import example, photos
+from nst.configs import example, photos, styles
 
 
 def _not_lightning_advice(record: logging.LogRecord) -> bool:
@@ -24,10 +24,11 @@ def _not_lightning_advice(record: logging.LogRecord) -> bool:
 
 
 def configure() -> None:
-    """The `${example:NAME}` and `${photos:}` config resolvers, Lightning's warnings that never apply to nst kept
-    quiet, and logging that survives a full disk."""
+    """The `${example:NAME}`, `${photos:}` and `${styles:…}` config resolvers, Lightning's warnings that never
+    apply to nst kept quiet, and logging that survives a full disk."""
     OmegaConf.register_new_resolver("example", example, replace=True)
     OmegaConf.register_new_resolver("photos", photos, replace=True)
+    OmegaConf.register_new_resolver("styles", styles, replace=True)
     # A one-item dataloader needs no workers; the frozen backbone stays in eval mode on purpose; Lightning's use
     # of a pytree check that newer torch deprecates; the empty dataloader of `optimizer.steps=0`, meant.
     warnings.filterwarnings("ignore", ".*does not have many workers.*")

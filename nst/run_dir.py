@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from nst.errors import NSTError
 from nst.outputs import DiskFault
+from nst.processes import first_process
 
 LOCK = ".nst.lock"
 
@@ -72,10 +73,12 @@ class RunDirLock(Callback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _claim_or_exit(Path(str(config.hydra.run.dir)), "hydra.run.dir")
+        if first_process():  # the other processes of a DDP training share the first's directory
+            _claim_or_exit(Path(str(config.hydra.run.dir)), "hydra.run.dir")
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
-        release(Path(str(config.hydra.run.dir)))
+        if first_process():
+            release(Path(str(config.hydra.run.dir)))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _claim_or_exit(Path(str(config.hydra.sweep.dir)), "hydra.sweep.dir")

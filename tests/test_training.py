@@ -55,7 +55,7 @@ def test_a_few_training_steps_lower_the_loss():
         TransformNet(width=8), criterion, [torch.rand(1, 3, 32, 32)], [1.0], lambda p: torch.optim.Adam(p, lr=1e-3)
     )
     module.on_fit_start()
-    batch = torch.rand(2, 3, 32, 32)
+    batch = {"photos": torch.rand(2, 3, 32, 32), "style": torch.zeros(2, dtype=torch.long)}
     optimizer = module.configure_optimizers()["optimizer"]
     before = module.losses(batch)["total"].item()
     for _ in range(10):
@@ -130,13 +130,17 @@ def test_a_training_sweep_gives_one_run_per_value_and_an_image_run_can_start_fro
     assert json.loads((start / "metrics.json").read_text())["status"] == "finished"
 
 
-def test_every_batch_is_drawn_from_the_seed_and_its_step_alone(tmp_path):
+def test_every_batch_is_drawn_from_the_seed_and_its_step_alone_and_processes_share_it(tmp_path):
     paths = photo_files(photos(tmp_path / "photos", 3))
-    batches = StepBatches(paths, 16, 24, 2, seed=5, steps=10)
-    again = StepBatches(paths, 16, 24, 2, seed=5, steps=10)
-    assert torch.equal(batches[7], again[7]) and batches[7].shape == (2, 3, 16, 16)
-    assert not torch.equal(batches[7], batches[8])
-    assert not torch.equal(batches[7], StepBatches(paths, 16, 24, 2, seed=6, steps=10)[7])
+    batches = StepBatches(paths, 16, 24, 4, seed=5, steps=10, styles=3)
+    again = StepBatches(paths, 16, 24, 4, seed=5, steps=10, styles=3)
+    assert torch.equal(batches[7]["photos"], again[7]["photos"]) and batches[7]["photos"].shape == (4, 3, 16, 16)
+    assert not torch.equal(batches[7]["photos"], batches[8]["photos"])
+    assert not torch.equal(batches[7]["photos"], StepBatches(paths, 16, 24, 4, seed=6, steps=10)[7]["photos"])
+    assert set(torch.cat([batches[k]["style"] for k in range(10)]).tolist()) == {0, 1, 2}
+    shares = [StepBatches(paths, 16, 24, 4, seed=5, steps=10, styles=3, rank=r, world=2)[7] for r in (0, 1)]
+    for key in ("photos", "style"):
+        assert torch.equal(torch.cat([share[key] for share in shares]), batches[7][key])
 
 
 def _bad_model(tmp_path: Path, kind: str) -> Path:
@@ -218,7 +222,8 @@ def test_the_loss_network_is_frozen_left_out_of_checkpoints_and_its_style_target
     criterion.encoder.register_forward_pre_hook(lambda _, args: shapes.append(tuple(args[0].shape)))
     trainer = pl.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, accelerator="cpu")  # fmt: skip
-    trainer.fit(module, DataLoader([torch.rand(2, 3, 16, 16)] * 3, batch_size=None))
+    batch = {"photos": torch.rand(2, 3, 16, 16), "style": torch.zeros(2, dtype=torch.long)}
+    trainer.fit(module, DataLoader([batch] * 3, batch_size=None))
     assert shapes.count((1, 3, 40, 24)) == 1  # the style image: once per fit
     trainable = {name.split(".")[0] for name, p in module.named_parameters() if p.requires_grad}
     assert trainable == {"network"}

@@ -67,7 +67,11 @@ def check_training(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     check_trainer(cfg.trainer, TRAINER_SET_BY_NST, "several devices for one training are not supported yet")
     number(cfg.trainer, "max_steps", int, 1, "trainer.")
     check_blend(cfg.style_blend)
-    blend_weights(len(image_paths(cfg.style, "style")), cfg.style_blend)
+    styles = len(image_paths(cfg.style, "style"))
+    blend_weights(styles, cfg.style_blend)
+    if cfg.network.get("norm") == "conditional_instance" and cfg.style_blend is not None:
+        raise NSTError("style_blend blends the styles into one; network.norm=conditional_instance keeps them apart "
+                       "(mix them at `nst stylize` with style_mix=[…]): drop style_blend")  # fmt: skip
     check_objective(cfg)
 
 

@@ -1,9 +1,10 @@
 """The photos a style network learns from: a folder searched recursively, random crops, a held-out validation set.
 
 Batch k of a run is drawn from (seed, k) alone: which photos (each epoch a new
-shuffle, every photo once per epoch) and where each is cropped. A resumed run
-therefore sees exactly the batches the uninterrupted run would have, whatever the
-number of loader workers, and ends with the same weights.
+shuffle, every photo once per epoch), where each is cropped and, for a multi-style
+network, which style each crop is trained towards. A resumed run therefore sees
+exactly the batches the uninterrupted run would have, whatever the number of loader
+workers or of processes sharing the batch, and ends with the same weights.
 """
 
 import logging
@@ -24,7 +25,8 @@ log = logging.getLogger("nst")
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
-def photo_files(folder: str | Path) -> list[Path]:
+
+def photo_files(folder: str | Path, key: str = "data.content") -> list[Path]:
     """Every image below `folder` (by suffix, recursively, sorted), those that cannot be opened left out.
 
     Unreadable files are counted in one warning line, never a crash: a crawl of
@@ -32,7 +34,7 @@ def photo_files(folder: str | Path) -> list[Path]:
     """
     root = Path(folder)
     if not root.is_dir():
-        raise NSTError(f"data.content={folder}: no such folder; give a folder of photos (COCO train2014, say)")
+        raise NSTError(f"{key}={folder}: no such folder; give a folder of images (COCO train2014, say)")
     found = sorted(p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
     readable, broken = [], []
     for path in found:
@@ -47,7 +49,7 @@ def photo_files(folder: str | Path) -> list[Path]:
                     broken[0])  # fmt: skip
     if not readable:
         what = "no image files" if not found else f"only unreadable images ({len(found)})"
-        raise NSTError(f"data.content={folder} holds {what} ({', '.join(SUFFIXES)}): give a folder of photos")
+        raise NSTError(f"{key}={folder} holds {what} ({', '.join(SUFFIXES)}): give a folder of images")
     return readable
 
 
@@ -82,40 +84,79 @@ def random_crop(path: Path, size: int, resize: int, generator: torch.Generator) 
     return pil_to_tensor(crop).float().div(255)
 
 
-class StepBatches(Dataset):
-    """Item k is the batch of step k: `batch_size` random crops, drawn from (seed, k) alone."""
+class Shuffled:
+    """The images of a folder in a new order each epoch, drawn from (seed, epoch): position p of the run's crops
+    is image `self[p]`, every image once per epoch."""
 
-    def __init__(self, paths: Sequence[Path], size: int, resize: int, batch_size: int, seed: int, steps: int):
-        self.paths, self.size, self.resize, self.batch_size = list(paths), size, resize, batch_size
-        self.seed, self.steps = seed, steps
+    def __init__(self, paths: Sequence[Path], seed: int):
+        self.paths, self.seed = list(paths), seed
         self._order: tuple[int, list[int]] = (-1, [])  # the last epoch's shuffle, drawn once per worker
+
+    def __getitem__(self, position: int) -> int:
+        epoch, within = divmod(position, len(self.paths))
+        if self._order[0] != epoch:
+            generator = torch.Generator().manual_seed(self.seed + epoch)
+            self._order = (epoch, torch.randperm(len(self.paths), generator=generator).tolist())
+        return self._order[1][within]
+
+
+class StepBatches(Dataset):
+    """Item k is this process's share of step k's batch, each crop drawn from (seed, its position) alone.
+
+    Step k's global batch holds positions k·B … k·B + B − 1; with `world` processes
+    (DDP), process `rank` takes its B / world consecutive ones, so the processes
+    together see exactly the batch one process would. Each item is a dict:
+
+        photos        (b, 3, size, size) random crops of the content photos
+        style         (b,) a style index per crop, uniform over `styles` (0 with one style)
+        style_images  (b, 3, size, size) random crops of `style_paths` (arbitrary-style training only)
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        size: int,
+        resize: int,
+        batch_size: int,
+        seed: int,
+        steps: int,
+        styles: int = 1,
+        style_paths: Sequence[Path] = (),
+        rank: int = 0,
+        world: int = 1,
+    ):
+        self.photos, self.style_photos = Shuffled(paths, seed), Shuffled(style_paths, seed + 7919)
+        self.size, self.resize, self.batch_size, self.seed, self.steps = size, resize, batch_size, seed, steps
+        self.styles, self.rank, self.world = styles, rank, world
 
     def __len__(self) -> int:
         return self.steps
 
-    def _epoch_order(self, epoch: int) -> list[int]:
-        if self._order[0] != epoch:
-            generator = torch.Generator().manual_seed(self.seed + epoch)
-            self._order = (epoch, torch.randperm(len(self.paths), generator=generator).tolist())
-        return self._order[1]
+    def __getitem__(self, step: int) -> dict[str, Tensor]:
+        share = self.batch_size // self.world
+        first = step * self.batch_size + self.rank * share
+        photos, styles, style_images = [], [], []
+        for position in range(first, first + share):
+            generator = torch.Generator().manual_seed(self.seed * 2**32 + position)
+            photos.append(self._crop(self.photos, position, generator))
+            styles.append(int(torch.randint(self.styles, (1,), generator=generator)))
+            if self.style_photos.paths:
+                style_images.append(self._crop(self.style_photos, position, generator))
+        item = {"photos": torch.stack(photos), "style": torch.tensor(styles)}
+        if style_images:
+            item["style_images"] = torch.stack(style_images)
+        return item
 
-    def __getitem__(self, step: int) -> Tensor:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-        crops = []
-        for position in range(step * self.batch_size, (step + 1) * self.batch_size):
-            epoch, within = divmod(position, len(self.paths))
-            index_in_order = self._epoch_order(epoch)[within]
-            crops.append(self._crop(index_in_order, generator))
-        return torch.stack(crops)
-
-    def _crop(self, index: int, generator: torch.Generator) -> Tensor:
-        """A photo that fails to decode now (truncated after the header check) is replaced by the next one."""
-        for offset in range(len(self.paths)):
+    def _crop(self, images: Shuffled, position: int, generator: torch.Generator) -> Tensor:
+        """An image that fails to decode now (truncated after the header check) is replaced by the next one."""
+        index = images[position]
+        for offset in range(len(images.paths)):
             try:
-                return random_crop(self.paths[(index + offset) % len(self.paths)], self.size, self.resize, generator)
+                path = images.paths[(index + offset) % len(images.paths)]
+                return random_crop(path, self.size, self.resize, generator)
             except NSTError:
                 continue
-        raise NSTError("no photo of data.content could be decoded: give a folder of readable photos")
+        raise NSTError("no image of the training folders could be decoded: give folders of readable images")
 
 
 def validation_photos(paths: Sequence[Path], size: int) -> list[Tensor]:

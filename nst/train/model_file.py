@@ -5,6 +5,8 @@ The file holds only tensors, strings and numbers, and is read with
 """
 
 import io
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +59,36 @@ def load_model(given: str | Path) -> tuple[TransformNet, dict[str, Any]]:
     return network.eval().requires_grad_(False), dict(saved.get("info") or {})
 
 
-def stylize(network: nn.Module, photo: torch.Tensor) -> torch.Tensor:
-    """The network's image of `photo` (1, 3, H, W), clamped to [0, 1]."""
+def stylize(network: nn.Module, photo: torch.Tensor, mix: Sequence[float] | None = None) -> torch.Tensor:
+    """The network's image of `photo` (1, 3, H, W), clamped to [0, 1]; `mix`: a multi-style network's weights."""
+    device = next(network.parameters()).device
     with torch.no_grad():
-        return network(photo.to(next(network.parameters()).device)).clamp(0, 1)
+        if mix is None:
+            return network(photo.to(device)).clamp(0, 1)
+        return network(photo.to(device), torch.tensor([list(mix)], dtype=torch.float32, device=device)).clamp(0, 1)
+
+
+def style_mix(styles: int, index: int | None = None, mix: Sequence[float] | None = None) -> list[float] | None:
+    """The weights over a network's `styles` that `style_index` or `style_mix` ask for; one line if they cannot be.
+
+    A mix must be N finite weights >= 0 summing to one, N the styles the network was trained for.
+    """
+    if index is None and mix is None:
+        return None
+    if not styles:
+        raise NSTError("this network was trained for one style: style_index and style_mix need a multi-style network "
+                       "(network.norm=conditional_instance)")  # fmt: skip
+    if index is not None and mix is not None:
+        raise NSTError("give style_index or style_mix, not both")
+    if index is not None:
+        if not 0 <= index < styles:
+            known = f"this network knows {styles} styles, 0 to {styles - 1}"
+            raise NSTError(f"style_index={index} is out of range: {known}")
+        return [1.0 if k == index else 0.0 for k in range(styles)]
+    weights = list(mix or [])
+    if len(weights) != styles:
+        raise NSTError(f"style_mix has {len(weights)} weights, but this network was trained for {styles} styles: "
+                       f"give {styles}")  # fmt: skip
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or abs(sum(weights) - 1) > 1e-6:
+        raise NSTError(f"style_mix={weights} must be {styles} weights >= 0 that sum to 1")
+    return weights

@@ -3,7 +3,10 @@
 Each step: a batch of photo crops goes through the network; the criterion compares
 each output with its own photo's features (content) and with the style targets
 computed once (style), plus total variation; Adam follows the mean over the batch.
-The loss network is frozen and left out of checkpoints (its config rebuilds it).
+A multi-style network (`network.styles` > 0) is told each crop's style and matched
+to that style's targets. The loss network is frozen and left out of checkpoints
+(its config rebuilds it). Under DDP each process takes its share of the batch and
+the logged terms are the mean over all processes: the curve one process would give.
 """
 
 from collections.abc import Callable, Iterable, Sequence
@@ -14,6 +17,7 @@ from torch import Tensor, nn
 
 from nst.criterion import PerceptualLoss
 from nst.fastpath import FastPath
+from nst.train.network import one_hot
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 ScheduleFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
@@ -43,26 +47,57 @@ class StyleNetTraining(pl.LightningModule):
         self.start_terms: dict[str, Tensor] = {}
         self.last_terms: dict[str, Tensor] = {}
 
+    @property
+    def conditional(self) -> int:
+        """How many styles the network keeps apart (0: one style, or one blend, in its weights)."""
+        return int(getattr(self.network, "styles", 0))
+
     def on_fit_start(self) -> None:
         fast = self.fast.for_device(self.device)
         if fast.channels_last:
             self.network.to(memory_format=torch.channels_last)
-        self.criterion.prepare(self.style_images, self.blend, self.fast.encoder(self.criterion.encoder, self.device))
+        encode = self.fast.encoder(self.criterion.encoder, self.device)
+        if self.conditional:
+            self.criterion.prepare_each(self.style_images, encode)
+        else:
+            self.criterion.prepare(self.style_images, self.blend, encode)
 
-    def forward(self, photos: Tensor) -> Tensor:
-        return self.network(photos)
+    def forward(self, photos: Tensor, style: Tensor | None = None) -> Tensor:
+        """The network's images of `photos`; `style` (B,) picks a multi-style network's style per photo."""
+        return self.network(photos, one_hot(style, self.conditional)) if self.conditional else self.network(photos)
 
-    def losses(self, photos: Tensor) -> dict[str, Tensor]:
-        """Every term of the criterion for a batch of photos, each a mean over the batch."""
+    def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Every term of the criterion for a batch (nst/train/data.py's items), each a mean over the batch."""
+        photos, style = batch["photos"], batch["style"]
         content = self.criterion.content_features(photos)
-        terms = self.criterion(self(photos), content)
+        targets = self.criterion.targets_of(style) if self.conditional else None
+        terms = self.criterion(self(photos, style), content, targets)
         return {name: value.mean() for name, value in terms.items()}
 
-    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         terms = self.losses(batch)
-        self.last_terms = {k: v.detach() for k, v in terms.items()}
+        self.last_terms = self._over_processes({k: v.detach() for k, v in terms.items()})
         self.evaluations = self.global_step + 1
         return terms["total"]
+
+    def _over_processes(self, terms: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The terms averaged over the DDP processes (one all-reduce), as is: one process."""
+        if self.trainer.world_size == 1:
+            return terms
+        mean = self.trainer.strategy.reduce(torch.stack(list(terms.values())), reduce_op="mean")
+        return dict(zip(terms, mean.unbind(), strict=True))
+
+    def stylised(self, photo: Tensor) -> list[Tensor]:
+        """The held-out `photo` (1, 3, H, W) as the network renders it: once per style it keeps apart, else once."""
+        if not self.conditional:
+            return [self(photo)]
+        return [self(photo, torch.tensor([k], device=photo.device)) for k in range(self.conditional)]
+
+    def judged_against(self) -> list[tuple[list[Tensor], list[float]]]:
+        """The style (images, blend) each of `stylised`'s images is judged against."""
+        if not self.conditional:
+            return [(self.style_images, self.blend)]
+        return [([style], [1.0]) for style in self.style_images]
 
     def terms_of(self, index: int = 0) -> dict[str, float]:
         """The last step's loss terms, as numbers (one device sync per logged step)."""

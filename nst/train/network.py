@@ -9,6 +9,10 @@ normalisation (Ulyanov et al. 2017) and nearest upsampling followed by a convolu
 which avoids the checkerboard artefacts of transposed convolutions. The paper's own
 choices are options: `norm=batch`, `upsample=transposed`.
 
+`norm=conditional_instance` with `styles=N` is Dumoulin, Shlens & Kudlur 2017's
+multi-style network: every normalisation keeps one scale and shift per style, and
+the image's style picks (or mixes) them; everything else is shared.
+
 Differs from the paper: no 150·tanh at the output. The network works on RGB in
 [0, 1] and outputs the image directly, as pytorch/examples does in 0-255; the
 output is clamped to [0, 1] only when an image is saved.
@@ -16,17 +20,46 @@ output is clamped to [0, 1] only when an image is saved.
 
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 from nst.errors import NSTError
 
-Norm = Literal["instance", "batch"]
+Norm = Literal["instance", "batch", "conditional_instance"]
 Upsample = Literal["resize", "transposed"]
-NORMS, UPSAMPLES = ("instance", "batch"), ("resize", "transposed")
+NORMS, UPSAMPLES = ("instance", "batch", "conditional_instance"), ("resize", "transposed")
 
 
-def _norm(kind: Norm, channels: int) -> nn.Module:
+class ConditionalInstanceNorm(nn.Module):
+    """Dumoulin et al. 2017: x̂ = (x − μ(x)) / σ(x), then γ_s x̂ + β_s with the scale and shift of style s.
+
+    `mix` (B, N) weighs the N styles' parameters per image: one-hot picks a style,
+    any convex combination mixes them (the paper's interpolation, Fig. 7).
+    γ starts at 1 and β at 0 for every style, as Magenta's code does.
+    """
+
+    def __init__(self, channels: int, styles: int):
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(channels, affine=False)
+        self.scale = nn.Parameter(torch.ones(styles, channels))
+        self.shift = nn.Parameter(torch.zeros(styles, channels))
+
+    def forward(self, x: Tensor, mix: Tensor) -> Tensor:
+        scale, shift = mix @ self.scale, mix @ self.shift
+        return self.norm(x) * scale[:, :, None, None] + shift[:, :, None, None]
+
+
+def _norm(kind: Norm, channels: int, styles: int) -> nn.Module:
+    if kind == "conditional_instance":
+        return ConditionalInstanceNorm(channels, styles)
     return nn.InstanceNorm2d(channels, affine=True) if kind == "instance" else nn.BatchNorm2d(channels)
+
+
+def _through(layers: nn.Sequential, x: Tensor, mix: Tensor | None) -> Tensor:
+    """`layers` in order, the style mix handed to the layers that take one."""
+    for layer in layers:
+        x = layer(x, mix) if isinstance(layer, ConditionalInstanceNorm | Residual) else layer(x)
+    return x
 
 
 class ConvLayer(nn.Sequential):
@@ -39,15 +72,15 @@ class ConvLayer(nn.Sequential):
 class Residual(nn.Module):
     """Two 3x3 convolutions with a normalisation each and a ReLU between, added to the input."""
 
-    def __init__(self, channels: int, norm: Norm):
+    def __init__(self, channels: int, norm: Norm, styles: int):
         super().__init__()
         self.body = nn.Sequential(
-            ConvLayer(channels, channels, 3), _norm(norm, channels), nn.ReLU(),
-            ConvLayer(channels, channels, 3), _norm(norm, channels),
+            ConvLayer(channels, channels, 3), _norm(norm, channels, styles), nn.ReLU(),
+            ConvLayer(channels, channels, 3), _norm(norm, channels, styles),
         )  # fmt: skip
 
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.body(x)
+    def forward(self, x: Tensor, mix: Tensor | None = None) -> Tensor:
+        return x + _through(self.body, x, mix)
 
 
 class Up(nn.Sequential):
@@ -64,34 +97,52 @@ class TransformNet(nn.Module):
     """A photo in, its stylised version out, the same size (sides multiple of 4; others are cropped back)."""
 
     def __init__(
-        self, width: int = 32, norm: Norm = "instance", upsample: Upsample = "resize", residual_blocks: int = 5
+        self,
+        width: int = 32,
+        norm: Norm = "instance",
+        upsample: Upsample = "resize",
+        residual_blocks: int = 5,
+        styles: int = 1,
     ):
-        """`width`: channels of the first convolution (32 in the paper, 16 in the authors' later fast models)."""
+        """`width`: channels of the first convolution (32 in the paper, 16 in the authors' later fast models);
+        `styles`: how many styles a conditional network keeps apart (set from the run's style list)."""
         super().__init__()
         if norm not in NORMS:
             raise NSTError(f"network.norm={norm!r}: choose one of {', '.join(NORMS)}")
         if upsample not in UPSAMPLES:
             raise NSTError(f"network.upsample={upsample!r}: choose one of {', '.join(UPSAMPLES)}")
-        for key, value in (("width", width), ("residual_blocks", residual_blocks)):
+        for key, value in (("width", width), ("residual_blocks", residual_blocks), ("styles", styles)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise NSTError(f"network.{key}={value!r} must be an integer >= 1")
+        self.styles = styles if norm == "conditional_instance" else 0  # 0: one style, baked into the weights
         self.settings = {"width": width, "norm": norm, "upsample": upsample, "residual_blocks": residual_blocks}
+        if self.styles:
+            self.settings["styles"] = styles
         w = width
         self.layers = nn.Sequential(
-            ConvLayer(3, w, 9), _norm(norm, w), nn.ReLU(),
-            ConvLayer(w, 2 * w, 3, stride=2), _norm(norm, 2 * w), nn.ReLU(),
-            ConvLayer(2 * w, 4 * w, 3, stride=2), _norm(norm, 4 * w), nn.ReLU(),
-            *[Residual(4 * w, norm) for _ in range(residual_blocks)],
-            Up(4 * w, 2 * w, upsample), _norm(norm, 2 * w), nn.ReLU(),
-            Up(2 * w, w, upsample), _norm(norm, w), nn.ReLU(),
+            ConvLayer(3, w, 9), _norm(norm, w, styles), nn.ReLU(),
+            ConvLayer(w, 2 * w, 3, stride=2), _norm(norm, 2 * w, styles), nn.ReLU(),
+            ConvLayer(2 * w, 4 * w, 3, stride=2), _norm(norm, 4 * w, styles), nn.ReLU(),
+            *[Residual(4 * w, norm, styles) for _ in range(residual_blocks)],
+            Up(4 * w, 2 * w, upsample), _norm(norm, 2 * w, styles), nn.ReLU(),
+            Up(2 * w, w, upsample), _norm(norm, w, styles), nn.ReLU(),
             ConvLayer(w, 3, 9),
         )  # fmt: skip
 
-    def forward(self, photo: Tensor) -> Tensor:
-        """(B, 3, H, W) in [0, 1] -> (B, 3, H, W); a side that is no multiple of 4 is padded by reflection, then cut."""
+    def forward(self, photo: Tensor, mix: Tensor | None = None) -> Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, 3, H, W); a side that is no multiple of 4 is padded by reflection, then cut.
+
+        `mix` (B, N): a conditional network's weights over its N styles per image (`style_mix`); default style 0.
+        """
         h, w = photo.shape[-2:]
         pad_h, pad_w = -h % 4, -w % 4
         if pad_h or pad_w:
             photo = nn.functional.pad(photo, (0, pad_w, 0, pad_h), mode="reflect")
-        return self.layers(photo)[..., :h, :w]
+        if self.styles and mix is None:
+            mix = one_hot(torch.zeros(len(photo), dtype=torch.long, device=photo.device), self.styles)
+        return _through(self.layers, photo, mix)[..., :h, :w]
 
+
+def one_hot(index: Tensor, styles: int) -> Tensor:
+    """(B,) style indices -> (B, N) mixes that pick one style each."""
+    return nn.functional.one_hot(index, styles).float()

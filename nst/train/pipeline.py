@@ -11,7 +11,7 @@
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from nst.layers import config_layers
 from nst.loggers import build_logger, log_images, log_summary
 from nst.memory import peak_memory_mb, reset_peak_memory
 from nst.outputs import RescuedOutputs, rescued, write_json
+from nst.processes import first_process
 from nst.progress import EvaluationProgress
 from nst.run_dir import claim, release
 from nst.runs import Job, RunSignals, record
@@ -84,21 +85,25 @@ def _train(
 ) -> dict[str, Any]:
     """`train`'s steps; `logger` and `claimed` are filled as they open, for `record` and the lock."""
     check_training(job.cfg, job.overrides)
-    claim(job.out_dir)
-    claimed.append(job.out_dir)
-    write_json(job.out_dir / "metrics.json", {"status": "running", "kind": "training", "pid": os.getpid()},
-               rescue=False)  # fmt: skip
+    first = first_process()  # the other processes of a DDP training train and write nothing (nst/processes.py)
+    if first:
+        claim(job.out_dir)
+        claimed.append(job.out_dir)
+        write_json(job.out_dir / "metrics.json", {"status": "running", "kind": "training", "pid": os.getpid()},
+                   rescue=False)  # fmt: skip
     cfg = job.cfg
-    environment.console(bool(cfg.get("verbose")))
+    environment.console(bool(cfg.get("verbose")) and first)
     environment.freeze_imports()
     reset_peak_memory()
     pl.seed_everything(int(cfg.seed), verbose=False)
     encoder = build(cfg.backbone, "backbone")
     data = load_data(cfg, encoder)
     module = build_module(cfg, encoder, data)
-    logger[0] = open_logger(job, data)
+    logger[0] = open_logger(job, data) if first else False
     fitted = fit(job, logger[0], module, data, resume)
     signals.finishing = True  # a signal now waits until the outputs are written
+    if not first:
+        return {"status": "finished", "rank": fitted.trainer.global_rank}
     return write_outputs(job, logger[0], module, data, fitted)
 
 
@@ -110,6 +115,7 @@ class TrainingData:
     styles: list[Tensor]
     blend: list[float]
     val_photos: list[Tensor]
+    style_paths: list[Path] = field(default_factory=list)  # the style folder cropped each step (arbitrary styles)
 
 
 def load_data(cfg: DictConfig, encoder: VGG) -> TrainingData:
@@ -138,7 +144,8 @@ def _layers(cfg: DictConfig, encoder: VGG) -> set[str]:
 def build_module(cfg: DictConfig, encoder: VGG, data: TrainingData) -> StyleNetTraining:
     """The network (its weights drawn from the seed), the shared criterion and Adam with its schedule."""
     torch.manual_seed(int(cfg.seed))
-    network = build(cfg.network, "network")
+    conditional = cfg.network.get("norm") == "conditional_instance"  # one scale and shift per style image
+    network = build(cfg.network, "network", **({"styles": len(data.styles)} if conditional else {}))
     weights = LossWeights.of([(cfg.loss, *config_layers(cfg.layers, encoder.arch))])
     statistic = build(cfg.style_loss, "style_loss")
     criterion = PerceptualLoss(encoder, weights, statistic, cfg.loss.convention, cfg.loss.tv_beta)
@@ -171,29 +178,38 @@ def fit(job: Job, logger: Logger | bool, module: StyleNetTraining, data: Trainin
     cfg, out_dir = job.cfg, job.out_dir
     steps = int(cfg.trainer.max_steps)
     interruption = Interruption(out_dir / RESUME_CHECKPOINT)
-    validation = Validation(data.val_photos, data.styles, data.blend, int(cfg.val_every), out_dir, logger, cfg.judge)
-    callbacks: list[pl.Callback] = [validation, LossLogging([logger]), LossHistory([out_dir / "history.csv"])]
-    callbacks.append(interruption)
+    first = first_process()
+    validation = Validation(data.val_photos, int(cfg.val_every), out_dir, logger, cfg.judge)
+    callbacks: list[pl.Callback] = [validation, interruption]
+    if first:
+        callbacks += [LossLogging([logger]), LossHistory([out_dir / "history.csv"])]
     every = int(cfg.checkpoint_every)
     if every:
         callbacks.append(ModelCheckpoint(out_dir / "checkpoints", save_last=True, every_n_train_steps=every,
                                          save_top_k=0, save_on_train_epoch_end=False))  # fmt: skip
-    if cfg.trainer.get("enable_progress_bar", True):
+    if cfg.trainer.get("enable_progress_bar", True) and first:
         callbacks.append(EvaluationProgress(steps, unit="steps"))
     trainer: pl.Trainer = build(
         cfg.trainer, "trainer", logger=False, callbacks=callbacks, default_root_dir=str(out_dir),
         log_every_n_steps=int(cfg.log_every), enable_checkpointing=bool(every), num_sanity_val_steps=0,
-        limit_val_batches=0,
+        limit_val_batches=0, use_distributed_sampler=False,
     )  # fmt: skip
+    if int(cfg.data.batch_size) % trainer.world_size:
+        raise NSTError(f"data.batch_size={cfg.data.batch_size} cannot be shared by {trainer.world_size} processes: "
+                       f"make it a multiple of {trainer.world_size}")  # fmt: skip
     first_step = _step_of(resume) if resume is not None else 0
-    batches = StepBatches(data.split.train, int(cfg.data.size), int(cfg.data.get("resize") or cfg.data.size),
-                          int(cfg.data.batch_size), int(cfg.seed), steps)  # fmt: skip
+    batches = StepBatches(
+        data.split.train, int(cfg.data.size), int(cfg.data.get("resize") or cfg.data.size), int(cfg.data.batch_size),
+        int(cfg.seed), steps, styles=module.conditional or 1, style_paths=data.style_paths,
+        rank=trainer.global_rank, world=trainer.world_size,
+    )  # fmt: skip
     workers = int(cfg.data.workers)
     loader = DataLoader(batches, batch_size=None, sampler=StepSampler(first_step, steps), num_workers=workers)
     log.info(
-        "%s: %s, %d training photos (%d held out), %d px crops, batch %d, %d steps, on %s",
+        "%s: %s, %d training photos (%d held out), %d px crops, batch %d, %d steps, on %s%s",
         out_dir, type(module.network).__name__, len(data.split.train), len(data.split.val), cfg.data.size,
         cfg.data.batch_size, steps, trainer.strategy.root_device,
+        f" and {trainer.world_size - 1} more processes" if trainer.world_size > 1 else "",
     )  # fmt: skip
     started = time.perf_counter()
     try:
@@ -239,14 +255,16 @@ def write_outputs(
     trainer, validation, fit_time = fitted.trainer, fitted.validation, fitted.fit_time
     style = [str(p) for p in image_paths(cfg.style, "style")]
     save_model(module.network, out_dir / MODEL_FILE, {"style": style, "steps": trainer.global_step, "seed": cfg.seed})
-    final = validation.outputs[0]
+    final = validation.outputs[0][0]  # the first held-out photo (in the first style)
     save_image(final, out_dir / "final.png")
     log_images(logger, {"final": final}, step=trainer.global_step)
     losses = {f"loss/{k}": v for k, v in module.terms_of(0).items()} if module.last_terms else {}
-    figures = dict(validation.latest)
+    figures: dict[str, Any] = dict(validation.latest)
     if figures:
         figures["error_sum"] = figures["content_error"] + figures["style_error"]
-    log_summary(logger, {**losses, **{f"val/{k}": v for k, v in figures.items()}})
+    if validation.per_style:
+        figures["per_style"] = [{"style": name, **f} for name, f in zip(style, validation.per_style, strict=True)]
+    log_summary(logger, {**losses, **{f"val/{k}": v for k, v in figures.items() if k != "per_style"}})
     device = trainer.strategy.root_device
     peak, peak_kind = peak_memory_mb(device)
     trained = trainer.global_step - fitted.first_step
@@ -258,6 +276,7 @@ def write_outputs(
         "images_per_s": round(trained * int(cfg.data.batch_size) / fit_time, 3) if fit_time > 0 else None,
         "fit_time_s": round(fit_time, 3),
         "device": str(device),
+        "processes": trainer.world_size,
         "peak_memory_mb": round(peak, 1),
         "peak_memory_kind": peak_kind,
         "model": str(out_dir / MODEL_FILE),

@@ -14,22 +14,40 @@ from torch import Tensor
 
 from nst.errors import NSTError
 from nst.images import load_image, open_rgb, save_image
-from nst.train.model_file import load_model, stylize
+from nst.train.model_file import load_model, style_mix, stylize
 
-USAGE = "usage: nst stylize model=RUN_DIR content=PHOTO out=FILE [size=PX] [device=cpu|cuda]"
-KEYS = {"model", "content", "out", "size", "device"}
+USAGE = (
+    "usage: nst stylize model=RUN_DIR content=PHOTO out=FILE [size=PX] [device=cpu|cuda] "
+    "[style_index=K | style_mix=[W0,W1,...]]"
+)
+KEYS = {"model", "content", "out", "size", "device", "style_index", "style_mix"}
 
 
 class NetworkStart:
     """`init=network`: a trained network's image of the content photo, as the start of an optimisation."""
 
-    def __init__(self, model: str | None = None):
+    def __init__(self, model: str | None = None, style_index: int | None = None, style_mix: list | None = None):
         if not model:
             raise NSTError("init=network needs network.model=RUN_DIR: the directory of an `nst train` run")
         self.network, _ = load_model(model)
+        self.mix = style_mix_of(self.network, style_index, style_mix)
 
     def __call__(self, content: Tensor) -> Tensor:
-        return stylize(self.network, content).cpu()
+        return stylize(self.network, content, self.mix).cpu()
+
+
+def style_mix_of(network: torch.nn.Module, index: object, mix: object) -> list[float] | None:
+    """`style_index` / `style_mix` as given on a command line or in a config, checked against the network."""
+    if index is not None and (isinstance(index, bool) or not str(index).lstrip("-").isdigit()):
+        raise NSTError(f"style_index={index} must be a whole number: a style of the network, from 0")
+    weights = None
+    if mix is not None:
+        items = mix if isinstance(mix, list | tuple) else str(mix).strip("[]").split(",")
+        try:
+            weights = [float(w) for w in items]
+        except (TypeError, ValueError):
+            raise NSTError(f"style_mix={mix} must be a list of numbers, e.g. style_mix=[0.5,0.5]") from None
+    return style_mix(int(getattr(network, "styles", 0)), None if index is None else int(str(index)), weights)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -40,13 +58,14 @@ def main(argv: Sequence[str]) -> int:
     try:
         settings = _settings(argv)
         network, info = load_model(settings["model"])
+        mix = style_mix_of(network, settings.get("style_index"), settings.get("style_mix"))
         device = torch.device(settings.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
         network.to(device)
         content = settings["content"]
         size = int(settings["size"]) if settings.get("size") else max(open_rgb(content).size)
         photo = load_image(content, size)
         started = time.perf_counter()
-        image = stylize(network, photo)
+        image = stylize(network, photo, mix)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
@@ -55,7 +74,10 @@ def main(argv: Sequence[str]) -> int:
         print(f"nst stylize: error: {exc}", file=sys.stderr)
         return 2
     height, width = image.shape[-2:]
-    styles = ", ".join(Path(s).name for s in info.get("style", [])) or "its style"
+    names = [Path(s).name for s in info.get("style", [])]
+    if mix is not None and len(names) == len(mix):
+        names = [f"{w:g} {name}" for w, name in zip(mix, names, strict=True) if w]
+    styles = ", ".join(names) or "its style"
     print(f"nst stylize: {written} ({width}x{height} px, {styles}) in {seconds:.3f} s on {device}", file=sys.stderr)
     return 0
 

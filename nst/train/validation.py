@@ -2,8 +2,12 @@
 
 The figures (`val/content_error`, `val/style_error`, `val/style_swd`) are the judge's
 (nst/judge.py), averaged over the held-out photos, so a trained network and an
-optimised image are compared on one scale. Each validation also writes a sample grid
-(photos above, the network's images below) and logs the images to the logger.
+optimised image are compared on one scale. A network of several styles (or an
+arbitrary-style decoder) renders each photo once per style, each judged against its
+own style; the figures are then the mean over styles, and each style's own are kept
+too (`val/style<k>/…`). Only the first process of a DDP training validates. Each
+validation also writes a sample grid (photos above, the network's images below) and
+logs the images to the logger.
 """
 
 import csv
@@ -27,42 +31,34 @@ log = logging.getLogger("nst")
 FIGURES = ("content_error", "style_error", "style_swd")
 
 
-def sample_grid(photos: Sequence[Tensor], outputs: Sequence[Tensor], height: int = 128) -> Tensor:
-    """(1, 3, 2·height, W): each photo above its stylised image, side by side, scaled to one height."""
+def sample_grid(photos: Sequence[Tensor], outputs: Sequence[Sequence[Tensor]], height: int = 128) -> Tensor:
+    """(1, 3, (1 + S)·height, W): each photo above its S stylised images, side by side, scaled to one height."""
     columns = []
-    for photo, output in zip(photos, outputs, strict=True):
+    for photo, images in zip(photos, outputs, strict=True):
         h, w = photo.shape[-2:]
         size = (height, max(1, round(w * height / h)))
-        pair = [F.interpolate(i.float().cpu(), size=size, mode="bilinear", antialias=True) for i in (photo, output)]
-        columns.append(torch.cat(pair, dim=2))
+        column = [F.interpolate(i.float().cpu(), size=size, mode="bilinear", antialias=True) for i in (photo, *images)]
+        columns.append(torch.cat(column, dim=2))
     return torch.cat(columns, dim=3).clamp(0, 1)
 
 
 class Validation(pl.Callback):
     """Every `every` steps, at the start and at the end: the held-out photos through the network, judged and logged."""
 
-    def __init__(
-        self,
-        photos: Sequence[Tensor],
-        styles: Sequence[Tensor],
-        blend: Sequence[float],
-        every: int,
-        out_dir: Path,
-        logger: Logger | bool,
-        judge: bool = True,
-    ):
-        self.photos, self.styles, self.blend = list(photos), list(styles), list(blend)
+    def __init__(self, photos: Sequence[Tensor], every: int, out_dir: Path, logger: Logger | bool, judge: bool = True):
+        self.photos = list(photos)
         self.every, self.out_dir, self.logger, self.judge = every, Path(out_dir), logger, judge
         self.latest: dict[str, float] = {}
-        self.outputs: list[Tensor] = []
+        self.per_style: list[dict[str, float]] = []
+        self.outputs: list[list[Tensor]] = []  # per held-out photo, its image per style
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if trainer.global_step == 0:
+        if trainer.global_step == 0 and trainer.is_global_zero:
             self.validate(trainer, module)
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
         step = trainer.global_step
-        if (self.every and step % self.every == 0) or step == trainer.max_steps:
+        if ((self.every and step % self.every == 0) or step == trainer.max_steps) and trainer.is_global_zero:
             self.validate(trainer, module)
 
     @torch.no_grad()
@@ -71,14 +67,13 @@ class Validation(pl.Callback):
         step = trainer.global_step
         was_training = module.network.training
         module.network.eval()
-        self.outputs = [module(photo.to(module.device)).clamp(0, 1).cpu() for photo in self.photos]
+        self.outputs = [[i.clamp(0, 1).cpu() for i in module.stylised(p.to(module.device))] for p in self.photos]
         module.network.train(was_training)
         if self.judge:
-            pairs = zip(self.outputs, self.photos, strict=True)
-            each = [quality(out, photo, self.styles, self.blend) for out, photo in pairs]
-            self.latest = {name: sum(f[name] for f in each) / len(each) for name in FIGURES}
+            self._judge(module.judged_against())
             if self.logger:
-                self.logger.log_metrics({f"val/{k}": v for k, v in self.latest.items()}, step=step)
+                per_style = {f"val/style{k}/{n}": v for k, f in enumerate(self.per_style) for n, v in f.items()}
+                self.logger.log_metrics({**{f"val/{k}": v for k, v in self.latest.items()}, **per_style}, step=step)
             self._append_row(step)
         grid = sample_grid(self.photos, self.outputs)
         try:
@@ -87,6 +82,17 @@ class Validation(pl.Callback):
             log.warning("%s; the run goes on without this sample grid", fault)
         log_images(self.logger, {"val/samples": grid}, step=step)
         return self.latest
+
+    def _judge(self, against: Sequence[tuple[list[Tensor], list[float]]]) -> None:
+        """`per_style`: each style's figures over the photos; `latest`: their mean over the styles."""
+        self.per_style = []
+        for k, (styles, blend) in enumerate(against):
+            pairs = zip(self.outputs, self.photos, strict=True)
+            each = [quality(images[k], photo, styles, blend) for images, photo in pairs]
+            self.per_style.append({name: sum(f[name] for f in each) / len(each) for name in FIGURES})
+        self.latest = {name: sum(f[name] for f in self.per_style) / len(self.per_style) for name in FIGURES}
+        if len(self.per_style) == 1:
+            self.per_style = []
 
     def _append_row(self, step: int) -> None:
         """val.csv: the figures at every validation, for `nst compare` and a reader without W&B."""
