@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.loggers import Logger
 
 from nst import cluster
@@ -193,6 +194,10 @@ class Interruption(pl.Callback):
             log.info("%s: resumed at step %d of %d", self.checkpoint.parent, trainer.global_step, trainer.max_steps)
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
+        if trainer.world_size > 1:  # DDP: every process stops after the same step, whichever got the signal
+            received = torch.tensor(self.received or 0, device=module.device)
+            torch.distributed.all_reduce(received, op=torch.distributed.ReduceOp.MAX)
+            self.received = int(received) or None
         if self.received is not None:
             trainer.save_checkpoint(self.checkpoint, weights_only=False)  # the optimizer state too
             trainer.should_stop = True

@@ -268,10 +268,10 @@ def check_image_trainer(trainer: DictConfig) -> None:
 def check_trainer(
     trainer: DictConfig,
     set_by_nst: Mapping[str, str] = TRAINER_SET_BY_NST,
-    one_device: str = "batch runs on one device with hydra/launcher=batched instead",
+    one_device: str | None = "batch runs on one device with hydra/launcher=batched instead",
 ) -> None:
-    """Keys Lightning's Trainer takes, one device on one node, and nothing nst sets itself (`set_by_nst`: key ->
-    the setting it comes from); `one_device` ends the line that refuses several devices."""
+    """Keys Lightning's Trainer takes and nothing nst sets itself (`set_by_nst`: key -> the setting it comes from);
+    one device on one node unless `one_device` is None, else it ends the line that refuses several."""
     import pytorch_lightning as pl
 
     accepted = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"}
@@ -282,7 +282,7 @@ def check_trainer(
             raise NSTError(f"trainer.{key} is set by nst from {set_by_nst[key]}: drop it")
         if key not in accepted:
             raise NSTError(f"trainer.{key} is not a setting of pytorch_lightning.Trainer: check the spelling")
-    for key in ("devices", "num_nodes"):
+    for key in ("devices", "num_nodes") if one_device is not None else ():
         if trainer.get(key, 1) != 1:
             raise NSTError(
                 f"trainer.{key}={trainer.get(key)!r}: nst runs on one device of one node (several processes "

@@ -27,6 +27,7 @@ from hydra_plugins.nst_launcher import BatchedLauncher
 from nst import cluster, command_line, environment, wandb_preload
 from nst.configs import CONF_DIR
 from nst.errors import NSTError, Stopped
+from nst.processes import first_process
 from nst.sweeps import done_line, objective, resumed_identity, run_identity
 
 if TYPE_CHECKING:
@@ -44,7 +45,11 @@ def _hydra_main(cfg: DictConfig) -> float | list[float] | None:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def _hydra_train(cfg: DictConfig) -> float | list[float] | None:
-    return _job(cfg, training=True)
+    sys.argv.insert(1, "train")  # the command as given: Lightning's DDP restarts it once per extra device
+    try:
+        return _job(cfg, training=True)
+    finally:
+        del sys.argv[1]
 
 
 def _job(cfg: DictConfig, training: bool) -> float | list[float] | None:
@@ -80,9 +85,14 @@ def _job(cfg: DictConfig, training: bool) -> float | list[float] | None:
         print(f"nst: error: {exc}", file=sys.stderr)
         if not sweeping:
             sys.exit(2)
+        if first_process() and not (out_dir / "metrics.json").exists():  # refused before its run began
+            from nst.outputs import write_json
+
+            write_json(out_dir / "metrics.json", {"status": "failed", "error": str(exc)}, rescue=False)
         log.error("job failed; the sweep goes on (see %s/metrics.json)", out_dir)
         return objective(cfg.objective, None)
-    log.info(done_line(out_dir, metrics))
+    if "rank" not in metrics:  # the other processes of a DDP training leave the line to the first
+        log.info(done_line(out_dir, metrics))
     return objective(cfg.objective, metrics)
 
 

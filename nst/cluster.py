@@ -19,6 +19,11 @@ def scheduled() -> bool:
     return os.environ.get("SUBMITIT_EXECUTOR", "") in ("slurm", "local")
 
 
+def on_slurm() -> bool:
+    """Whether this process is a job that submitit started on SLURM (not its local emulation)."""
+    return os.environ.get("SUBMITIT_EXECUTOR") == "slurm"
+
+
 def requeued() -> bool:
     """Whether this job ran before and SLURM requeued it (time limit, preemption): it may have a checkpoint."""
     return os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0

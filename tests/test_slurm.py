@@ -157,3 +157,38 @@ def test_a_training_job_on_slurm_is_requeued_at_its_time_limit_warning_and_resum
     assert metrics["status"] == "finished" and metrics["steps"] == steps
     ours, reference = (torch.load(d / "model.pt", weights_only=True)["state_dict"] for d in (sweep / "0", alone))
     assert all(torch.equal(ours[k], reference[k]) for k in reference)
+
+
+def test_a_training_job_with_two_slurm_tasks_trains_on_two_processes_and_leaves_one_set_of_outputs(tmp_path, capsys):
+    """`hydra.launcher.tasks_per_node=2` with `trainer.devices=2`: SLURM starts both processes, Lightning takes
+    their ranks from SLURM's environment, the first writes. The same curve as one process (tests/test_ddp.py)."""
+    assert PROBLEM is None, PROBLEM
+    sweep, alone = tmp_path / "sweep", tmp_path / "alone"
+    settings = ["debug=tiny", "trainer.max_steps=4", "network.width=8"]
+    command = [sys.executable, "-m", "nst", "train", "-m", "hydra/launcher=slurm", "hydra.launcher.tasks_per_node=2",
+               "trainer.devices=2", *settings, f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "SLURM_"))}
+    result = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((sweep / "0" / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and metrics["processes"] == 2 and metrics["steps"] == 4
+    assert sorted(p.name for p in (sweep / "0").iterdir()) == [
+        ".hydra", "final.png", "history.csv", "metrics.json", "model.pt", "run.log", "samples"
+    ]  # fmt: skip
+    assert (sweep / "0" / "run.log").read_text().count("done: ") == 1
+    code, err = run_cli(tmp_path, capsys, "train", *settings, f"hydra.run.dir={alone}")
+    assert code == 0, err
+    assert metrics["loss/total"] == pytest.approx(json.loads((alone / "metrics.json").read_text())["loss/total"],
+                                                  rel=1e-2)  # fmt: skip
+
+
+def test_a_training_that_asks_for_more_processes_than_its_slurm_job_has_is_one_line(tmp_path):
+    assert PROBLEM is None, PROBLEM
+    sweep = tmp_path / "sweep"
+    command = [sys.executable, "-m", "nst", "train", "-m", "hydra/launcher=slurm", "trainer.devices=2", "debug=tiny",
+               f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "SLURM_"))}
+    result = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    metrics = json.loads((sweep / "0" / "metrics.json").read_text())
+    assert "this SLURM job has 1 tasks per node on 1 nodes: set hydra.launcher.tasks_per_node=2" in metrics["error"]

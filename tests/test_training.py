@@ -6,6 +6,7 @@ entry point in this process, signals sent at a given step (no timing races).
 
 import io
 import json
+import os
 import pickle
 import shutil
 import signal
@@ -185,8 +186,13 @@ def test_a_bad_model_file_is_one_line_and_runs_no_code(tmp_path, capsys, kind, s
         ("data.val_count=4", "holds out every one of the 4 photos"),
         ("+data.typo=1", "data.typo is not a setting of `nst train`"),
         ("trainer.max_steps=0", "trainer.max_steps=0 must be an integer >= 1"),
-        ("network.norm=group", "network.norm='group': choose one of instance, batch"),
+        ("network.norm=group", "network.norm='group': choose one of instance, batch, conditional_instance"),
         ("style_loss=mrf", "train with style_loss=gram or mean_std"),
+        (f"trainer.devices={os.cpu_count() + 1}", "CPU cores, one per training process; give at most"),
+        ("trainer.num_nodes=2", "needs a cluster: run it with hydra/launcher=slurm"),
+        ("trainer.strategy=ddp_spawn", "nst trains on several devices with strategy=ddp"),
+        ("trainer.devices=2 data.batch_size=3", "cannot be shared by 2 processes: make it a multiple of 2"),
+        ("trainer.devices=0", "trainer.devices=0 must be an integer >= 1"),
     ],
 )
 def test_bad_training_input_is_one_line_before_anything_starts(tmp_path, capsys, setting, says):
@@ -196,7 +202,8 @@ def test_bad_training_input_is_one_line_before_anything_starts(tmp_path, capsys,
     (tmp_path / "broken" / "a.jpg").write_bytes(b"not a jpeg")
     content = [] if setting.startswith("data.content") else [f"data.content={tmp_path / 'good'}"]
     run_dir = tmp_path / "run"
-    code, err = run_cli(tmp_path, capsys, *TINY, *content, setting.format(tmp=tmp_path), f"hydra.run.dir={run_dir}")
+    given = setting.format(tmp=tmp_path).split()
+    code, err = run_cli(tmp_path, capsys, *TINY, *content, *given, f"hydra.run.dir={run_dir}")
     lines = [line for line in err.splitlines() if line.startswith("nst: error:")]
     assert code == 2 and len(lines) == 1 and says in lines[0], err
     assert not (run_dir / "model.pt").exists() and not (run_dir / "wandb").exists()

@@ -4,6 +4,7 @@ The settings it shares with an image run (loss, layers, backbone, style statisti
 logger, style images) are checked by the same functions (nst/checks.py).
 """
 
+import os
 from collections.abc import Sequence
 
 from omegaconf import DictConfig, OmegaConf
@@ -36,6 +37,8 @@ TRAINER_SET_BY_NST = {
     "enable_checkpointing": "checkpoint_every",
     "num_sanity_val_steps": "val_every",
     "limit_val_batches": "val_every",
+    "use_distributed_sampler": "nst's batches, shared between DDP processes",
+    "plugins": "the cluster nst runs on",
 }
 
 
@@ -64,8 +67,9 @@ def check_training(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     if cfg.optimizer.get("lr") is None:  # Adam's own default would train at another rate than the config says
         raise NSTError("optimizer.lr=None must be a number > 0")
     check_torch_optimizer(cfg.optimizer, "optimizer")
-    check_trainer(cfg.trainer, TRAINER_SET_BY_NST, "several devices for one training are not supported yet")
+    check_trainer(cfg.trainer, TRAINER_SET_BY_NST, one_device=None)
     number(cfg.trainer, "max_steps", int, 1, "trainer.")
+    check_processes(cfg.trainer, int(cfg.data.batch_size))
     check_blend(cfg.style_blend)
     styles = len(image_paths(cfg.style, "style"))
     blend_weights(styles, cfg.style_blend)
@@ -73,6 +77,60 @@ def check_training(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
         raise NSTError("style_blend blends the styles into one; network.norm=conditional_instance keeps them apart "
                        "(mix them at `nst stylize` with style_mix=[…]): drop style_blend")  # fmt: skip
     check_objective(cfg)
+
+
+def check_processes(trainer: DictConfig, batch_size: int) -> None:
+    """Several devices or nodes: DDP only, as many as this machine (or the SLURM job) gives, the batch shared evenly.
+
+    Lightning's DDP starts one process per device (or SLURM does, one task each);
+    nst's batches are split between them, so every process must get the same share.
+    """
+    devices, nodes = number(trainer, "devices", int, 1, "trainer."), number(trainer, "num_nodes", int, 1, "trainer.")
+    if devices * nodes == 1:
+        return
+    strategy = trainer.get("strategy", "auto")
+    if strategy not in ("auto", "ddp"):
+        raise NSTError(f"trainer.strategy={strategy!r}: nst trains on several devices with strategy=ddp (a process "
+                       "per device, restarted from the command line); drop it or give ddp")  # fmt: skip
+    if batch_size % (devices * nodes):
+        raise NSTError(f"data.batch_size={batch_size} cannot be shared by {devices * nodes} processes: make it a "
+                       f"multiple of {devices * nodes}")  # fmt: skip
+    slurm_nodes, slurm_tasks = os.environ.get("SLURM_NNODES"), os.environ.get("SLURM_NTASKS_PER_NODE")
+    if slurm_nodes and slurm_tasks and (int(slurm_nodes), int(slurm_tasks.split("(")[0])) != (nodes, devices):
+        raise NSTError(f"trainer.devices={devices} trainer.num_nodes={nodes}, but this SLURM job has {slurm_tasks} "
+                       f"tasks per node on {slurm_nodes} nodes: set hydra.launcher.tasks_per_node={devices} "
+                       f"hydra.launcher.nodes={nodes}")  # fmt: skip
+    if slurm_nodes:
+        return
+    if _local_sweep():
+        raise NSTError("several devices in a local sweep: each process would start the whole sweep again; run "
+                       "one training at a time, or sweep with hydra/launcher=slurm")  # fmt: skip
+    if nodes > 1:
+        raise NSTError(f"trainer.num_nodes={nodes} needs a cluster: run it with hydra/launcher=slurm "
+                       f"hydra.launcher.nodes={nodes} hydra.launcher.tasks_per_node={devices}")  # fmt: skip
+    _check_local_devices(trainer, devices)
+
+
+def _local_sweep() -> bool:
+    """Whether this job is one of a sweep that runs here (not a job SLURM started)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _check_local_devices(trainer: DictConfig, devices: int) -> None:
+    """No more GPUs than this machine has, no more CPU processes than it has cores."""
+    import torch
+
+    accelerator = str(trainer.get("accelerator", "auto"))
+    gpus = torch.cuda.device_count()
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus):
+        if devices > gpus:
+            raise NSTError(f"trainer.devices={devices}: this machine has {gpus} GPUs; give at most {gpus}")
+    elif devices > (os.cpu_count() or 1):
+        raise NSTError(f"trainer.devices={devices}: this machine has {os.cpu_count()} CPU cores, one per training "
+                       f"process; give at most {os.cpu_count()}")  # fmt: skip
 
 
 def _check_keys(cfg: DictConfig) -> None:

@@ -20,11 +20,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger
+from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from nst import environment
+from nst import cluster, environment
 from nst.backbones import VGG
 from nst.callbacks import Interruption, LossHistory, LossLogging
 from nst.checkpoints import RESUME_CHECKPOINT, Interrupted
@@ -189,14 +190,13 @@ def fit(job: Job, logger: Logger | bool, module: StyleNetTraining, data: Trainin
                                          save_top_k=0, save_on_train_epoch_end=False))  # fmt: skip
     if cfg.trainer.get("enable_progress_bar", True) and first:
         callbacks.append(EvaluationProgress(steps, unit="steps"))
+    # Under SLURM, submitit requeues at the time limit (nst/cluster.py): Lightning's own requeue stays off.
+    plugins = [SLURMEnvironment(auto_requeue=False)] if cluster.on_slurm() else None
     trainer: pl.Trainer = build(
         cfg.trainer, "trainer", logger=False, callbacks=callbacks, default_root_dir=str(out_dir),
         log_every_n_steps=int(cfg.log_every), enable_checkpointing=bool(every), num_sanity_val_steps=0,
-        limit_val_batches=0, use_distributed_sampler=False,
+        limit_val_batches=0, use_distributed_sampler=False, plugins=plugins,
     )  # fmt: skip
-    if int(cfg.data.batch_size) % trainer.world_size:
-        raise NSTError(f"data.batch_size={cfg.data.batch_size} cannot be shared by {trainer.world_size} processes: "
-                       f"make it a multiple of {trainer.world_size}")  # fmt: skip
     first_step = _step_of(resume) if resume is not None else 0
     batches = StepBatches(
         data.split.train, int(cfg.data.size), int(cfg.data.get("resize") or cfg.data.size), int(cfg.data.batch_size),
@@ -205,7 +205,7 @@ def fit(job: Job, logger: Logger | bool, module: StyleNetTraining, data: Trainin
     )  # fmt: skip
     workers = int(cfg.data.workers)
     loader = DataLoader(batches, batch_size=None, sampler=StepSampler(first_step, steps), num_workers=workers)
-    log.info(
+    (log.info if first else log.debug)(
         "%s: %s, %d training photos (%d held out), %d px crops, batch %d, %d steps, on %s%s",
         out_dir, type(module.network).__name__, len(data.split.train), len(data.split.val), cfg.data.size,
         cfg.data.batch_size, steps, trainer.strategy.root_device,
@@ -221,7 +221,7 @@ def fit(job: Job, logger: Logger | bool, module: StyleNetTraining, data: Trainin
     fit_time = time.perf_counter() - started
     if interruption.received is not None:
         raise Interrupted(interruption.received, trainer.global_step, steps, [out_dir], training=True)
-    if resume is not None and resume.name == RESUME_CHECKPOINT:
+    if resume is not None and resume.name == RESUME_CHECKPOINT and first:
         resume.unlink()
     return Fitted(trainer, validation, fit_time, first_step)
 
