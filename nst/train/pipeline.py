@@ -43,8 +43,9 @@ from nst.progress import EvaluationProgress
 from nst.run_dir import claim, release
 from nst.runs import Job, RunSignals, record
 from nst.targets import blend_weights
-from nst.train.checks import check_training
+from nst.train.checks import arbitrary_styles, check_training
 from nst.train.data import Split, StepBatches, photo_files, split, validation_photos
+from nst.train.decoder import DecoderTraining
 from nst.train.model_file import MODEL_FILE, save_model
 from nst.train.module import StyleNetTraining
 from nst.train.validation import Validation
@@ -116,11 +117,13 @@ class TrainingData:
     styles: list[Tensor]
     blend: list[float]
     val_photos: list[Tensor]
+    style_files: list[Path]  # the files of `styles`: the held-out styles of an arbitrary-style decoder
     style_paths: list[Path] = field(default_factory=list)  # the style folder cropped each step (arbitrary styles)
 
 
 def load_data(cfg: DictConfig, encoder: VGG) -> TrainingData:
-    """The photo folder split into training and held-out photos; the style images at `data.style_size`."""
+    """The photo folder split into training and held-out photos; the style images at `data.style_size` (for an
+    arbitrary-style decoder, the style folder split the same way: its held-out styles are judged)."""
     paths = photo_files(cfg.data.content)
     photos = split(paths, int(cfg.data.val_count), int(cfg.seed))
     if int(cfg.data.batch_size) > len(photos.train):
@@ -128,13 +131,20 @@ def load_data(cfg: DictConfig, encoder: VGG) -> TrainingData:
             f"data.batch_size={cfg.data.batch_size} is larger than the {len(photos.train)} photos left to train on "
             f"in {cfg.data.content}: lower data.batch_size or give more photos"
         )
-    styles = [load_image(path, int(cfg.data.style_size)) for path in image_paths(cfg.style, "style")]
+    style_paths: list[Path] = []
+    if arbitrary_styles(cfg):
+        style_split = split(photo_files(cfg.data.style, "data.style"), int(cfg.data.val_count), int(cfg.seed))
+        style_paths, held_out = style_split.train, style_split.val
+    else:
+        held_out = image_paths(cfg.style, "style")
+    styles = [load_image(path, int(cfg.data.style_size)) for path in held_out]
     minimum = encoder.min_input_size_for(_layers(cfg, encoder))
     for what, side in (("data.size", int(cfg.data.size)), ("data.style_size", min(styles[0].shape[-2:]))):
         if side < minimum:
             raise NSTError(f"{what} gives {side} px, smaller than the {minimum} px the deepest layer needs: raise it")
-    blend = blend_weights(len(styles), cfg.style_blend)
-    return TrainingData(photos, styles, blend, validation_photos(photos.val, int(cfg.data.val_size)))
+    blend = [1.0] * len(styles) if arbitrary_styles(cfg) else blend_weights(len(styles), cfg.style_blend)
+    val_photos = validation_photos(photos.val, int(cfg.data.val_size))
+    return TrainingData(photos, styles, blend, val_photos, list(held_out), style_paths)
 
 
 def _layers(cfg: DictConfig, encoder: VGG) -> set[str]:
@@ -152,7 +162,8 @@ def build_module(cfg: DictConfig, encoder: VGG, data: TrainingData) -> StyleNetT
     criterion = PerceptualLoss(encoder, weights, statistic, cfg.loss.convention, cfg.loss.tv_beta)
     schedule = build(cfg.schedule, "schedule") if cfg.get("schedule") else None
     optimizer = build(cfg.optimizer, "optimizer")
-    return StyleNetTraining(network, criterion, data.styles, data.blend, optimizer, schedule, build(cfg.speed, "speed"))
+    kind = DecoderTraining if arbitrary_styles(cfg) else StyleNetTraining
+    return kind(network, criterion, data.styles, data.blend, optimizer, schedule, build(cfg.speed, "speed"))
 
 
 def open_logger(job: Job, data: TrainingData) -> Logger | bool:
@@ -253,8 +264,9 @@ def write_outputs(
     """model.pt, final.png (the first held-out photo stylised) and the run's figures, to metrics.json and the logger."""
     cfg, out_dir = job.cfg, job.out_dir
     trainer, validation, fit_time = fitted.trainer, fitted.validation, fitted.fit_time
-    style = [str(p) for p in image_paths(cfg.style, "style")]
-    save_model(module.network, out_dir / MODEL_FILE, {"style": style, "steps": trainer.global_step, "seed": cfg.seed})
+    style = [str(p) for p in data.style_files]
+    trained_on = {"style": style} if not data.style_paths else {"style_folder": str(cfg.data.style)}
+    save_model(module.network, out_dir / MODEL_FILE, {**trained_on, "steps": trainer.global_step, "seed": cfg.seed})
     final = validation.outputs[0][0]  # the first held-out photo (in the first style)
     save_image(final, out_dir / "final.png")
     log_images(logger, {"final": final}, step=trainer.global_step)

@@ -12,15 +12,16 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from nst.adain import AdaINDecoder, encoder, transfer
 from nst.errors import NSTError
 from nst.images import load_image, open_rgb, save_image
 from nst.train.model_file import load_model, style_mix, stylize
 
 USAGE = (
     "usage: nst stylize model=RUN_DIR content=PHOTO out=FILE [size=PX] [device=cpu|cuda] "
-    "[style_index=K | style_mix=[W0,W1,...]]"
+    "[style_index=K | style_mix=[W0,W1,...]] [style=IMAGE (an AdaIN decoder)]"
 )
-KEYS = {"model", "content", "out", "size", "device", "style_index", "style_mix"}
+KEYS = {"model", "content", "out", "size", "device", "style_index", "style_mix", "style"}
 
 
 class NetworkStart:
@@ -65,7 +66,11 @@ def main(argv: Sequence[str]) -> int:
         size = int(settings["size"]) if settings.get("size") else max(open_rgb(content).size)
         photo = load_image(content, size)
         started = time.perf_counter()
-        image = stylize(network, photo, mix)
+        image = _decoded(network, photo, settings.get("style"), size) if isinstance(network, AdaINDecoder) else None
+        if image is None:
+            if settings.get("style"):
+                raise NSTError("style= is for an AdaIN decoder; this network has its style built in: drop style=")
+            image = stylize(network, photo, mix)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
@@ -74,12 +79,23 @@ def main(argv: Sequence[str]) -> int:
         print(f"nst stylize: error: {exc}", file=sys.stderr)
         return 2
     height, width = image.shape[-2:]
-    names = [Path(s).name for s in info.get("style", [])]
+    names = [Path(s).name for s in ([settings["style"]] if settings.get("style") else info.get("style", []))]
     if mix is not None and len(names) == len(mix):
         names = [f"{w:g} {name}" for w, name in zip(mix, names, strict=True) if w]
     styles = ", ".join(names) or "its style"
     print(f"nst stylize: {written} ({width}x{height} px, {styles}) in {seconds:.3f} s on {device}", file=sys.stderr)
     return 0
+
+
+def _decoded(decoder: AdaINDecoder, photo: Tensor, style: str | None, size: int) -> Tensor:
+    """An AdaIN decoder's image of `photo` in the style of the image `style`, read at the photo's size."""
+    if not style:
+        raise NSTError("this model is an AdaIN decoder: give the style image with style=IMAGE")
+    device = next(decoder.parameters()).device
+    encode = encoder().to(device)
+    with torch.no_grad():
+        image = transfer(decoder, encode, photo.to(device), [load_image(style, size).to(device)], [1.0])
+    return image.clamp(0, 1)
 
 
 def _settings(argv: Sequence[str]) -> dict[str, str]:
