@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 from PIL import Image
 
 from benchmarks.results_file import RESULTS, machine, train, write_section
@@ -51,7 +52,9 @@ def _slug(override: str) -> str:
     return f"{key.split('.')[-1]}-{value}"
 
 
-def run(name: str, point: list[str], args: argparse.Namespace) -> tuple[dict, str, Path]:
+def configure(name: str, point: list[str], args: argparse.Namespace) -> tuple[DictConfig, str]:
+    """The experiment's config at `args.size` px and at most `args.steps` L-BFGS (or `args.adam_steps` Adam)
+    steps, on the caffe VGG-19 where it asks for VGG-16; and what it runs on, for the table."""
     base = [f"experiment={name}", f"image.size={args.size}", "logger=none", "snapshot_every=0"]
     base += ["trainer.enable_progress_bar=false"]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -64,13 +67,22 @@ def run(name: str, point: list[str], args: argparse.Namespace) -> tuple[dict, st
             overrides += ["backbone=vgg19", "backbone.weights=caffe"]
             network = "vgg19 (caffe), standing in for vgg16: no VGG-16 weights offline"
         cfg = compose("config", overrides=overrides)
+    return cfg, network
+
+
+def run(name: str, point: list[str], args: argparse.Namespace) -> tuple[dict, str, Path]:
+    cfg, network = configure(name, point, args)
     slug = "_".join([name, *(_slug(p) for p in point)])
     out = args.out / slug
     metrics = train(cfg, out)
-    evaluations = f"{metrics['evaluations']} {'Adam' if adam else 'L-BFGS'}" if steps else "no optimisation"
-    if cfg.init == "adain":
-        evaluations = f"AdaIN start, {evaluations}"
-    return metrics, f"{network}, {evaluations}", out
+    return metrics, f"{network}, {evaluations(cfg, metrics)}", out
+
+
+def evaluations(cfg: DictConfig, metrics: dict) -> str:
+    """What a run did, for a table: its evaluations and optimizer, and the AdaIN start."""
+    adam = cfg.optimizer.torch._target_.endswith("Adam")
+    done = f"{metrics['evaluations']} {'Adam' if adam else 'L-BFGS'}" if cfg.optimizer.steps else "no optimisation"
+    return f"AdaIN start, {done}" if cfg.init == "adain" else done
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import yaml
+from matplotlib.axes import Axes
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from nst.curvature import stuck
@@ -273,8 +274,8 @@ def scatter(runs: list[Run], path: Path, style: str = "style_error") -> list[Run
         xs = [r.metrics["content_error"] for r in front]
         ys = [r.metrics[style] for r in front]
         ax.plot(xs, ys, "-o", color="#d62728", label="Pareto front", zorder=3)
-    for run, (x, y) in zip(judged, points, strict=True):
-        ax.annotate(f"#{run.number}", (x, y), textcoords="offset points", xytext=(5, 4), fontsize=10)
+    ax.margins(0.08)
+    _label_points(ax, [f"#{run.number}" for run in judged], points)
     ax.set_xlabel("content error (judge, relu4_2) — lower keeps more content")
     ax.set_ylabel(f"{STYLE_FIGURES[style]} — lower is more stylised")
     ax.set_title("Content vs style trade-off")
@@ -282,6 +283,18 @@ def scatter(runs: list[Run], path: Path, style: str = "style_error") -> list[Run
     ax.legend()
     _save_figure(fig, path)
     return front
+
+
+def _label_points(ax: Axes, labels: list[str], points: list[tuple[float, float]]) -> None:
+    """Each point's label on the side that faces the middle of the plot, so that none runs out of the axes."""
+    if not points:
+        return
+    xs, ys = zip(*points, strict=True)
+    middle = ((min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2)
+    for label, (x, y) in zip(labels, points, strict=True):
+        right, top = x > middle[0], y > middle[1]
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(-5 if right else 5, -4 if top else 4),
+                    ha="right" if right else "left", va="top" if top else "bottom", fontsize=10)  # fmt: skip
 
 
 def curve(run: Run, x: str = "evaluations") -> tuple[list[float], list[float]]:

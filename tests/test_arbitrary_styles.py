@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from nst.adain import AdaINDecoder, DECODER_SHA256, _decoder, decoder_path
+from nst.adain import DECODER_SHA256, AdaINDecoder, _decoder, decoder_path
 from nst.backbones import VGG
 from nst.criterion import LossWeights, PerceptualLoss
 from nst.statistics import MeanStd

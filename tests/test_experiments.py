@@ -22,7 +22,7 @@ def test_every_experiment_file_is_an_option_of_the_experiment_group_and_holds_on
     defaults = OmegaConf.load(CONF_DIR / "config.yaml").defaults
     assert {"experiment": None} in defaults  # selected as experiment=NAME, no `+`
     assert len(EXPERIMENTS) >= 11
-    assert TRAINING == ["johnson2016_fast", "ulyanov2017_instance_norm"]
+    assert TRAINING == ["dumoulin2017_multistyle", "johnson2016_fast", "ulyanov2017_instance_norm"]
     for name in ALL:
         text = (EXPERIMENTS_DIR / f"{name}.yaml").read_text()
         assert text.startswith("# @package _global_\n"), name

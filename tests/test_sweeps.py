@@ -8,6 +8,7 @@ import pytest
 import yaml
 from PIL import Image
 
+import nst.compare as report
 from nst.compare import Run, compare, curve, curve_axis, pareto_front, scatter, table_rows
 from tests.helpers import TINY_WANDB, nst, run_cli, wandb_exit_code, wandb_run
 
@@ -185,6 +186,22 @@ def test_a_stuck_lbfgs_run_is_kept_off_the_pareto_front(tmp_path):
     stuck, moved = run("stuck", 0.05, 0.55, [6, 100]), run("moved", 0.2, 0.3, [100, 100])
     assert scatter([stuck, moved], tmp_path / "pareto.png") == [moved]
     assert (tmp_path / "pareto.png").is_file()
+
+
+def test_every_label_of_the_pareto_plot_lies_inside_its_axes(tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(report, "_save_figure", lambda fig, path: drawn.append(fig))
+    runs = [Run(Path(str(i)), {"status": "finished", "content_error": c, "style_error": s}, {})
+            for i, (c, s) in enumerate([(0.1, 0.9), (0.9, 0.1), (0.9, 0.9), (0.5, 0.5)])]  # fmt: skip
+    runs[2].number = 12345  # the longest label, at the top right corner
+    scatter(runs, tmp_path / "pareto.png")
+    (fig,) = drawn
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    box = ax.get_window_extent()
+    for label in ax.texts:
+        inside = label.get_window_extent()
+        assert box.x0 <= inside.x0 and inside.x1 <= box.x1 and box.y0 <= inside.y0 and inside.y1 <= box.y1, label
 
 
 def test_the_pareto_front_can_be_drawn_on_the_judges_sliced_wasserstein_figure(tmp_path):

@@ -95,11 +95,13 @@ class Validation(pl.Callback):
             self.per_style = []
 
     def _append_row(self, step: int) -> None:
-        """val.csv: the figures at every validation, for `nst compare` and a reader without W&B."""
+        """val.csv: the figures at every validation, for `nst compare` and a reader without W&B; then, with several
+        styles, each style's (`style<k>_<figure>`)."""
         path = self.out_dir / "val.csv"
         new = not path.is_file()
+        each = [(f"style{k}_{name}", f[name]) for k, f in enumerate(self.per_style) for name in FIGURES]
         with open(path, "a", newline="") as f:
             writer = csv.writer(f)
             if new:
-                writer.writerow(["step", *FIGURES])
-            writer.writerow([step, *(f"{self.latest[name]:.6g}" for name in FIGURES)])
+                writer.writerow(["step", *FIGURES, *(column for column, _ in each)])
+            writer.writerow([step, *(f"{self.latest[name]:.6g}" for name in FIGURES), *(f"{v:.6g}" for _, v in each)])
