@@ -93,6 +93,40 @@ def unfinished_jobs(sweep_dir: Path) -> list[tuple[Path, str, str]]:
     return unfinished
 
 
+def sweeper_problem(config: DictConfig) -> str | None:
+    """What an Optuna sweep's settings cannot do with this config's objective, as the line that says so."""
+    sweeper = config.hydra.get("sweeper") or {}
+    if "optuna" not in str(sweeper.get("_target_", "")).lower():
+        return None
+    trials, jobs = sweeper.get("n_trials"), sweeper.get("n_jobs", 1)
+    for key, value in (("n_trials", trials), ("n_jobs", jobs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return f"hydra.sweeper.{key}={value!r} runs no trial: give a whole number >= 1"
+    names = config.get("objective")
+    if not names:
+        return "an Optuna sweep minimises the run's `objective`: set objective=[content_error,style_error] or one"
+    names = [names] if isinstance(names, str) else list(names)
+    direction = sweeper.get("direction")
+    directions = [direction] if isinstance(direction, str) else list(direction or [])
+    if len(directions) != len(names) and not (len(names) == 1 and len(directions) == 1):
+        return (f"hydra.sweeper.direction={direction} gives {len(directions)} direction(s) for the {len(names)} "
+                f"objective(s) {names}: give one per objective, e.g. [{', '.join(['minimize'] * len(names))}]")
+    unknown = [d for d in directions if d not in ("minimize", "maximize")]
+    if unknown:
+        return f"hydra.sweeper.direction={direction}: each is minimize or maximize, not {unknown[0]!r}"
+    return None
+
+
+class SweepSettings(Callback):
+    """Refuses, before the sweep starts and before anything is written, what its sweeper cannot run."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        problem = sweeper_problem(config)
+        if problem:
+            print(f"nst: error: {problem}", file=sys.stderr)
+            sys.exit(2)
+
+
 class SweepVerdict(Callback):
     """After a multirun: where it is and how to look at it, one line per failed or interrupted job, exit code 1 if
     there is one.

@@ -229,3 +229,20 @@ def test_the_report_of_hundreds_of_runs_stays_a_readable_size(tmp_path):
     assert len(files["markdown"].read_text().splitlines()) == 2 + 150
     with Image.open(files["sheet"]) as sheet:
         assert sheet.height < 17 * (256 + 60)  # 64 tiles in rows of 4, not 150
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ("hydra.sweeper.n_trials=0", "hydra.sweeper.n_trials=0 runs no trial"),
+        ("hydra.sweeper.direction=minimize", "gives 1 direction(s) for the 2 objective(s)"),
+        ("hydra.sweeper.direction=[minimize,upward]", "each is minimize or maximize, not 'upward'"),
+        ("objective=null", "an Optuna sweep minimises the run's `objective`"),
+    ],
+)
+def test_an_optuna_sweep_it_cannot_run_is_one_line_before_anything_is_written(tmp_path, capsys, setting, says):
+    sweep = tmp_path / "sweep"
+    code, err = run_cli(tmp_path, capsys, "-m", "hparams_search=optuna", "debug=tiny", setting,
+                        f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert code == 2 and err.strip().startswith("nst: error:") and says in err and len(err.strip().splitlines()) == 1
+    assert not sweep.exists()
