@@ -9,8 +9,11 @@ reference on content error and on style SWD, then each experiment's range across
 pairs. Results are cached in `--out`/pairs.json, so a run interrupted or extended
 with `--only` measures only what is missing. `--gallery NAME` writes
 docs/gallery/pairs_NAME.png: that experiment on three pairs, above the references.
+`--tune KEY=V1,V2,…` runs the `--only` experiment at each value on every pair and
+writes its own section: how a setting is chosen across pairs, not on one.
 
-    python -m benchmarks.pairs [--size 128] [--steps 10] [--only li2016_mrf ...] [--set loss.style_weight=1]
+    python -m benchmarks.pairs [--size 128] [--steps 10] [--only li2016_mrf ...] [--gallery li2017_mean_std]
+    python -m benchmarks.pairs --only li2016_mrf --tune loss.style_weight=0.1,1,10
 """
 
 import argparse
@@ -111,6 +114,50 @@ def section(results: dict, refs: dict, args: argparse.Namespace) -> str:
 GALLERY_PAIRS = ("tubingen_shipwreck", "golden_gate_starry", "golden_gate_matisse")
 
 
+def tune(args: argparse.Namespace, refs: dict) -> str:
+    """The `--only` experiment at each value of `--tune` on every pair: the means and how often it beats the
+    reference, one row per value."""
+    (name,) = args.only
+    key, values = args.tune.split("=", 1)
+    rows = []
+    for value in values.split(","):
+        args.set = [f"{key}={value}"]
+        results = measure_all([name], args, refs)
+        measured = [(pair, results[f"{name}/{pair}"]) for pair in PAIRS]
+        means = [sum(r[k] for _, r in measured) / len(measured) for k in FIGURES]
+        wins = {what: sum(beats(r, refs[pair]) in (what, "both") for pair, r in measured) for what in ("content",
+                "style SWD")}  # fmt: skip
+        both = sum(beats(r, refs[pair]) == "both" for pair, r in measured)
+        rows.append(f"| {value} | {' | '.join(f'{m:.3f}' for m in means)} | {wins['content']} | "
+                    f"{wins['style SWD']} | {both} |")  # fmt: skip
+    return "\n".join([
+        f"## Choosing {name}'s {key} across the {len(PAIRS)} pairs ({args.size} px)",
+        "",
+        f"{machine()}. `python -m benchmarks.pairs --size {args.size} --steps {args.steps} --only {name} "
+        f"--tune {args.tune}`: means over the pairs, and on how many pairs the result is below",
+        "jcjohnson/neural-style's output on content error, on style SWD, and on both.",
+        "",
+        f"| {key} | content error | style error | style SWD | pairs: content | pairs: SWD | pairs: both |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *rows,
+    ])  # fmt: skip
+
+
+def measure_all(names: list[str], args: argparse.Namespace, refs: dict) -> dict:
+    """Every experiment of `names` on every pair, from the cache of these settings where it was measured."""
+    suffix = "_" + "_".join(args.set) if args.set else ""
+    cache = args.out / f"pairs_{args.size}px_{args.steps}steps{suffix}.json"
+    results = json.loads(cache.read_text()) if cache.exists() else {}
+    for name in names:
+        for pair in PAIRS:
+            if f"{name}/{pair}" not in results:
+                results[f"{name}/{pair}"] = measure(name, pair, args)
+                cache.write_text(json.dumps(results, indent=1))
+                r = results[f"{name}/{pair}"]
+                print(name, *args.set, pair, *(f"{r[k]:.3f}" for k in FIGURES), beats(r, refs[pair]), flush=True)
+    return results
+
+
 def gallery(name: str, results: dict) -> Path:
     """docs/gallery/pairs_NAME.png: the experiment on three pairs (top), jcjohnson/neural-style's outputs below."""
     chosen = [pair for pair in GALLERY_PAIRS if f"{name}/{pair}" in results]
@@ -141,24 +188,21 @@ def main() -> None:
     parser.add_argument("--gallery", default=None, help="an experiment to show on three pairs")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "pairs")
     parser.add_argument("--no-write", action="store_true", help="print, leave results.md as it is (trials)")
+    parser.add_argument("--tune", default=None, help="KEY=V1,V2,…: the one --only experiment at each value")
     args = parser.parse_args()
     environment.configure()
     args.out.mkdir(parents=True, exist_ok=True)
-    cache = args.out / f"pairs_{args.size}px_{args.steps}steps{'_' + '_'.join(args.set) if args.set else ''}.json"
-    results = json.loads(cache.read_text()) if cache.exists() else {}
     refs = {pair: reference(pair, args.size) for pair in PAIRS}
-    for name in args.only or image_experiments():
-        for pair in PAIRS:
-            if f"{name}/{pair}" not in results:
-                results[f"{name}/{pair}"] = measure(name, pair, args)
-                cache.write_text(json.dumps(results, indent=1))
-                r = results[f"{name}/{pair}"]
-                print(name, pair, *(f"{r[k]:.3f}" for k in FIGURES), beats(r, refs[pair]), flush=True)
-    body = section(results, refs, args)
-    if args.gallery:
-        print(f"gallery: {gallery(args.gallery, results)}")
+    if args.tune:
+        body = tune(args, refs)
+        name = f"pairs-tune-{args.only[0]}-{args.size}"
+    else:
+        results = measure_all(args.only or image_experiments(), args, refs)
+        body, name = section(results, refs, args), f"pairs-{args.size}"
+        if args.gallery:
+            print(f"gallery: {gallery(args.gallery, results)}")
     if not args.no_write:
-        write_section(f"pairs-{args.size}", body)
+        write_section(name, body)
     print(body)
 
 

@@ -4,10 +4,10 @@ import io
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
-from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
 from nst.errors import NSTError
 from nst.outputs import atomic_write
@@ -70,6 +70,11 @@ def load_image(path: str | Path, long_side: int) -> Tensor:
     return pil_to_tensor(img).float().div(255).unsqueeze(0).contiguous()
 
 
+def pil_to_tensor(img: Image.Image) -> Tensor:
+    """(3, H, W) uint8 of an RGB image, as torchvision's `pil_to_tensor` (not imported: it costs seconds)."""
+    return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1)
+
+
 def to_pil(image: Tensor) -> Image.Image:
     """The first image of a batch as an 8-bit PIL image: clamped to [0, 1], rounded, NaN (a blown-up step) as black.
 
@@ -77,7 +82,7 @@ def to_pil(image: Tensor) -> Image.Image:
     darken every saved image by half a level on average.
     """
     pixels = image.detach()[0].float().nan_to_num(0.0).clamp(0, 1).mul(255).round().to(torch.uint8)
-    return to_pil_image(pixels.cpu())
+    return Image.fromarray(pixels.cpu().permute(1, 2, 0).numpy(), mode="RGB")
 
 
 def save_image(image: Tensor, path: str | Path, rescue: bool = True) -> Path:

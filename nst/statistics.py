@@ -19,7 +19,6 @@ from typing import Protocol
 
 import torch
 from torch import Tensor
-from torchvision.transforms.functional import InterpolationMode, resize, rotate
 
 from nst.errors import NSTError
 from nst.fastpath import Encode
@@ -105,11 +104,13 @@ class MRF:
 
     def variants(self, style: Tensor) -> list[Tensor]:
         """The style image, and its rotated and rescaled copies."""
+        from torchvision.transforms import functional as F  # here: importing torchvision costs seconds
+
         copies = [style] + [_rotated(style, angle) for angle in self.rotations]
         for scale in self.scales:
             h, w = style.shape[-2:]
             size = [max(1, round(h * scale)), max(1, round(w * scale))]
-            copies.append(resize(style, size, InterpolationMode.BILINEAR, antialias=True))
+            copies.append(F.resize(style, size, F.InterpolationMode.BILINEAR, antialias=True))
         return copies
 
     @torch.no_grad()
@@ -142,6 +143,8 @@ def _rotated(image: Tensor, angle: float) -> Tensor:
             f"style_loss.rotations: a {w}x{h} px style image rotated by {angle} degrees leaves nothing uncropped: "
             "use smaller angles"
         )
-    turned = rotate(image, angle, InterpolationMode.BILINEAR)
+    from torchvision.transforms import functional as F  # here: importing torchvision costs seconds
+
+    turned = F.rotate(image, angle, F.InterpolationMode.BILINEAR)
     top, left = (h - new_h) // 2, (w - new_w) // 2
     return turned[..., top : top + new_h, left : left + new_w]

@@ -39,15 +39,18 @@ def test_counts_and_shares_out_of_range_are_one_line_naming_the_key(tmp_path, ca
     assert code == 2 and stderr.strip() == f"nst: error: {message}"
 
 
-def test_a_bad_value_prints_one_line_exits_2_and_leaves_no_wandb_run(tmp_path, capsys):
-    """With the default logger (W&B, offline): nothing of W&B's starts before the checks."""
+def test_a_bad_value_prints_one_line_exits_2_and_leaves_nothing_behind(tmp_path, capsys):
+    """With the default logger (W&B, offline): the checks run before Hydra writes anything (nst/refusal.py)."""
     run_dir = tmp_path / "run"
     code, out, err = run_cli_output(tmp_path, capsys, *TINY_WANDB, "loss.style_weight=-1", f"hydra.run.dir={run_dir}")
     assert code == 2
     assert err.strip().splitlines() == ["nst: error: loss.style_weight=-1 must be a finite number >= 0"]
     assert "wandb" not in out.lower()
-    assert not (run_dir / "wandb").exists() and (run_dir / ".hydra").is_dir()
-    assert '"status": "failed"' in (run_dir / "metrics.json").read_text()  # what a sweep's verdict reads
+    assert not run_dir.exists()
+    training = ["train", "debug=tiny", "data.val_count=0", f"hydra.run.dir={run_dir}"]
+    code, _, err = run_cli_output(tmp_path, capsys, *training)
+    assert code == 2 and err.strip().splitlines() == ["nst: error: data.val_count=0 must be an integer >= 1"]
+    assert not run_dir.exists()
 
 
 def test_a_bad_job_of_a_sweep_leaves_no_wandb_run_and_the_others_finish(tmp_path, capsys):

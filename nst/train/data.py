@@ -16,10 +16,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision.transforms.functional import pil_to_tensor
 
 from nst.errors import NSTError
-from nst.images import load_image, open_rgb
+from nst.images import load_image, open_rgb, pil_to_tensor
 
 log = logging.getLogger("nst")
 

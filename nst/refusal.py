@@ -1,0 +1,50 @@
+"""A single run's settings checked before Hydra writes anything: a refused run leaves no directory behind.
+
+Hydra creates the run directory, `.hydra/` and the log before the job starts; nst's
+lock and `metrics.json` follow. This callback runs the job's own checks
+(nst/checks.py, nst/train/checks.py) first, in Hydra's `on_run_start`, and ends a
+refused run there with its one line and exit code 2. The job checks again (a sweep's
+jobs, a resumed run's saved config, a SLURM job are checked only there).
+"""
+
+import copy
+import sys
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, open_dict, read_write
+from omegaconf.errors import OmegaConfBaseException
+
+from nst.processes import first_process
+
+
+class RefuseBadSettings(Callback):
+    """Before a single run starts: its settings checked, a bad one refused with nothing written."""
+
+    def on_run_start(self, config: DictConfig, config_name: str | None = None, **kwargs: Any) -> None:
+        if config.get("resume") or not first_process():  # checked against the run's own config, by the first
+            return
+        from nst.errors import NSTError
+
+        job = copy.deepcopy(config)
+        with read_write(job), open_dict(job):
+            del job["hydra"]
+        overrides = list(config.hydra.overrides.task)
+        try:
+            if config_name == "train":
+                from nst.train.checks import check_training
+
+                check_training(job, overrides)
+            else:
+                from nst.checks import check_job
+
+                check_job(job, overrides)
+        except NSTError as exc:
+            self._refuse(str(exc))
+        except OmegaConfBaseException as exc:
+            self._refuse(f"a setting cannot be read: {str(exc).splitlines()[0]} (quote it, or escape $ as \\$)")
+
+    @staticmethod
+    def _refuse(problem: str) -> None:
+        print(f"nst: error: {problem}", file=sys.stderr)
+        sys.exit(2)
