@@ -120,15 +120,15 @@ def tune(args: argparse.Namespace, refs: dict) -> str:
     (name,) = args.only
     key, values = args.tune.split("=", 1)
     rows = []
-    for value in values.split(","):
-        args.set = [f"{key}={value}"]
+    for value in [None, *values.split(",")]:  # None: as the experiment is configured
+        args.set = [f"{key}={value}"] if value is not None else []
         results = measure_all([name], args, refs)
         measured = [(pair, results[f"{name}/{pair}"]) for pair in PAIRS]
         means = [sum(r[k] for _, r in measured) / len(measured) for k in FIGURES]
         wins = {what: sum(beats(r, refs[pair]) in (what, "both") for pair, r in measured) for what in ("content",
                 "style SWD")}  # fmt: skip
         both = sum(beats(r, refs[pair]) == "both" for pair, r in measured)
-        rows.append(f"| {value} | {' | '.join(f'{m:.3f}' for m in means)} | {wins['content']} | "
+        rows.append(f"| {value or 'as configured'} | {' | '.join(f'{m:.3f}' for m in means)} | {wins['content']} | "
                     f"{wins['style SWD']} | {both} |")  # fmt: skip
     return "\n".join([
         f"## Choosing {name}'s {key} across the {len(PAIRS)} pairs ({args.size} px)",

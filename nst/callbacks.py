@@ -181,16 +181,24 @@ class Interruption(pl.Callback):
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        caught = (signal.SIGINT, signal.SIGTERM, cluster.requeue_signal())
-        previous = {sig: signal.signal(sig, self._handle) for sig in caught}
+        previous = {sig: signal.signal(sig, self._handle) for sig in self.caught()}
         try:
             yield
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    @staticmethod
+    def caught() -> tuple[int, ...]:
+        return signal.SIGINT, signal.SIGTERM, cluster.requeue_signal()
+
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if trainer.global_step > 0:
+        if threading.current_thread() is threading.main_thread():
+            # Lightning put its own SIGTERM handler in front at the fit's start; under DDP it broadcasts from inside
+            # the handler and stops each process on its own. Ours alone: every process stops after the same step.
+            for sig in self.caught():
+                signal.signal(sig, self._handle)
+        if trainer.global_step > 0 and trainer.is_global_zero:
             log.info("%s: resumed at step %d of %d", self.checkpoint.parent, trainer.global_step, trainer.max_steps)
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:

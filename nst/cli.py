@@ -99,7 +99,8 @@ def _job(cfg: DictConfig, training: bool) -> float | list[float] | None:
 def _signalled(exc: "Interrupted | Stopped", cfg: DictConfig) -> float | list[float] | None:
     """A job stopped by a signal: the line that says so, then the process ends with 128 + N, or under SLURM the job
     is requeued (SIGUSR2, it resumes) or returns for the sweep's verdict to list."""
-    print(f"nst: {exc}", file=sys.stderr)
+    if first_process():  # the other processes of a DDP training stopped with it: one line says so
+        print(f"nst: {exc}", file=sys.stderr)
     if not cluster.scheduled():
         sys.exit(128 + exc.signum)  # a sweep stops too: the next job would not start
     if exc.signum == cluster.requeue_signal():

@@ -6,6 +6,11 @@ goes through the same entry point in this process.
 """
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,3 +48,28 @@ def test_two_cpu_processes_give_the_loss_curve_of_one_with_the_same_global_batch
     a = torch.load(one / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(two / "model.pt", weights_only=True)["state_dict"]
     assert all(torch.allclose(a[k], b[k], atol=1e-2) for k in a)
+
+
+def test_a_ddp_training_stopped_by_sigterm_resumes_every_process_to_the_weights_of_an_uninterrupted_one(tmp_path):
+    """Slow-ish (~30 s): three DDP trainings. SIGTERM reaches the first process only; all stop after the same step,
+    one resume.ckpt is written, and `resume=` restarts both processes from it."""
+    stopped, whole = tmp_path / "stopped", tmp_path / "whole"
+    settings = [*TWO, "trainer.devices=2", "trainer.max_steps=40"]
+    command = [sys.executable, "-m", "nst", *settings, f"hydra.run.dir={stopped}"]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    process = subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (stopped / "history.csv").is_file() or len((stopped / "history.csv").read_text().splitlines()) < 4:
+        assert time.monotonic() < deadline and process.poll() is None, "the training never got going"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, err.decode()[-2000:]
+    assert err.decode().count("nst: interrupted by SIGTERM") == 1 and (stopped / "resume.ckpt").is_file()
+    assert json.loads((stopped / "metrics.json").read_text())["status"] == "interrupted"
+    resumed = nst("train", f"resume={stopped}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert nst(*settings, f"hydra.run.dir={whole}", cwd=tmp_path).returncode == 0
+    a = torch.load(stopped / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(whole / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in b)
