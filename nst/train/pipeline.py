@@ -192,9 +192,10 @@ def fit(job: Job, logger: Logger | bool, module: StyleNetTraining, data: Trainin
     interruption = Interruption(out_dir / RESUME_CHECKPOINT)
     first = first_process()
     validation = Validation(data.val_photos, int(cfg.val_every), out_dir, logger, cfg.judge)
-    callbacks: list[pl.Callback] = [validation, interruption]
+    callbacks: list[pl.Callback] = [validation]
     if first:
         callbacks += [LossLogging([logger]), LossHistory([out_dir / "history.csv"])]
+    callbacks.append(interruption)
     every = int(cfg.checkpoint_every)
     if every:
         callbacks.append(ModelCheckpoint(out_dir / "checkpoints", save_last=True, every_n_train_steps=every,
