@@ -16,13 +16,12 @@ import torch
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from nst import colour
+from nst import settings
 from nst.backbones import check_backbone
 from nst.configs import CONF_DIR, EXAMPLES, build
 from nst.errors import NSTError
 from nst.images import check_init
 from nst.layers import config_layers
-from nst.losses import CONVENTIONS
 from nst.statistics import MRF
 from nst.targets import blend_weights
 
@@ -52,8 +51,6 @@ def check_job(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     check_style_loss(cfg)
     check_optimizer(cfg.optimizer)
     build(cfg.speed, "speed")
-    if cfg.colour not in (None, *colour.MODES):
-        raise NSTError(f"colour={cfg.colour!r}: choose luminance, histogram or null")
     if isinstance(cfg.content, ListConfig):
         raise NSTError("content takes one image: sweep several with `nst -m content=a.jpg,b.jpg`")
     image_paths(cfg.content, "content")
@@ -149,11 +146,8 @@ def refuse_unknown(nodes: Mapping[str, tuple[DictConfig, set[str]]], what: str) 
 
 
 def check_numbers(cfg: DictConfig) -> None:
-    """The counts and sizes of a run: steps, seed, image sizes, logging intervals, noise share."""
-    number(cfg.optimizer, "steps", int, 0, "optimizer.")  # 0: the start image (e.g. init=adain) is the result
-    number(cfg, "seed", int, 0, maximum=2**32 - 1)  # Lightning draws a random seed beyond that
-    number(cfg.image, "size", int, 1, "image.")
-    number(cfg.image, "style_scale", float, 1e-6, "image.")
+    """The described settings (nst/settings.py), then the coarse-to-fine sizes, a list of them."""
+    settings.check(cfg, "image")
     if cfg.image.get("scales") is not None and not isinstance(cfg.image.scales, ListConfig):
         raise NSTError(f"image.scales={cfg.image.scales!r} must be a list of sizes, e.g. image.scales=[256,512]")
     scales = [
@@ -164,22 +158,11 @@ def check_numbers(cfg: DictConfig) -> None:
         raise NSTError(
             f"image.scales={scales} must grow, coarse to fine (each stage starts from the last): e.g. [256,512]"
         )
-    number(cfg, "log_every", int, 1)
-    number(cfg, "snapshot_every", int, 0)
-    number(cfg, "init_noise", float, 0, maximum=1)
 
 
 def check_loss(loss: DictConfig) -> None:
-    """Weights that make no sense, and conventions nst does not know."""
-    if loss.convention not in CONVENTIONS:
-        raise NSTError(f"unknown loss.convention {loss.convention!r}: choose one of {', '.join(CONVENTIONS)}")
-    for name in ("content_weight", "style_weight", "tv_weight"):
-        value = loss[name]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
-            raise NSTError(f"loss.{name}={value!r} must be a finite number >= 0")
-    beta = loss.tv_beta
-    if isinstance(beta, bool) or not isinstance(beta, int | float) or not 0 < beta < math.inf:
-        raise NSTError(f"loss.tv_beta={loss.tv_beta!r} must be a number > 0 (2 is the usual squared TV)")
+    """The loss's described settings (weights, convention), and weights that leave nothing to optimise."""
+    settings.check_group(loss, "loss")
     if loss.content_weight == 0 and loss.style_weight == 0:
         raise NSTError("loss.content_weight and loss.style_weight are both 0: nothing to optimise")
 

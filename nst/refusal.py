@@ -2,8 +2,9 @@
 
 Hydra creates the run directory, `.hydra/` and the log before the job starts; nst's
 lock and `metrics.json` follow. This callback runs the job's own checks
-(nst/checks.py, nst/train/checks.py) first, in Hydra's `on_run_start`, and ends a
-refused run there with its one line and exit code 2. The job checks again (a sweep's
+(nst/settings.py's, which need no torch, then nst/checks.py or nst/train/checks.py)
+first, in Hydra's `on_run_start`, and ends a refused run there with its one line and
+exit code 2. The job checks again (a sweep's
 jobs, a resumed run's saved config, a SLURM job are checked only there).
 """
 
@@ -15,6 +16,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
+from nst import settings
+from nst.errors import NSTError
 from nst.processes import first_process
 
 
@@ -24,13 +27,12 @@ class RefuseBadSettings(Callback):
     def on_run_start(self, config: DictConfig, config_name: str | None = None, **kwargs: Any) -> None:
         if config.get("resume") or not first_process():  # checked against the run's own config, by the first
             return
-        from nst.errors import NSTError
-
         job = copy.deepcopy(config)
         with read_write(job), open_dict(job):
             del job["hydra"]
         overrides = list(config.hydra.overrides.task)
         try:
+            settings.check(job, "train" if config_name == "train" else "image")  # no torch needed: fast
             if config_name == "train":
                 from nst.train.checks import check_training
 

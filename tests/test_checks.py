@@ -15,7 +15,7 @@ LOSS = {"convention": "jcjohnson", "content_weight": 1.0, "style_weight": 1e5, "
     [
         ({"style_weight": -1.0}, r"loss.style_weight=-1.0 must be a finite number >= 0"),
         ({"style_weight": 0.0, "content_weight": 0.0}, "both 0: nothing to optimise"),
-        ({"convention": "caffe"}, "unknown loss.convention 'caffe'"),
+        ({"convention": "caffe"}, "loss.convention='caffe': choose one of gatys, johnson, jcjohnson, keras"),
         ({"tv_beta": 0}, "loss.tv_beta=0 must be a number > 0"),
     ],
 )
@@ -66,7 +66,7 @@ def test_a_bad_job_of_a_sweep_leaves_no_wandb_run_and_the_others_finish(tmp_path
 EDGES = [
     ("seed", "0", "-1", "seed=-1 must be an integer >= 0"),
     ("optimizer.steps", "0", "-1", "optimizer.steps=-1 must be an integer >= 0"),
-    ("adain.alpha", "1", "1.01", "adain.alpha=1.01 must be a number between 0 (the content) and 1"),
+    ("adain.alpha", "1", "1.01", "adain.alpha=1.01 must be a number between 0 and 1"),
     ("style_loss.stride", "1", "0", "style_loss.stride=0 must be an integer >= 1"),
     ("image.size", "1", "0", "image.size=0 must be an integer >= 1"),
     ("image.style_scale", "1e-6", "0", "image.style_scale=0 must be a number >= 1e-06"),

@@ -4,10 +4,16 @@ import json
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 import nst
+from nst import settings
+from nst.colour import MODES
 from nst.configs import CONF_DIR
+from nst.losses import CONVENTIONS
+from nst.train.network import NORMS, UPSAMPLES
 from tests.helpers import run_cli, train
 
 GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir())
@@ -102,3 +108,27 @@ def test_coarse_to_fine_runs_each_scale_and_keeps_the_earlier_stages(make_cfg, t
     assert metrics["status"] == "finished" and metrics["image_size"] == [36, 48]
     assert (tmp_path / "stage_32px.png").is_file() and (tmp_path / "history_32px.csv").is_file()
     assert metrics["evaluations"] == 2 * 2 * 2  # two stages of 2 steps x 2 L-BFGS evaluations
+
+
+def test_the_settings_tables_of_the_docs_and_the_checks_come_from_one_description():
+    text = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    for run in ("image", "train"):
+        shown = text.split(f"<!-- settings:{run}:start -->\n")[1].split(f"\n<!-- settings:{run}:end -->")[0]
+        assert shown == settings.table(run), f"docs/configuration.md's {run} table: run python -m nst.settings"
+    choices = {s.key: set(s.choices) for s in settings.SETTINGS if s.kind == "choice"}
+    assert choices["loss.convention"] == set(CONVENTIONS)
+    assert choices["colour"] == {None, *MODES}
+    assert choices["network.norm"] == set(NORMS) and choices["network.upsample"] == set(UPSAMPLES)
+
+
+@pytest.mark.parametrize("run", ["image", "train"])
+def test_every_described_setting_exists_in_its_config_and_its_default_passes(make_cfg, run):
+    if run == "image":
+        cfg = make_cfg(tiny=False)
+    else:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("train")
+    for setting in settings.of(run):
+        value = OmegaConf.select(cfg, setting.key, default="absent")
+        assert value != "absent", f"{setting.key} is described but not in the {run} config"
+        setting.check(value)

@@ -190,7 +190,7 @@ def test_a_bad_model_file_is_one_line_and_runs_no_code(tmp_path, capsys, kind, s
         ("style_loss=mrf", "train with style_loss=gram or mean_std"),
         (f"trainer.devices={os.cpu_count() + 1}", "CPU cores, one per training process; give at most"),
         ("trainer.num_nodes=2", "needs a cluster: run it with hydra/launcher=slurm"),
-        ("trainer.strategy=ddp_spawn", "nst trains on several devices with strategy=ddp"),
+        ("trainer.strategy=ddp_spawn", "trainer.strategy='ddp_spawn': choose one of auto, ddp (several devices: ddp"),
         ("trainer.devices=2 data.batch_size=3", "cannot be shared by 2 processes: make it a multiple of 2"),
         ("trainer.devices=0", "trainer.devices=0 must be an integer >= 1"),
     ],

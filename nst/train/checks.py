@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from nst import settings
 from nst.backbones import check_backbone
 from nst.checks import (
     check_blend,
@@ -19,7 +20,6 @@ from nst.checks import (
     check_torch_optimizer,
     check_trainer,
     image_paths,
-    number,
     refuse_unknown,
 )
 from nst.configs import CONF_DIR, build
@@ -46,6 +46,7 @@ def check_training(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     """Refuse a training job's bad settings, each with the one line that says how to fix it."""
     check_overrides(overrides)
     _check_keys(cfg)
+    settings.check(cfg, "train")
     check_loss(cfg.loss)
     check_logger(cfg.logger)
     check_backbone(cfg.backbone.arch, cfg.backbone.weights, cfg.backbone.pooling, cfg.backbone.padding)
@@ -55,20 +56,12 @@ def check_training(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     build(cfg.network, "network")
     build(cfg.speed, "speed")
     data = cfg.data
-    for key, minimum in (("size", 1), ("batch_size", 1), ("val_count", 1), ("val_size", 1), ("style_size", 1)):
-        number(data, key, int, minimum, "data.")
-    number(data, "workers", int, 0, "data.")
-    if data.get("resize") is not None and number(data, "resize", int, 1, "data.") < int(data.size):
+    if data.get("resize") is not None and data.resize < data.size:
         raise NSTError(f"data.resize={data.resize} is smaller than the crops of data.size={data.size}: raise it")
-    number(cfg, "seed", int, 0, maximum=2**32 - 1)
-    for key in ("val_every", "checkpoint_every"):
-        number(cfg, key, int, 0)
-    number(cfg, "log_every", int, 1)
     if cfg.optimizer.get("lr") is None:  # Adam's own default would train at another rate than the config says
         raise NSTError("optimizer.lr=None must be a number > 0")
     check_torch_optimizer(cfg.optimizer, "optimizer")
     check_trainer(cfg.trainer, TRAINER_SET_BY_NST, one_device=None)
-    number(cfg.trainer, "max_steps", int, 1, "trainer.")
     check_processes(cfg.trainer, int(cfg.data.batch_size))
     check_blend(cfg.style_blend)
     if arbitrary_styles(cfg):
@@ -108,11 +101,7 @@ def check_processes(trainer: DictConfig, batch_size: int) -> None:
     Lightning's DDP starts one process per device (or SLURM does, one task each);
     nst's batches are split between them, so every process must get the same share.
     """
-    devices, nodes = number(trainer, "devices", int, 1, "trainer."), number(trainer, "num_nodes", int, 1, "trainer.")
-    strategy = trainer.get("strategy", "auto")
-    if strategy not in ("auto", "ddp"):
-        raise NSTError(f"trainer.strategy={strategy!r}: nst trains on several devices with strategy=ddp (a process "
-                       "per device, restarted from the command line); drop it or give ddp")  # fmt: skip
+    devices, nodes = int(trainer.get("devices", 1)), int(trainer.get("num_nodes", 1))
     if devices * nodes == 1:
         return
     slurm_nodes, slurm_tasks = os.environ.get("SLURM_NNODES"), os.environ.get("SLURM_NTASKS_PER_NODE")
