@@ -101,14 +101,14 @@ def sweeper_problem(config: DictConfig) -> str | None:
     trials, jobs = sweeper.get("n_trials"), sweeper.get("n_jobs", 1)
     for key, value in (("n_trials", trials), ("n_jobs", jobs)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            return f"hydra.sweeper.{key}={value!r} runs no trial: give a whole number >= 1"
+            return f"hydra.sweeper.{key}={value!r} must be a whole number >= 1"
     names = config.get("objective")
     if not names:
         return "an Optuna sweep minimises the run's `objective`: set objective=[content_error,style_error] or one"
     names = [names] if isinstance(names, str) else list(names)
     direction = sweeper.get("direction")
     directions = [direction] if isinstance(direction, str) else list(direction or [])
-    if len(directions) != len(names) and not (len(names) == 1 and len(directions) == 1):
+    if len(directions) != len(names):
         return (f"hydra.sweeper.direction={direction} gives {len(directions)} direction(s) for the {len(names)} "
                 f"objective(s) {names}: give one per objective, e.g. [{', '.join(['minimize'] * len(names))}]")
     unknown = [d for d in directions if d not in ("minimize", "maximize")]

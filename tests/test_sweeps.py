@@ -234,7 +234,7 @@ def test_the_report_of_hundreds_of_runs_stays_a_readable_size(tmp_path):
 @pytest.mark.parametrize(
     ("setting", "says"),
     [
-        ("hydra.sweeper.n_trials=0", "hydra.sweeper.n_trials=0 runs no trial"),
+        ("hydra.sweeper.n_trials=0", "hydra.sweeper.n_trials=0 must be a whole number >= 1"),
         ("hydra.sweeper.direction=minimize", "gives 1 direction(s) for the 2 objective(s)"),
         ("hydra.sweeper.direction=[minimize,upward]", "each is minimize or maximize, not 'upward'"),
         ("objective=null", "an Optuna sweep minimises the run's `objective`"),
