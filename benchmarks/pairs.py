@@ -66,6 +66,11 @@ def measure(name: str, pair: str, args: argparse.Namespace) -> dict:
             "image": str(out / "final.png")}  # fmt: skip
 
 
+def relative_to_reference(result: dict, ref: dict) -> float:
+    """content error / the reference's + style SWD / the reference's: 2 is the reference's own balance."""
+    return result["content_error"] / ref["content_error"] + result["style_swd"] / ref["style_swd"]
+
+
 def beats(result: dict, ref: dict) -> str:
     """Whether a result keeps more of the photo and matches the style's distribution better than the reference."""
     content, swd = result["content_error"] < ref["content_error"], result["style_swd"] < ref["style_swd"]
@@ -99,13 +104,17 @@ def section(results: dict, refs: dict, args: argparse.Namespace) -> str:
         spans = [f"{min(r[k] for r in measured.values()):.3f}–{max(r[k] for r in measured.values()):.3f}"
                  for k in FIGURES]  # fmt: skip
         both = sum(beats(r, refs[pair]) == "both" for pair, r in measured.items())
-        summary.append(f"| {name} | {' | '.join(spans)} | {both} of {len(measured)} |")
+        relative = [relative_to_reference(r, refs[pair]) for pair, r in measured.items()]
+        worse = sum(x > 2 for x in relative)
+        summary.append(f"| {name} | {' | '.join(spans)} | {both} of {len(measured)} | "
+                       f"{sum(relative) / len(relative):.2f} ({worse} of {len(measured)} above 2) |")  # fmt: skip
     lines += [
         "",
-        "Across the pairs (min–max):",
+        "Across the pairs (min–max). \"vs reference\": the mean over pairs of content error / the reference's +",
+        "style SWD / the reference's; 2.00 is the reference's own balance, lower is better.",
         "",
-        "| experiment | content error | style error | style SWD | beats the reference on both |",
-        "| --- | --- | --- | --- | --- |",
+        "| experiment | content error | style error | style SWD | beats the reference on both | vs reference |",
+        "| --- | --- | --- | --- | --- | --- |",
         *summary,
     ]
     return "\n".join(lines)
@@ -128,17 +137,20 @@ def tune(args: argparse.Namespace, refs: dict) -> str:
         wins = {what: sum(beats(r, refs[pair]) in (what, "both") for pair, r in measured) for what in ("content",
                 "style SWD")}  # fmt: skip
         both = sum(beats(r, refs[pair]) == "both" for pair, r in measured)
+        relative = sum(relative_to_reference(r, refs[pair]) for pair, r in measured) / len(measured)
         rows.append(f"| {value or 'as configured'} | {' | '.join(f'{m:.3f}' for m in means)} | {wins['content']} | "
-                    f"{wins['style SWD']} | {both} |")  # fmt: skip
+                    f"{wins['style SWD']} | {both} | {relative:.2f} |")  # fmt: skip
     return "\n".join([
         f"## Choosing {name}'s {key} across the {len(PAIRS)} pairs ({args.size} px)",
         "",
         f"{machine()}. `python -m benchmarks.pairs --size {args.size} --steps {args.steps} --only {name} "
         f"--tune {args.tune}`: means over the pairs, and on how many pairs the result is below",
-        "jcjohnson/neural-style's output on content error, on style SWD, and on both.",
+        "jcjohnson/neural-style's output on content error, on style SWD, and on both; the last column is the mean",
+        "over pairs of content error / the reference's + style SWD / the reference's (2.00: the reference's",
+        "balance; lower is better), the figure the value is chosen by.",
         "",
-        f"| {key} | content error | style error | style SWD | pairs: content | pairs: SWD | pairs: both |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {key} | content error | style error | style SWD | pairs: content | pairs: SWD | both | vs reference |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *rows,
     ])  # fmt: skip
 
