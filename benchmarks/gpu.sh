@@ -13,3 +13,6 @@ python -m benchmarks.time_split --size 512 --runs 8
 python -m benchmarks.harness_overhead --size 1024 --steps 10
 python -m benchmarks.op_count
 python -m benchmarks.training --size 256 --steps 50 --rounds 3   # training throughput at the paper's crop size
+python -m benchmarks.training_kinds multistyle --size 256 --steps 2000   # four styles in one network
+python -m benchmarks.training_kinds decoder --size 256 --steps 2000      # the AdaIN decoder fine-tuned
+# DDP throughput needs as many GPUs as processes: on a 2-GPU machine, python -m benchmarks.training_kinds ddp --size 256

@@ -5,7 +5,7 @@
     python -m benchmarks.training_kinds decoder [--size 128] [--steps 200]
 
 ddp: images per second of one `nst train` with 1 and with 2 processes (gloo on the
-CPU, NCCL on GPUs), the same global batch, side by side in one run. multistyle: the
+CPU, NCCL on GPUs: one GPU per process), the same global batch, side by side in one run. multistyle: the
 four bundled paintings in one conditional-instance-norm network, each style's judge
 figures on the held-out photos at the start and the end. decoder: Huang & Belongie's
 shipped decoder fine-tuned on the bundled photos and paintings, judged beside the
