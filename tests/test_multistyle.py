@@ -59,6 +59,12 @@ def test_one_network_learns_three_styles_each_index_its_own_image_and_a_one_hot_
                             f"out={tmp_path / 'bad.png'}", bad)  # fmt: skip
         assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "bad.png").exists()
+    start = tmp_path / "start"
+    code, err = run_cli(tmp_path, capsys, "debug=tiny", "init=network", f"network.model={run_dir}",
+                        "network.style_index=2", "optimizer.steps=0", f"content={photo}", "image.size=40",
+                        f"hydra.run.dir={start}")  # fmt: skip
+    assert code == 0, err
+    assert np.array_equal(_pixels(start / "final.png"), images[2])  # the image run starts from that style
 
 
 def test_a_one_style_network_refuses_a_style_index_and_a_blend_is_refused_for_a_multi_style_one(tmp_path, capsys):
