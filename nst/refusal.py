@@ -1,11 +1,11 @@
 """A single run's settings checked before Hydra writes anything: a refused run leaves no directory behind.
 
 Hydra creates the run directory, `.hydra/` and the log before the job starts; nst's
-lock and `metrics.json` follow. This callback runs the job's own checks
-(nst/settings.py's, which need no torch, then nst/checks.py or nst/train/checks.py)
-first, in Hydra's `on_run_start`, and ends a refused run there with its one line and
-exit code 2. The job checks again (a sweep's
-jobs, a resumed run's saved config, a SLURM job are checked only there).
+lock and `metrics.json` follow. This callback runs the job's own checks first
+(nst/settings.py's, which need no torch, then nst/checks.py or nst/train/checks.py),
+in Hydra's `on_run_start`, and ends a refused run there with its one line and exit
+code 2. The job checks again; a sweep's jobs, a resumed run's saved config and a
+SLURM job are checked only there.
 """
 
 import copy
