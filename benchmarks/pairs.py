@@ -85,7 +85,7 @@ def section(results: dict, refs: dict, args: argparse.Namespace) -> str:
         "",
         f"{machine()}. `python -m benchmarks.pairs --size {args.size} --steps {args.steps}{settings}`: each image",
         "experiment's own config (size and steps as above, L-BFGS steps of 20 evaluations, Adam at most",
-        f"{args.adam_steps} steps) on the pairs of benchmarks/pairs/, judged by nst/judge.py. \"Beats\" says on which",
+        f'{args.adam_steps} steps) on the pairs of benchmarks/pairs/, judged by nst/judge.py. "Beats" says on which',
         "of content error and style SWD a result is below jcjohnson/neural-style's own output for that pair.",
         "",
         "| reference (jcjohnson/neural-style) | content error | style error | style SWD |",
@@ -110,7 +110,7 @@ def section(results: dict, refs: dict, args: argparse.Namespace) -> str:
                        f"{sum(relative) / len(relative):.2f} ({worse} of {len(measured)} above 2) |")  # fmt: skip
     lines += [
         "",
-        "Across the pairs (min–max). \"vs reference\": the mean over pairs of content error / the reference's +",
+        'Across the pairs (min–max). "vs reference": the mean over pairs of content error / the reference\'s +',
         "style SWD / the reference's; 2.00 is the reference's own balance, lower is better.",
         "",
         "| experiment | content error | style error | style SWD | beats the reference on both | vs reference |",

@@ -78,8 +78,8 @@ def multistyle(args: argparse.Namespace, out: Path) -> str:
 {machine()}. `python -m benchmarks.training_kinds multistyle --size {args.size} --steps {args.steps}`:
 `nst train network.norm=conditional_instance` with the four paintings of nst/styles/,
 the 7 bundled photos (2 held out), caffe VGG-19, Johnson's layers and loss, batch 4,
-each crop towards a style drawn from the seed; {metrics['fit_time_s'] / 60:.1f} min
-({metrics['images_per_s']:.2f} images/s). Each style's judge figures on the held-out
+each crop towards a style drawn from the seed; {metrics["fit_time_s"] / 60:.1f} min
+({metrics["images_per_s"]:.2f} images/s). Each style's judge figures on the held-out
 photos at 256 px, at step 0 → step {args.steps}:
 
 | style | content error 0 | content error end | style error 0 | style error end | SWD 0 | SWD end |
@@ -104,7 +104,7 @@ def decoder(args: argparse.Namespace, out: Path) -> str:
 {machine()}. `python -m benchmarks.training_kinds decoder --size {args.size} --steps {args.steps}`:
 `nst train network=adain_decoder` (start: the shipped decoder) on the 7 bundled photos and
 the four paintings of nst/styles/ (two of each held out), crops of {args.size} px from
-{2 * args.size} px, batch 4, Adam 1e-4 with inverse-time decay; {metrics['fit_time_s'] / 60:.1f} min.
+{2 * args.size} px, batch 4, Adam 1e-4 with inverse-time decay; {metrics["fit_time_s"] / 60:.1f} min.
 Held-out figures (photos × styles) went {_first_last(run_dir)}. On the example pair at
 {PAIR_PX} px, the same AdaIN pass with either decoder:
 

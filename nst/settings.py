@@ -106,8 +106,13 @@ SETTINGS = (
     Setting("trainer.max_steps", "int", "training steps", 1, runs="train"),
     Setting("trainer.devices", "int", "processes per node (DDP above 1)", 1, runs="train"),
     Setting("trainer.num_nodes", "int", "nodes of a SLURM job", 1, runs="train"),
-    Setting("trainer.strategy", "choice", "several devices: ddp, a process per device, restarted from the command line",
-            choices=("auto", "ddp"), runs="train"),
+    Setting(
+        "trainer.strategy",
+        "choice",
+        "several devices: ddp, a process per device, restarted from the command line",
+        choices=("auto", "ddp"),
+        runs="train",
+    ),
     Setting("data.size", "int", "side of the square crops trained on", 1, runs="train"),
     Setting("data.resize", "int", "short side photos are resized to before cropping", 1, runs="train", optional=True),
     Setting("data.batch_size", "int", "crops per step (shared by DDP processes)", 1, runs="train"),
@@ -119,8 +124,13 @@ SETTINGS = (
     Setting("checkpoint_every", "int", "keep checkpoints/last.ckpt every N steps (0: never)", 0, runs="train"),
     Setting("network.width", "int", "channels of the first convolution", 1, runs="train"),
     Setting("network.residual_blocks", "int", "residual blocks at the lowest resolution", 1, runs="train"),
-    Setting("network.norm", "choice", "normalisation (conditional_instance: one per style)",
-            choices=("instance", "batch", "conditional_instance"), runs="train"),
+    Setting(
+        "network.norm",
+        "choice",
+        "normalisation (conditional_instance: one per style)",
+        choices=("instance", "batch", "conditional_instance"),
+        runs="train",
+    ),
     Setting("network.upsample", "choice", "upsampling", choices=("resize", "transposed"), runs="train"),
 )
 
