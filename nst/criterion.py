@@ -119,9 +119,13 @@ class PerceptualLoss(nn.Module):
         return {name: self.get_buffer(f"style_target_{name}")[index] for name in self.style_layers}
 
     @torch.no_grad()
-    def style_features(self, styles: Tensor) -> dict[str, Tensor]:
-        """Each image of a batch of styles (B, 3, H, W) as its own target, (B, …): arbitrary-style training."""
-        return self.statistic.targets(self.encode, [styles], [1.0], set(self.style_layers))
+    def style_features(self, styles: Tensor, features: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """Each image of a batch of styles (B, 3, H, W) as its own target, (B, …): arbitrary-style training.
+
+        `features`: the styles' features at the style layers, where the caller has encoded them already.
+        """
+        encode = self.encode if features is None else lambda _image, layers: {n: features[n] for n in layers}
+        return self.statistic.targets(encode, [styles], [1.0], set(self.style_layers))
 
     def set_content(self, content: Tensor) -> None:
         """Fix the content targets to one image's features (image optimisation)."""

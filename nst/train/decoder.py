@@ -31,18 +31,21 @@ class DecoderTraining(StyleNetTraining):
 
     def forward(self, photos: Tensor, styles: Tensor | None = None) -> Tensor:  # type: ignore[override]
         """The decoder's images of `photos` in the styles of `styles`, one style crop per photo."""
-        return self.network(self.target(photos, styles))
+        return self.network(self.encoded(photos, styles)[0])
 
     @torch.no_grad()
-    def target(self, photos: Tensor, styles: Tensor) -> Tensor:
-        """t = AdaIN(f(c), f(s)): the features the decoder must turn into an image."""
+    def encoded(self, photos: Tensor, styles: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """t = AdaIN(f(c), f(s)), the features the decoder must turn into an image, and the style crops' features
+        at every style layer: one encoder pass for the photos and one for the styles."""
         encode = self.criterion.encode
-        return adain(encode(photos, [ENCODER_LAYER])[ENCODER_LAYER], encode(styles, [ENCODER_LAYER])[ENCODER_LAYER])
+        style = encode(styles, {*self.criterion.style_layers, ENCODER_LAYER})
+        return adain(encode(photos, [ENCODER_LAYER])[ENCODER_LAYER], style[ENCODER_LAYER]), style
 
     def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         photos, styles = batch["photos"], batch["style_images"]
-        target = self.target(photos, styles)
-        terms = self.criterion(self.network(target), {ENCODER_LAYER: target}, self.criterion.style_features(styles))
+        target, style = self.encoded(photos, styles)
+        targets = self.criterion.style_features(styles, style)
+        terms = self.criterion(self.network(target), {ENCODER_LAYER: target}, targets)
         return {name: value.mean() for name, value in terms.items()}
 
     def stylised(self, photo: Tensor) -> list[Tensor]:
