@@ -29,6 +29,7 @@ from nst.images import load_image
 from nst.judge import quality
 
 PAIR_PX = 256
+FIGURES = ("content_error", "style_error", "style_swd")
 STYLES = ("starry_night.jpg", "the_scream.jpg", "shipwreck.jpg", "woman_with_hat.jpg")
 
 
@@ -66,12 +67,10 @@ def multistyle(args: argparse.Namespace, out: Path) -> str:
     run_dir = out / "multistyle"
     metrics = nst_train(run_dir, "network.norm=conditional_instance", f"style={styles}", f"data.size={args.size}",
                         f"trainer.max_steps={args.steps}", f"val_every={args.steps}", "checkpoint_every=0")  # fmt: skip
-    with open(run_dir / "val.csv", newline="") as f:
-        first, *_, last = list(csv.DictReader(f))
+    first, last = first_and_last(run_dir)
     rows = []
     for k, name in enumerate(STYLES):
-        figures = [f"{float(row[f'style{k}_{n}']):.3f}" for n in ("content_error", "style_error", "style_swd")
-                   for row in (first, last)]  # fmt: skip
+        figures = [f"{float(row[f'style{k}_{n}']):.3f}" for n in FIGURES for row in (first, last)]
         rows.append(f"| {name} | " + " | ".join(figures) + " |")
     return f"""## One network, four styles (conditional instance norm, {args.size} px, {args.steps} steps)
 
@@ -105,7 +104,8 @@ def decoder(args: argparse.Namespace, out: Path) -> str:
 `nst train network=adain_decoder` (start: the shipped decoder) on the 7 bundled photos and
 the four paintings of nst/styles/ (two of each held out), crops of {args.size} px from
 {2 * args.size} px, batch 4, Adam 1e-4 with inverse-time decay; {metrics["fit_time_s"] / 60:.1f} min.
-Held-out figures (photos × styles) went {_first_last(run_dir)}. On the example pair at
+Held-out figures (photos × styles) went {" → ".join(_figures(row) for row in first_and_last(run_dir))}. On the
+example pair at
 {PAIR_PX} px, the same AdaIN pass with either decoder:
 
 | decoder | content error | style error | style SWD |
@@ -114,11 +114,15 @@ Held-out figures (photos × styles) went {_first_last(run_dir)}. On the example 
 """
 
 
-def _first_last(run_dir: Path) -> str:
+def first_and_last(run_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """A training run's first and last validation (val.csv rows)."""
     with open(run_dir / "val.csv", newline="") as f:
         first, *_, last = list(csv.DictReader(f))
-    names = ("content_error", "style_error", "style_swd")
-    return " → ".join(" / ".join(f"{float(row[n]):.3f}" for n in names) for row in (first, last))
+    return first, last
+
+
+def _figures(row: dict[str, str]) -> str:
+    return " / ".join(f"{float(row[n]):.3f}" for n in FIGURES)
 
 
 def main() -> None:
