@@ -65,12 +65,9 @@ def main(argv: Sequence[str]) -> int:
         content = settings["content"]
         size = int(settings["size"]) if settings.get("size") else max(open_rgb(content).size)
         photo = load_image(content, size)
+        style = _style_image(network, settings.get("style"), size)
         started = time.perf_counter()
-        image = _decoded(network, photo, settings.get("style"), size) if isinstance(network, AdaINDecoder) else None
-        if image is None:
-            if settings.get("style"):
-                raise NSTError("style= is for an AdaIN decoder; this network has its style built in: drop style=")
-            image = stylize(network, photo, mix)
+        image = _decoded(network, photo, style) if style is not None else stylize(network, photo, mix)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
@@ -87,14 +84,23 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-def _decoded(decoder: AdaINDecoder, photo: Tensor, style: str | None, size: int) -> Tensor:
-    """An AdaIN decoder's image of `photo` in the style of the image `style`, read at the photo's size."""
+def _style_image(network: torch.nn.Module, style: str | None, size: int) -> Tensor | None:
+    """The `style=` image an AdaIN decoder needs (read at the photo's size); refused for a network of fixed styles."""
+    if not isinstance(network, AdaINDecoder):
+        if style:
+            raise NSTError("style= is for an AdaIN decoder; this network has its style built in: drop style=")
+        return None
     if not style:
         raise NSTError("this model is an AdaIN decoder: give the style image with style=IMAGE")
+    return load_image(style, size)
+
+
+def _decoded(decoder: AdaINDecoder, photo: Tensor, style: Tensor) -> Tensor:
+    """An AdaIN decoder's image of `photo` in the style of `style`."""
     device = next(decoder.parameters()).device
     encode = encoder().to(device)
     with torch.no_grad():
-        image = transfer(decoder, encode, photo.to(device), [load_image(style, size).to(device)], [1.0])
+        image = transfer(decoder, encode, photo.to(device), [style.to(device)], [1.0])
     return image.clamp(0, 1)
 
 
