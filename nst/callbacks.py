@@ -7,23 +7,35 @@ that every image of a batch has its own files and its own experiment logger.
 import csv
 import logging
 import signal
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
+from typing import TYPE_CHECKING, Protocol
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import Logger
 
-from nst import cluster
 from nst.images import save_image
 from nst.loggers import log_images
 from nst.outputs import DiskFault, atomic_write, is_disk_fault
 
+if TYPE_CHECKING:
+    from nst.runs import RunSignals
+
 log = logging.getLogger(__name__)
+
+
+class Recorded(Protocol):
+    """What the recording callbacks and the progress display read of a module, image run or training alike."""
+
+    evaluations: int  # what history.csv and the progress display count in: evaluations, or training steps
+
+    def terms_of(self, index: int) -> dict[str, float]:
+        """The last step's loss terms of run `index` (0 for a training run), as numbers."""
+
+    def start_terms_of(self, index: int) -> dict[str, float] | None:
+        """Run `index`'s loss at its start image, where a first step of several evaluations hides it; else None."""
 
 
 class Snapshots(pl.Callback):
@@ -50,7 +62,7 @@ class Snapshots(pl.Callback):
                 log_images(logger, {"snapshot": image}, step)
 
 
-def loss_rows(trainer: pl.Trainer, module: pl.LightningModule, index: int) -> list[dict[str, float]]:
+def loss_rows(trainer: pl.Trainer, module: Recorded, index: int) -> list[dict[str, float]]:
     """Image `index`'s rows of loss terms to record after this step: every `log_every_n_steps` steps and the last.
 
     A step's row holds its last evaluation's loss. After a first step of several
@@ -59,8 +71,9 @@ def loss_rows(trainer: pl.Trainer, module: pl.LightningModule, index: int) -> li
     one evaluation, Adam's, step 1's row already is the start image's loss.)
     """
     step, rows = trainer.global_step, []
-    if step == 1 and module.start_terms and module.evaluations > 1:
-        rows.append({"step": 0, "evaluations": 1, **module.start_terms_of(index)})
+    start = module.start_terms_of(index) if step == 1 else None
+    if start is not None:
+        rows.append({"step": 0, "evaluations": 1, **start})
     if step % trainer.log_every_n_steps == 0 or step == trainer.max_steps:
         rows.append({"step": step, "evaluations": module.evaluations, **module.terms_of(index)})
     return rows
@@ -156,61 +169,33 @@ class LossHistory(pl.Callback):
 
 
 class Interruption(pl.Callback):
-    """Ctrl-C, SIGTERM or SLURM's time-limit warning (SIGUSR2): finish the step, save a resumable checkpoint, stop.
+    """Ctrl-C, SIGTERM or SLURM's time-limit warning (SIGUSR2) during a fit: finish the step, save a resumable
+    checkpoint, stop.
 
-    A second Ctrl-C during that step stops at once, as usual. The signals are caught
-    only inside `catching_signals()`, around the whole `trainer.fit`.
+    The run's one handler (nst/runs.py `RunSignals`) notes the signal; this callback puts
+    that handler back in front of Lightning's at the fit's start (under DDP Lightning's
+    broadcasts from inside the handler and stops each process on its own; with ours every
+    process stops after the same step) and acts on the signal at the step's end.
     """
 
-    def __init__(self, checkpoint: Path):
-        self.checkpoint, self.received = Path(checkpoint), None
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.received is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.received = signum
-
-    @contextmanager
-    def catching_signals(self) -> Iterator[None]:
-        """The previous handlers come back however the fit ends.
-
-        Not a callback hook: after an exception (a NaN loss) Lightning skips `teardown`
-        and then puts back the handlers it found at the start of the fit, ours; in a
-        sweep, Ctrl-C between two jobs would then reach a finished job's handler.
-        """
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {sig: signal.signal(sig, self._handle) for sig in self.caught()}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    @staticmethod
-    def caught() -> tuple[int, ...]:
-        return signal.SIGINT, signal.SIGTERM, cluster.requeue_signal()
+    def __init__(self, checkpoint: Path, signals: "RunSignals"):
+        self.checkpoint, self.signals = Path(checkpoint), signals
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if threading.current_thread() is threading.main_thread():
-            # Lightning put its own SIGTERM handler in front at the fit's start; under DDP it broadcasts from inside
-            # the handler and stops each process on its own. Ours alone: every process stops after the same step.
-            for sig in self.caught():
-                signal.signal(sig, self._handle)
+        self.signals.install()
         if trainer.global_step > 0 and trainer.is_global_zero:
             log.info("%s: resumed at step %d of %d", self.checkpoint.parent, trainer.global_step, trainer.max_steps)
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
         if trainer.world_size > 1:  # DDP: every process stops after the same step, whichever got the signal
-            received = torch.tensor(self.received or 0, device=module.device)
+            received = torch.tensor(self.signals.received or 0, device=module.device)
             torch.distributed.all_reduce(received, op=torch.distributed.ReduceOp.MAX)
-            self.received = int(received) or None
-        if self.received is not None:
+            self.signals.received = int(received) or None
+        if self.signals.received is not None:
             trainer.save_checkpoint(self.checkpoint, weights_only=False)  # the optimizer state too
             trainer.should_stop = True
             log.info(
                 "%s: interrupted by %s at step %d of %d; %s written",
-                self.checkpoint.parent, signal.Signals(self.received).name, trainer.global_step, trainer.max_steps,
-                self.checkpoint.name,
+                self.checkpoint.parent, signal.Signals(self.signals.received).name, trainer.global_step,
+                trainer.max_steps, self.checkpoint.name,
             )  # fmt: skip

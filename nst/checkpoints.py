@@ -5,20 +5,34 @@ state, counters, and its stage of a coarse-to-fine run) in its directory; a batc
 leaves each of its runs such a checkpoint of its own (nst/batching.py).
 """
 
+import json
 import signal
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from nst import settings
 from nst.errors import NSTError
-from nst.module import Stage
 from nst.outputs import atomic_write
 
 RESUME_CHECKPOINT = "resume.ckpt"
 LAST_CHECKPOINT = "checkpoints/last.ckpt"  # a training run's periodic checkpoint: where a killed one resumes
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Where an image run's fit sits in a coarse-to-fine run: its index and what the stages before it took.
+
+    Saved in every checkpoint, so that an interrupted run resumes at its own stage.
+    """
+
+    index: int = 0
+    evaluations_before: int = 0
+    fit_time_before: float = 0.0
 
 
 class Interrupted(NSTError):
@@ -78,6 +92,17 @@ def _checkpoint_step(run_dir: Path) -> tuple[Path, int]:
         ) from None
 
 
+def _not_finished(run_dir: Path) -> None:
+    """A finished run has nothing to resume: its record and outputs stay as they are."""
+    try:
+        status = json.loads((run_dir / "metrics.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return  # no record (a killed run) or a damaged one: the checkpoint decides
+    if status == "finished":
+        raise NSTError(f"resume={run_dir} finished: nothing to continue, and its outputs are kept as they are; start "
+                       "a new run to go further")  # fmt: skip
+
+
 def _run_config(run_dir: Path, config: Path) -> DictConfig:
     """The config the run was started with (`.hydra/config.yaml`), or one line saying it cannot be read."""
     try:
@@ -108,9 +133,14 @@ def resumable(
     with `weights_only=True`: a file in a shared run directory cannot run code.
     Nothing in the directory changes when the run cannot resume.
     """
+    _not_finished(run_dir)
     checkpoint, step = _checkpoint_step(run_dir)
     config = run_dir / ".hydra" / "config.yaml"
     cfg = _run_config(run_dir, config)
+    if OmegaConf.select(cfg, steps_key) is None:  # a training run given to `nst`, or an image run to `nst train`
+        command = "nst train" if steps_key == "optimizer.steps" else "nst"
+        raise NSTError(f"resume={run_dir} is not a run of this command (its config has no {steps_key}): continue it "
+                       f"with `{command} resume={run_dir}`")  # fmt: skip
     changed = False
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         key = override.key_or_group
@@ -127,6 +157,8 @@ def resumable(
             raise NSTError(f"resume={run_dir}: {key} cannot be set ({_first_line(exc)})") from None
         changed |= key == steps_key
     steps = OmegaConf.select(cfg, steps_key)
+    if changed:
+        next(s for s in settings.SETTINGS if s.key == steps_key).check(steps)
     if changed and not int(steps) >= max(step, 1):
         raise NSTError(f"{steps_key}={steps} is below step {step}, where {run_dir} was interrupted")
     if changed:

@@ -26,20 +26,16 @@ from nst.statistics import MRF
 from nst.targets import blend_weights
 
 
-def check_job(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
-    """Refuse a job's bad settings, each with the one line that says how to fix it.
+def check_job(cfg: DictConfig, overrides: Sequence[str] = (), described: bool = True) -> None:
+    """Refuse an image job's bad settings, each with the one line that says how to fix it.
 
     `overrides` are the job's command-line overrides, for what Hydra accepts but
-    would silently ignore.
+    would silently ignore; `described=False` where nst/settings.py's rules were just checked.
     """
-    check_overrides(overrides)
     check_keys(cfg)
-    check_numbers(cfg)
-    check_loss(cfg.loss)
+    check_shared(cfg, overrides, "image" if described else None)
+    check_scales(cfg.image)
     check_image_trainer(cfg.trainer)
-    check_logger(cfg.logger)
-    check_backbone(cfg.backbone.arch, cfg.backbone.weights, cfg.backbone.pooling, cfg.backbone.padding)
-    config_layers(cfg.layers, cfg.backbone.arch)
     check_init(cfg.init)
     if cfg.init == "adain":
         build(cfg.adain, "adain")
@@ -50,12 +46,24 @@ def check_job(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
             raise NSTError(f"{override} changes nothing: the adain settings make the start image of init=adain")
     check_style_loss(cfg)
     check_optimizer(cfg.optimizer)
-    build(cfg.speed, "speed")
     if isinstance(cfg.content, ListConfig):
         raise NSTError("content takes one image: sweep several with `nst -m content=a.jpg,b.jpg`")
     image_paths(cfg.content, "content")
-    check_blend(cfg.style_blend)
     blend_weights(len(image_paths(cfg.style, "style")), cfg.style_blend)
+
+
+def check_shared(cfg: DictConfig, overrides: Sequence[str], run: str | None) -> None:
+    """What every branch checks alike: overrides, the described settings of `run` (None: checked already), the
+    loss, logger, loss network and layers, the fast path, the blend's type and the sweep objective."""
+    check_overrides(overrides)
+    if run is not None:
+        settings.check(cfg, run)
+    check_loss(cfg.loss)
+    check_logger(cfg.logger)
+    check_backbone(cfg.backbone.arch, cfg.backbone.weights, cfg.backbone.pooling, cfg.backbone.padding)
+    config_layers(cfg.layers, cfg.backbone.arch)
+    build(cfg.speed, "speed")
+    check_blend(cfg.style_blend)
     check_objective(cfg)
 
 
@@ -145,14 +153,13 @@ def refuse_unknown(nodes: Mapping[str, tuple[DictConfig, set[str]]], what: str) 
             )
 
 
-def check_numbers(cfg: DictConfig) -> None:
-    """The described settings (nst/settings.py), then the coarse-to-fine sizes, a list of them."""
-    settings.check(cfg, "image")
-    if cfg.image.get("scales") is not None and not isinstance(cfg.image.scales, ListConfig):
-        raise NSTError(f"image.scales={cfg.image.scales!r} must be a list of sizes, e.g. image.scales=[256,512]")
+def check_scales(image: DictConfig) -> None:
+    """The coarse-to-fine sizes: a growing list of sizes."""
+    if image.get("scales") is not None and not isinstance(image.scales, ListConfig):
+        raise NSTError(f"image.scales={image.scales!r} must be a list of sizes, e.g. image.scales=[256,512]")
     scales = [
         number({f"scales[{i}]": size}, f"scales[{i}]", int, 1, "image.")
-        for i, size in enumerate(cfg.image.get("scales") or [])
+        for i, size in enumerate(image.get("scales") or [])
     ]
     if scales != sorted(set(scales)):
         raise NSTError(

@@ -1,6 +1,7 @@
 """The `nst` command: an image run (`nst …`), a training run (`nst train …`), `nst stylize …` or `nst compare …`.
 
-Image and training runs are Hydra runs whose bad input ends in one line and exit code 2.
+Image and training runs (and any branch of nst/branches.py) are Hydra runs whose bad input ends in one line and
+exit code 2.
 
 Exit codes: 0 done; 1 a sweep in which some job failed or was interrupted (nst/sweeps.py); 2
 bad input or a failed run; 128 + N stopped by signal N, resumable with `nst resume=DIR`. A job
@@ -25,41 +26,44 @@ from omegaconf.errors import OmegaConfBaseException
 
 from hydra_plugins.nst_launcher import BatchedLauncher
 from nst import cluster, command_line, environment, wandb_preload
-from nst.configs import CONF_DIR
+from nst.branches import BRANCHES, Registration
 from nst.errors import NSTError, Stopped
 from nst.processes import first_process
 from nst.sweeps import done_line, objective, resumed_identity, run_identity
 
 if TYPE_CHECKING:
     from nst.checkpoints import Interrupted
-    from nst.runs import Job
 
 log = logging.getLogger("nst")
 environment.configure()  # here, not in main: submitit's workers import this module's task function
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def _hydra_main(cfg: DictConfig) -> float | list[float] | None:
-    return _job(cfg, training=False)
+def _hydra(registration: Registration) -> None:
+    """The branch's Hydra run (or sweep) over its primary config."""
+
+    def task(cfg: DictConfig) -> float | list[float] | None:
+        if registration.command:  # the command as given: Lightning's DDP restarts it once per extra device
+            sys.argv.insert(1, registration.command)
+        try:
+            return _job(cfg, registration)
+        finally:
+            if registration.command:
+                del sys.argv[1]
+
+    hydra.main(version_base="1.3", config_path=str(registration.config_dir), config_name=registration.config_name)(
+        task
+    )()
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
-def _hydra_train(cfg: DictConfig) -> float | list[float] | None:
-    sys.argv.insert(1, "train")  # the command as given: Lightning's DDP restarts it once per extra device
-    try:
-        return _job(cfg, training=True)
-    finally:
-        del sys.argv[1]
-
-
-def _job(cfg: DictConfig, training: bool) -> float | list[float] | None:
-    """One job of either kind: its run, its outcome on the console, its objective for a sweeper."""
+def _job(cfg: DictConfig, registration: Registration) -> float | list[float] | None:
+    """One job of any branch: its run, its outcome on the console, its objective for a sweeper."""
     wandb_preload.preload(cfg.logger)  # before the imports below
     # Here, not at the top: `nst --cfg`, `--help`, `--info` and tab completion never call this, and skip torch.
     from nst.checkpoints import RESUME_CHECKPOINT, Interrupted, resumable
+    from nst.lifecycle import live
     from nst.runs import Job
 
-    steps_key = "trainer.max_steps" if training else "optimizer.steps"
+    steps_key = registration.steps_key
 
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
@@ -72,7 +76,7 @@ def _job(cfg: DictConfig, training: bool) -> float | list[float] | None:
             out_dir, cfg, resume = resumable(Path(to_absolute_path(given)) if given else out_dir,
                                              overrides if given else [], steps_key)  # fmt: skip
             overrides, identity = [], resumed_identity(out_dir)
-        metrics = _run(Job(cfg, out_dir, identity, overrides), resume, training)
+        (metrics,) = live(registration.steps(), [Job(cfg, out_dir, identity, overrides)], resume)
     except Stopped as exc:  # a signal outside the fit: metrics.json already says how the run stands
         return _signalled(exc, cfg)
     except Exception as exc:
@@ -85,13 +89,12 @@ def _job(cfg: DictConfig, training: bool) -> float | list[float] | None:
         print(f"nst: error: {exc}", file=sys.stderr)
         if not sweeping:
             sys.exit(2)
-        if first_process() and not (out_dir / "metrics.json").exists():  # refused before its run began
-            from nst.outputs import write_json
+        from nst.lifecycle import refused
 
-            write_json(out_dir / "metrics.json", {"status": "failed", "error": str(exc)}, rescue=False)
+        refused(out_dir, exc)
         log.error("job failed; the sweep goes on (see %s/metrics.json)", out_dir)
         return objective(cfg.objective, None)
-    if "rank" not in metrics:  # the other processes of a DDP training leave the line to the first
+    if first_process():  # the other processes of a DDP training leave the line to the first
         log.info(done_line(out_dir, metrics))
     return objective(cfg.objective, metrics)
 
@@ -108,18 +111,6 @@ def _signalled(exc: "Interrupted | Stopped", cfg: DictConfig) -> float | list[fl
     return objective(cfg.objective, None)  # the sweep collects this job's result; the verdict lists it
 
 
-def _run(job: "Job", resume: Path | None, training: bool) -> dict:
-    """The job through its branch's pipeline: a network trained, or an image optimised."""
-    if training:
-        from nst.train.pipeline import train
-
-        return train(job, resume)
-    from nst.pipeline import run
-
-    (metrics,) = run([job], resume)
-    return metrics
-
-
 def main() -> None:
     """Console-script entry point: `nst compare …` compares runs, anything else is a Hydra run."""
     if sys.argv[1:2] == ["compare"]:
@@ -130,8 +121,8 @@ def main() -> None:
         from nst.train.stylize import main as stylize
 
         sys.exit(stylize(sys.argv[2:]))
-    training = sys.argv[1:2] == ["train"]
-    if training:
+    registration = BRANCHES.get(sys.argv[1] if len(sys.argv) > 1 else None) or BRANCHES[None]
+    if registration.command:
         sys.argv = [sys.argv[0], *sys.argv[2:]]
     # `+experiment=NAME` (the form before `experiment` was a default-null group) means `experiment=NAME`.
     sys.argv = [a[1:] if a.startswith("+experiment=") else a for a in sys.argv]
@@ -143,11 +134,11 @@ def main() -> None:
     shown = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its composition errors here instead of printing them
     try:
-        _hydra_train() if training else _hydra_main()
+        _hydra(registration)
     except (HydraException, OmegaConfBaseException) as exc:
         if os.environ.get("NST_DEBUG") or shown:
             raise
-        print(f"nst: error: {_command_line_error(exc, 'train' if training else 'config')}", file=sys.stderr)
+        print(f"nst: error: {_command_line_error(exc, registration)}", file=sys.stderr)
         sys.exit(2)
     except NSTError as exc:  # a sweeper's or launcher's own setting, refused as it is built
         if os.environ.get("NST_DEBUG"):
@@ -162,18 +153,19 @@ def main() -> None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
-def _command_line_error(exc: BaseException, primary: str) -> str:
+def _command_line_error(exc: BaseException, registration: Registration) -> str:
     """Hydra's error as one line, with the config composed without the command line for a did-you-mean."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            defaults = compose(primary)
+        with initialize_config_dir(config_dir=str(registration.config_dir), version_base="1.3"):
+            defaults = compose(registration.config_name)
     except Exception:
         defaults = None
-    return command_line.error_line(exc, defaults, command_line.group_options(str(CONF_DIR), primary))
+    groups = command_line.group_options(str(registration.config_dir), registration.config_name)
+    return command_line.error_line(exc, defaults, groups)
 
 
 def _resume_in_place() -> str | None:

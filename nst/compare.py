@@ -35,7 +35,6 @@ from nst.errors import NSTError
 from nst.outputs import atomic_write
 
 log = logging.getLogger(__name__)
-matplotlib.rcParams["text.parse_math"] = False  # a label is text: `$…$` in an override is not TeX
 
 COLUMNS = ("content_error", "style_error", "style_swd", "error_sum", "loss/total", "evaluations", "wall_time_s")
 SHEET_TILES = 64  # the contact sheet shows the first runs by the table's order; thousands would make a huge image
@@ -106,6 +105,11 @@ def _read_run(path: Path) -> Run:
         metrics = {**metrics, "status": metrics.get("status") if metrics else "unreadable"}
         metrics["error"] = "; ".join([*problems, *([metrics["error"]] if metrics.get("error") else [])])
     return Run(path=path, metrics=metrics, overrides=pairs, history=history)
+
+
+def _plain(label: str) -> str:
+    """A run's label as plain text on a plot: a `$` in an override is not matplotlib's maths (tick labels are)."""
+    return label.replace("$", r"\$")
 
 
 def _text(path: Path) -> str:
@@ -293,7 +297,7 @@ def _label_points(ax: Axes, labels: list[str], points: list[tuple[float, float]]
     middle = ((min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2)
     for label, (x, y) in zip(labels, points, strict=True):
         right, top = x > middle[0], y > middle[1]
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(-5 if right else 5, -4 if top else 4),
+        ax.annotate(_plain(label), (x, y), textcoords="offset points", xytext=(-5 if right else 5, -4 if top else 4),
                     ha="right" if right else "left", va="top" if top else "bottom", fontsize=10)  # fmt: skip
 
 
@@ -325,7 +329,7 @@ def loss_curves(runs: list[Run], path: Path, x: str = "evaluations") -> None:
     x = curve_axis(drawn, x)
     fig, ax = plt.subplots(figsize=(7, 5))
     for index, run in enumerate(drawn):
-        ax.plot(*curve(run, x), label=f"#{run.number} {run.label}"[:60] if index < LEGEND_RUNS else None)
+        ax.plot(*curve(run, x), label=_plain(f"#{run.number} {run.label}"[:60]) if index < LEGEND_RUNS else None)
     ax.set_yscale("log")
     ax.set_xlabel(CURVE_AXES[x])
     ax.set_ylabel("total loss (each run in its own loss convention)")

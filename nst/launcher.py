@@ -27,6 +27,7 @@ from nst.batching import batches, unbatchable
 from nst.checkpoints import Interrupted
 from nst.checks import check_job
 from nst.errors import NSTError
+from nst.lifecycle import refused
 from nst.module import NonFiniteLoss
 from nst.outputs import RescuedOutputs
 from nst.pipeline import Job, run
@@ -94,8 +95,9 @@ class BatchedLauncher(Launcher):
             try:
                 check_job(job.cfg, job.overrides)
                 valid.append(index)
-            except NSTError:
-                outcomes.append((index, self._run([job])[0]))
+            except NSTError as exc:  # its own line, and a failed metrics.json for the sweep's verdict
+                refused(job.out_dir, exc)
+                outcomes.append((index, exc))
         for job in (jobs[i] for i in valid):
             if reason := unbatchable(job.cfg):
                 log.info("job %s runs alone: %s", job.out_dir.name, reason)

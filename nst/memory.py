@@ -5,12 +5,15 @@ import gc
 import resource
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from nst.backbones import VGG
 from nst.errors import NSTError
-from nst.module import StyleTransfer
+
+if TYPE_CHECKING:
+    from nst.module import StyleTransfer
 
 _runs_started = 0  # in this process: the first run has no earlier run's memory to let go of
 
@@ -85,7 +88,7 @@ def free_memory(device: torch.device) -> int | None:
     return int(available) * 1024 if available else None
 
 
-def memory_estimate(module: StyleTransfer, lbfgs_history: int = 0) -> int:
+def memory_estimate(module: "StyleTransfer", lbfgs_history: int = 0) -> int:
     """Bytes a run needs beyond its start-up: activations and their gradients, L-BFGS history, images.
 
     1.2 x the activations one forward pass keeps (the backward pass frees them as
@@ -103,7 +106,7 @@ def memory_need(encoder: VGG, height: int, width: int, batch: int = 1, lbfgs_his
     return int(1.2 * encoder.activation_bytes(height, width, batch)) + (2 * lbfgs_history + 8) * pixels
 
 
-def check_memory(module: StyleTransfer, device: torch.device, lbfgs_history: int = 0) -> None:
+def check_memory(module: "StyleTransfer", device: torch.device, lbfgs_history: int = 0) -> None:
     """Fail before the first step, not with an out-of-memory traceback in the middle of the run."""
     runs, _, height, width = module.image.shape
     check_need(memory_estimate(module, lbfgs_history), device, height, width, runs)

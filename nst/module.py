@@ -8,12 +8,13 @@ loss is per image, and so is every optimizer statistic (nst/lbfgs.py).
 """
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from nst.checkpoints import Stage
 from nst.criterion import PerceptualLoss
 from nst.errors import NSTError
 from nst.fastpath import FastPath
@@ -25,18 +26,6 @@ OptimizerBuilder = Callable[[Sequence[Tensor], bool], torch.optim.Optimizer]
 
 class NonFiniteLoss(NSTError):
     """The loss became NaN or infinite; the run's lowest-loss image has been restored."""
-
-
-@dataclass(frozen=True)
-class Stage:
-    """Where a fit sits in a coarse-to-fine run: its index and what the stages before it took.
-
-    Saved in every checkpoint, so that an interrupted run resumes at its own stage.
-    """
-
-    index: int = 0
-    evaluations_before: int = 0
-    fit_time_before: float = 0.0
 
 
 class StyleTransfer(pl.LightningModule):
@@ -57,7 +46,7 @@ class StyleTransfer(pl.LightningModule):
         optimizer: OptimizerBuilder,
         blend: Sequence[float] = (1.0,),
         fast: FastPath | None = None,
-        stage: Stage = Stage(),
+        stage: Stage | None = None,
         failed: Mapping[int, str] | None = None,
     ):
         """`criterion`: the perceptual loss, one weight per image (nst/criterion.py); `init`: each image's start;
@@ -68,7 +57,7 @@ class StyleTransfer(pl.LightningModule):
         self.criterion = criterion
         self.fast = fast or FastPath()
         self._compact_lbfgs: bool | None = None  # set by a checkpoint: the L-BFGS that wrote its history
-        self.stage = stage
+        self.stage = stage or Stage()
         self.make_optimizer = optimizer
         self.blend = list(blend)
 
@@ -86,11 +75,6 @@ class StyleTransfer(pl.LightningModule):
         self.last_terms: dict[str, Tensor] = {}
         self.start_terms: dict[str, Tensor] = {}  # the fit's first evaluation: the start image's loss, logged at step 0
         self._terms_on_host: tuple[int, list[list[float]]] = (-1, [])  # (evaluation, terms x images)
-
-    @property
-    def runs(self) -> int:
-        """How many images (runs of a batch) the module optimises."""
-        return len(self.images)
 
     @property
     def image(self) -> Tensor:
@@ -208,8 +192,11 @@ class StyleTransfer(pl.LightningModule):
         rows = self._terms_on_host[1]
         return {name: row[index] for name, row in zip(self.last_terms, rows, strict=True)}
 
-    def start_terms_of(self, index: int) -> dict[str, float]:
-        """The loss terms of image `index` at its start, read once per fit."""
+    def start_terms_of(self, index: int) -> dict[str, float] | None:
+        """The loss terms of image `index` at its start, where the first step made several evaluations (L-BFGS's
+        large early drop); None after one (Adam's step 1 already is the start image's loss)."""
+        if not self.start_terms or self.evaluations <= 1:
+            return None
         return {name: float(values[index]) for name, values in self.start_terms.items()}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -1,12 +1,11 @@
-"""One run, config to image, as a handful of steps read top to bottom.
+"""An image run's steps, config to image, read top to bottom; the life around them (claim, signals, loggers,
+metrics.json) is every branch's (nst/lifecycle.py).
 
     check_job      every setting, before anything starts          (nst/checks.py)
     load_stage     the stage's images; the first's start images   (nst/images.py, nst/colour.py, nst/adain.py)
-    open_loggers   each job's experiment logger                   (nst/loggers.py)
     build_module   weights, optimizer, statistic -> module        (nst/module.py, nst/lbfgs.py, nst/statistics.py)
-    fit            one Lightning fit of a stage                   (nst/callbacks.py)
+    fit            one Lightning fit of a stage                   (nst/lifecycle.py, nst/callbacks.py)
     write_outputs  final.png, judged, figures to the logger       (nst/judge.py)
-    record         metrics.json and the logger closed, whatever happened (nst/runs.py)
 
 `run` takes a list of jobs: one for a single run, several for a batch that the
 sweep launcher formed (nst/batching.py): their images share each forward pass,
@@ -14,7 +13,6 @@ each job keeps its own outputs. With `image.scales=[256,512]` the stages go coar
 to fine, each starting from the previous result upsampled."""
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,104 +23,78 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from nst import batching, colour, environment
+from nst import batching, colour, lifecycle
 from nst.backbones import VGG
-from nst.callbacks import Interruption, LossHistory, LossLogging, Snapshots
-from nst.checkpoints import RESUME_CHECKPOINT, Interrupted, stage_of
+from nst.callbacks import Snapshots
+from nst.checkpoints import RESUME_CHECKPOINT, Interrupted, Stage, stage_of
 from nst.checks import check_image_sizes, check_job, image_paths
 from nst.configs import build
 from nst.criterion import LossWeights, PerceptualLoss
 from nst.curvature import stuck
-from nst.errors import NSTError, Stopped
 from nst.images import initial_image, load_image, save_image, size_at
 from nst.judge import quality
 from nst.layers import config_layers
 from nst.lbfgs import build_optimizer, curvature_pairs, lbfgs_settings, restarts
-from nst.loggers import build_logger, log_images, log_summary
+from nst.lifecycle import live
+from nst.loggers import log_images, log_summary
 from nst.memory import (
     check_memory,
     check_need,
     memory_estimate,
     memory_need,
-    peak_memory_mb,
     planned_device,
-    reset_peak_memory,
 )
-from nst.module import NonFiniteLoss, Stage, StyleTransfer
-from nst.outputs import RescuedOutputs, rescued, write_json
+from nst.module import NonFiniteLoss, StyleTransfer
 from nst.progress import EvaluationProgress
-from nst.run_dir import claim, release
-from nst.runs import Job, RunSignals, record
+from nst.runs import Job, RunSignals
 from nst.targets import blend_weights
 
 log = logging.getLogger("nst")
 
 
 def run(jobs: Sequence[Job], resume: Path | None = None) -> list[dict[str, Any]]:
-    """The jobs' runs, each outcome in its own metrics.json and logger: finished, failed or interrupted.
-
-    Returns each job's metrics (a job of a batch whose loss became NaN fails alone);
-    an error that stops them all is written to every job's metrics.json, then raised.
-    Outputs that their disk could not take end the run with `RescuedOutputs`.
-    """
-    started = time.perf_counter()
-    loggers: list[Logger | bool] = []
-    results: list[dict[str, Any]] = [{"status": "failed", "error": "stopped"} for _ in jobs]
-    claimed: list[Path] = []
-    signals = RunSignals()
-    with signals.held():
-        try:
-            results = _run(jobs, resume, loggers, claimed, signals)
-        except Stopped as exc:  # before the fit: nothing to resume (after it, `raise_waiting` below)
-            results = [{"status": "interrupted", "error": str(exc)}] * len(jobs)
-            raise
-        except Exception as exc:
-            error = f"{exc}" if isinstance(exc, NSTError) else f"{type(exc).__name__}: {exc}"
-            status = "interrupted" if isinstance(exc, Interrupted) else "failed"
-            results = [{"status": status, "error": error}] * len(jobs)
-            for index, failure in getattr(exc, "failures", {}).items():
-                results[index] = {"status": "failed", "error": failure}
-            raise
-        finally:
-            signals.finishing = True  # metrics.json is written whatever happened: a signal waits for it
-            record(jobs, loggers, results, started)
-            for directory in claimed:
-                release(directory)
-    signals.raise_waiting()
-    moved = {path: target for path, target in rescued().items() if path.parent in {job.out_dir for job in jobs}}
-    if moved:
-        raise RescuedOutputs(moved)
-    return results
+    """The jobs' image runs through the shared life (nst/lifecycle.py); each job's metrics."""
+    return live(ImageBranch(), jobs, resume)
 
 
-def _run(
-    jobs: Sequence[Job], resume: Path | None, loggers: list[Logger | bool], claimed: list[Path], signals: RunSignals
-) -> list[dict[str, Any]]:
-    """`run`'s steps; `loggers` and `claimed` are filled as they open, for `record` and the locks."""
-    for job in jobs:
+@dataclass
+class Prepared:
+    """The run's loss network, its stages' sizes and the first stage's images (logged at step 0)."""
+
+    encoder: VGG
+    sizes: list[int]
+    first: "StageInputs"
+
+    @property
+    def logged(self) -> dict[str, Tensor]:
+        return {"content": self.first.content, **{f"style_{i}": s for i, s in enumerate(self.first.styles)}}
+
+
+class ImageBranch:
+    """An image optimised against a content and style images: the branch `nst` runs."""
+
+    kind = None
+
+    def check(self, job: Job) -> None:
         check_job(job.cfg, job.overrides)
-    for job in jobs:
-        claim(job.out_dir)
-        claimed.append(job.out_dir)
-        write_json(job.out_dir / "metrics.json", {"status": "running", "pid": os.getpid()}, rescue=False)
-    cfg = jobs[0].cfg
-    environment.console(bool(cfg.get("verbose")))
-    environment.freeze_imports()
-    reset_peak_memory()
-    pl.seed_everything(int(cfg.seed), verbose=False)
-    encoder = build(cfg.backbone, "backbone")  # one network for every stage: weights load once
-    sizes = [int(s) for s in cfg.image.get("scales") or [cfg.image.size]]
-    first = load_stage(cfg, sizes[0], encoder, jobs, starts=True)
-    loggers.extend(open_loggers(jobs, first))
-    fitted = fit_stages(jobs, loggers, encoder, sizes, first, resume)
-    signals.finishing = True  # a signal now waits until the outputs are written
-    return write_outputs(jobs, loggers, fitted)
+
+    def prepare(self, jobs: Sequence[Job], encoder: VGG) -> Prepared:
+        cfg = jobs[0].cfg
+        sizes = [int(s) for s in cfg.image.get("scales") or [cfg.image.size]]
+        return Prepared(encoder, sizes, load_stage(cfg, sizes[0], encoder, jobs, starts=True))
+
+    def fit(self, jobs: Sequence[Job], loggers: Sequence[Logger | bool], prepared: Prepared, resume: Path | None,
+            signals: RunSignals) -> "Fitted":  # fmt: skip
+        return fit_stages(jobs, loggers, prepared.encoder, prepared.sizes, prepared.first, resume, signals)
+
+    def outputs(self, jobs: Sequence[Job], loggers: Sequence[Logger | bool], prepared: Prepared, fitted: "Fitted"
+                ) -> list[dict[str, Any]]:  # fmt: skip
+        return write_outputs(jobs, loggers, fitted)
 
 
 @dataclass
@@ -170,20 +142,6 @@ def load_stage(cfg: DictConfig, size: int, encoder: VGG, jobs: Sequence[Job], st
     return inputs
 
 
-def open_loggers(jobs: Sequence[Job], first: StageInputs) -> list[Logger | bool]:
-    """Each job's experiment logger, its config logged and the content and style images at step 0."""
-    loggers = []
-    for job in jobs:
-        verbose = bool(job.cfg.get("verbose"))
-        logger = build_logger(job.cfg.logger, job.out_dir, job.identity, len(jobs) > 1, verbose)
-        loggers.append(logger)
-        if logger:
-            logger.log_hyperparams(OmegaConf.to_container(job.cfg, resolve=True))
-        inputs = {"content": first.content, **{f"style_{i}": s for i, s in enumerate(first.styles)}}
-        log_images(logger, inputs, step=0)
-    return loggers
-
-
 @dataclass
 class Fitted:
     """What the stages leave: the last stage's module and trainer, its inputs, and the totals over all stages."""
@@ -204,6 +162,7 @@ def fit_stages(
     sizes: Sequence[int],
     first: StageInputs,
     resume: Path | None,
+    signals: RunSignals,
 ) -> Fitted:
     """Each stage of a coarse-to-fine run (one, usually), each from the last stage's images upsampled."""
     cfg = jobs[0].cfg
@@ -223,7 +182,8 @@ def fit_stages(
             else ""
         )
         trainer = fit(
-            jobs, loggers, module, "" if last else f"_{size}px", resume if index == start.index else None, label
+            jobs, loggers, module, "" if last else f"_{size}px", resume if index == start.index else None, signals,
+            label,
         )
         fit_time += time.perf_counter() - started
         evaluations += module.evaluations
@@ -304,6 +264,7 @@ def fit(
     module: StyleTransfer,
     suffix: str,
     resume: Path | None,
+    signals: RunSignals,
     label: str = "",
 ) -> pl.Trainer:
     """Fit one stage (`label` names it in the progress display); a NaN keeps the lowest-loss image, a signal leaves
@@ -311,27 +272,16 @@ def fit(
     cfg = jobs[0].cfg
     steps = int(cfg.optimizer.steps)
     out_dirs = [job.out_dir for job in jobs]
-    interruption = Interruption(out_dirs[0] / RESUME_CHECKPOINT)
+    per_step = evaluations_per_step(cfg)
+    progress = EvaluationProgress(steps * per_step, label, runs=len(jobs))
     callbacks = [
         Snapshots([d / f"snapshots{suffix}" for d in out_dirs], [job.cfg.snapshot_every for job in jobs], loggers),
-        LossLogging(loggers),
-        LossHistory([d / f"history{suffix}.csv" for d in out_dirs]),
-        interruption,
-    ]
-    per_step = evaluations_per_step(cfg)
-    if cfg.trainer.get("enable_progress_bar", True):
-        callbacks.append(EvaluationProgress(steps * per_step, label))
-    trainer: pl.Trainer = build(
-        cfg.trainer,
-        "trainer",
-        max_steps=steps,
-        logger=False,
-        callbacks=callbacks,
-        default_root_dir=str(out_dirs[0]),
-        log_every_n_steps=cfg.log_every,
-        enable_checkpointing=False,
-        num_sanity_val_steps=0,
-    )
+        *lifecycle.recorders(loggers, [d / f"history{suffix}.csv" for d in out_dirs], out_dirs[0] / RESUME_CHECKPOINT,
+                             signals, progress if cfg.trainer.get("enable_progress_bar", True) else None),
+    ]  # fmt: skip
+    make = partial(build, cfg.trainer, "trainer")
+    trainer = lifecycle.trainer(make, out_dirs[0], callbacks, cfg.log_every, max_steps=steps,
+                                enable_checkpointing=False)  # fmt: skip
     check_memory(module, trainer.strategy.root_device, lbfgs_history(cfg))
     height, width = module.image.shape[-2:]
     what = f"a batch of {len(jobs)} runs" if len(jobs) > 1 else str(out_dirs[0])
@@ -341,38 +291,28 @@ def fit(
         trainer.strategy.root_device,
     )  # fmt: skip
     try:
-        with interruption.catching_signals():
-            data = DataLoader(range(steps), batch_size=None)
-            trainer.fit(module, data, ckpt_path=resume, weights_only=True)  # no code from a file
+        lifecycle.fit(trainer, module, DataLoader(range(steps), batch_size=None), resume, signals)
     except NonFiniteLoss:
         for image, out_dir in zip(module.images, out_dirs, strict=True):
             save_image(image, out_dir / "last_good.png")
         raise
-    except SIGTERMException:  # Lightning's own SIGTERM handler stops the fit after our checkpoint
-        if interruption.received is None:
-            raise
-    if interruption.received is not None:
-        stopped(module, trainer, interruption, out_dirs, suffix)
-    if resume is not None:
-        resume.unlink()
+    if signals.received is not None:
+        stopped(module, trainer, signals.received, out_dirs, suffix)
     return trainer
 
 
-def stopped(
-    module: StyleTransfer, trainer: pl.Trainer, interruption: Interruption, out_dirs: Sequence[Path], suffix: str
-) -> None:
+def stopped(module: StyleTransfer, trainer: pl.Trainer, signum: int, out_dirs: Sequence[Path], suffix: str) -> None:
     """After a signal: each going run's image and its own checkpoint kept, then `Interrupted` raised."""
     going = {index: d for index, d in enumerate(out_dirs) if index not in module.failures}
     if len(out_dirs) > 1:
-        batching.split_checkpoint(interruption.checkpoint, {index: d / RESUME_CHECKPOINT for index, d in going.items()})
+        checkpoint = out_dirs[0] / RESUME_CHECKPOINT
+        batching.split_checkpoint(checkpoint, {index: d / RESUME_CHECKPOINT for index, d in going.items()})
     for index, out_dir in enumerate(out_dirs):
         save_image(module.images[index], out_dir / ("interrupted.png" if index in going else "last_good.png"))
     height, width = module.images[0].shape[-2:]
     where = f" of the {width}x{height} px stage" if suffix else ""
-    steps = trainer.max_steps
-    raise Interrupted(
-        interruption.received, trainer.global_step, steps, list(going.values()), where, dict(module.failures)
-    )
+    raise Interrupted(signum, trainer.global_step, trainer.max_steps, list(going.values()), where,
+                      dict(module.failures))  # fmt: skip
 
 
 def write_outputs(jobs: Sequence[Job], loggers: Sequence[Logger | bool], fitted: Fitted) -> list[dict[str, Any]]:
@@ -411,15 +351,11 @@ def write_final(job: Job, logger: Logger | bool, index: int, fitted: Fitted) -> 
 
 def shared_figures(fitted: Fitted, runs: int) -> dict[str, Any]:
     """What every job of the fit shares in its metrics.json: steps, evaluations, time, device, memory."""
-    device = fitted.trainer.strategy.root_device
-    peak, peak_kind = peak_memory_mb(device)
     return {
         "steps": fitted.trainer.global_step,
         "evaluations": fitted.evaluations,
         "fit_time_s": round(fitted.fit_time, 3),
-        "device": str(device),
-        "peak_memory_mb": round(peak, 1),
-        "peak_memory_kind": peak_kind,
+        **lifecycle.device_figures(fitted.trainer),
         "memory_estimate_mb": round(memory_estimate(fitted.module, fitted.lbfgs_history) / 2**20, 1),
         **({"batch_size": runs} if runs > 1 else {}),
     }

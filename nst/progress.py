@@ -32,10 +32,13 @@ def _duration(seconds: float) -> str:
 class EvaluationProgress(ProgressBar):
     """Lightning's progress bar, counted in function evaluations (`planned` for the fit), with the total loss."""
 
-    def __init__(self, planned: int, label: str = "", terminal: bool | None = None, unit: str = "evaluations"):
-        """`unit`: what `module.evaluations` counts (a training run counts steps)."""
+    def __init__(
+        self, planned: int, label: str = "", terminal: bool | None = None, unit: str = "evaluations", runs: int = 1
+    ):
+        """`unit`: what `module.evaluations` counts (a training run counts steps); `runs`: the loss curves (a batch
+        of image runs has one per image)."""
         super().__init__()
-        self.planned, self.label, self.unit = planned, label, unit
+        self.planned, self.label, self.unit, self.runs = planned, label, unit, runs
         self.terminal = sys.stderr.isatty() if terminal is None else terminal
         self.enabled = True
         self.progress: Progress | None = None
@@ -67,7 +70,7 @@ class EvaluationProgress(ProgressBar):
 
     def status(self, trainer: pl.Trainer, module: pl.LightningModule) -> str:
         """Loss (a batch: its runs' range), evaluations per second and the time left, as one line reads them."""
-        losses = [module.terms_of(i)["total"] for i in range(module.runs)]
+        losses = [module.terms_of(i)["total"] for i in range(self.runs)]
         loss = f"loss {losses[0]:.4g}" if len(losses) == 1 else f"loss {min(losses):.4g} … {max(losses):.4g}"
         elapsed = time.perf_counter() - self.started
         done = module.evaluations - self.evaluations_at_start

@@ -2,10 +2,10 @@
 
 Hydra creates the run directory, `.hydra/` and the log before the job starts; nst's
 lock and `metrics.json` follow. This callback runs the job's own checks first
-(nst/settings.py's, which need no torch, then nst/checks.py or nst/train/checks.py),
+(nst/settings.py's, which need no torch, then the branch's own: nst/branches.py),
 in Hydra's `on_run_start`, and ends a refused run there with its one line and exit
-code 2. The job checks again; a sweep's jobs, a resumed run's saved config and a
-SLURM job are checked only there.
+code 2. The job then skips its own check of the same config (`passed`); a sweep's
+jobs, a resumed run's saved config and a SLURM job are checked by the job alone.
 """
 
 import copy
@@ -13,12 +13,20 @@ import sys
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from nst import settings
+from nst.branches import by_config
 from nst.errors import NSTError
 from nst.processes import first_process
+
+_passed: set[str] = set()  # the configs this process's refusal passed: their jobs need no second check
+
+
+def passed(cfg: DictConfig) -> bool:
+    """Whether this process already checked `cfg` whole before Hydra wrote anything (a single run)."""
+    return bool(_passed) and OmegaConf.to_yaml(cfg) in _passed
 
 
 class RefuseBadSettings(Callback):
@@ -31,16 +39,11 @@ class RefuseBadSettings(Callback):
         with read_write(job), open_dict(job):
             del job["hydra"]
         overrides = list(config.hydra.overrides.task)
+        registration = by_config(config_name)
         try:
-            settings.check(job, "train" if config_name == "train" else "image")  # no torch needed: fast
-            if config_name == "train":
-                from nst.train.checks import check_training
-
-                check_training(job, overrides)
-            else:
-                from nst.checks import check_job
-
-                check_job(job, overrides)
+            settings.check(job, registration.settings)  # no torch needed: fast
+            registration.checker()(job, overrides, described=False)
+            _passed.add(OmegaConf.to_yaml(job))
         except NSTError as exc:
             self._refuse(str(exc))
         except OmegaConfBaseException as exc:

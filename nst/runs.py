@@ -55,36 +55,62 @@ def record(jobs: Sequence[Job], loggers: Sequence[Logger | bool], results: Seque
 
 
 class RunSignals:
-    """Ctrl-C, SIGTERM and SLURM's SIGUSR2 from a run's first line to its last write.
+    """Ctrl-C, SIGTERM and SLURM's SIGUSR2 from a run's first line to its last write, one handler for all three.
 
-    Before the fit a signal stops the run at once (`Stopped`); during the fit the fit's own
-    handler takes over and leaves a checkpoint (nst/callbacks.py); once `finishing`, the
-    signal waits until the outputs and metrics.json are written, then stops the process.
+    Before a fit a signal stops the run at once (`Stopped`); during a fit (`fitting`) it is
+    noted, the step finishes and the fit leaves a checkpoint (nst/callbacks.py `Interruption`),
+    and a second Ctrl-C stops at once; once `finishing`, it waits until the outputs and
+    metrics.json are written, then stops the process.
     """
 
     def __init__(self) -> None:
-        self.finishing, self.received = False, None
+        self.finishing, self.in_fit, self.received = False, False, None
 
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
+    @staticmethod
+    def caught() -> tuple[int, ...]:
+        return signal.SIGINT, signal.SIGTERM, cluster.requeue_signal()
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.in_fit and not self.finishing:
+            if self.received is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.received = signum
+            return
         if not self.finishing:
             raise Stopped(signum, finished=False)
         self.received = self.received or signum
 
+    def install(self) -> None:
+        """This handler for the caught signals again (Lightning puts its own SIGTERM handler in front at a fit's
+        start); in the main thread only, where Python delivers signals."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.caught():
+                signal.signal(sig, self.handle)
+
     @contextmanager
     def held(self) -> Iterator["RunSignals"]:
-        """The handlers for the block, the previous ones back after it; then a signal that waited is raised."""
+        """The handler for the block, the previous ones back after it; then a signal that waited is raised."""
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
-        caught = (signal.SIGINT, signal.SIGTERM, cluster.requeue_signal())
-        previous = {sig: signal.signal(sig, self._handle) for sig in caught}
+        previous = {sig: signal.signal(sig, self.handle) for sig in self.caught()}
         try:
             yield self
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    @contextmanager
+    def fitting(self) -> Iterator[None]:
+        """A signal during the block is noted for the fit to stop at its step's end, not raised."""
+        self.in_fit = True
+        try:
+            yield
+        finally:
+            self.in_fit = False
+            self.install()  # after an exception Lightning may leave its own handlers in place
+
     def raise_waiting(self) -> None:
         """A signal that came while the outputs were written, once they are."""
-        if self.received is not None:
+        if self.received is not None and self.finishing:
             raise Stopped(self.received, finished=True)

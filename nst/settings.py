@@ -122,6 +122,11 @@ SETTINGS = (
     Setting("data.workers", "int", "loader processes (0: in the training process)", 0, runs="train"),
     Setting("val_every", "int", "judge the held-out photos every N steps (0: start and end)", 0, runs="train"),
     Setting("checkpoint_every", "int", "keep checkpoints/last.ckpt every N steps (0: never)", 0, runs="train"),
+    Setting("schedule.step_size", "int", "steps between two drops of the learning rate (schedule=step)", 1,
+            runs="train"),
+    Setting("schedule.gamma", "positive", "factor of each drop (schedule=step)", runs="train"),
+    Setting("schedule.decay", "weight", "lr / (1 + decay · step) (schedule=inverse_time)", runs="train"),
+    Setting("optimizer.lr", "positive", "the learning rate of Adam", runs="train"),
     Setting("network.width", "int", "channels of the first convolution", 1, runs="train"),
     Setting("network.residual_blocks", "int", "residual blocks at the lowest resolution", 1, runs="train"),
     Setting(

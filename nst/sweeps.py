@@ -65,10 +65,11 @@ def done_line(out_dir: Path, metrics: dict[str, Any]) -> str:
     """The line a finished run ends with: where its result is, and the judge's figures (or its loss)."""
     training = metrics.get("kind") == "training"
     result = f"{out_dir}/{'model.pt' if training else 'final.png'}"
+    use = f"; use it: nst stylize model={out_dir} content=PHOTO out=FILE" if training else ""
     if "content_error" not in metrics:  # judge=false
-        return f"done: {result} (loss {metrics.get('loss/total', float('nan')):.4g})"
+        return f"done: {result} (loss {metrics.get('loss/total', float('nan')):.4g}){use}"
     figures = "content error {content_error:.3f}, style error {style_error:.3f}, style SWD {style_swd:.3f}"
-    return f"done: {result} ({'validation: ' if training else ''}{figures.format(**metrics)})"
+    return f"done: {result} ({'validation: ' if training else ''}{figures.format(**metrics)}){use}"
 
 
 def objective(names: Sequence[str] | None, metrics: dict[str, Any] | None) -> float | list[float] | None:

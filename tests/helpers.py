@@ -142,7 +142,7 @@ def signal_at(monkeypatch: pytest.MonkeyPatch, step: int, signum: int = signal.S
         original_start(self, trainer, module)
 
     def at_step(self: Interruption, trainer: Any, module: Any, *args: Any) -> None:
-        if fits[0] == fit and trainer.global_step == step and self.received is None:
+        if fits[0] == fit and trainer.global_step == step and self.signals.received is None:
             os.kill(os.getpid(), signum)
         original_end(self, trainer, module, *args)
 

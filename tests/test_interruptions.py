@@ -164,10 +164,9 @@ def test_a_signal_before_the_fit_stops_the_run_in_one_line_and_says_it_is_not_re
     tmp_path, capsys, monkeypatch, command
 ):
     """Ctrl-C while the logger starts (W&B's start takes a second): no traceback, an honest metrics.json."""
-    import nst.pipeline
-    import nst.train.pipeline
+    import nst.lifecycle
 
-    _signal_during(monkeypatch, nst.train.pipeline if command else nst.pipeline, "build_logger", signal.SIGINT)
+    _signal_during(monkeypatch, nst.lifecycle, "build_logger", signal.SIGINT)
     run_dir = tmp_path / "run"
     code, err = run_cli(tmp_path, capsys, *command, "debug=tiny", f"hydra.run.dir={run_dir}")
     stopped = "nst: stopped by SIGINT before optimising began: nothing to resume; start the run again"

@@ -7,26 +7,18 @@ logger, style images) are checked by the same functions (nst/checks.py).
 import os
 from collections.abc import Sequence
 
+from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from nst import settings
-from nst.backbones import check_backbone
-from nst.checks import (
-    check_blend,
-    check_logger,
-    check_loss,
-    check_objective,
-    check_overrides,
-    check_torch_optimizer,
-    check_trainer,
-    image_paths,
-    refuse_unknown,
-)
+from nst.checks import check_shared, check_torch_optimizer, check_trainer, image_paths, refuse_unknown
 from nst.configs import CONF_DIR, build
 from nst.errors import NSTError
+from nst.images import open_rgb
 from nst.layers import config_layers
 from nst.statistics import MRF
 from nst.targets import blend_weights
+from nst.train.data import photo_files, split
+from nst.train.kinds import kind_of_config
 
 # What nst sets on the Trainer itself, from its own settings.
 TRAINER_SET_BY_NST = {
@@ -42,19 +34,15 @@ TRAINER_SET_BY_NST = {
 }
 
 
-def check_training(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
-    """Refuse a training job's bad settings, each with the one line that says how to fix it."""
-    check_overrides(overrides)
+def check_training(cfg: DictConfig, overrides: Sequence[str] = (), described: bool = True) -> None:
+    """Refuse a training job's bad settings, each with the one line that says how to fix it (`described=False`:
+    nst/settings.py's rules were just checked)."""
     _check_keys(cfg)
-    settings.check(cfg, "train")
-    check_loss(cfg.loss)
-    check_logger(cfg.logger)
-    check_backbone(cfg.backbone.arch, cfg.backbone.weights, cfg.backbone.pooling, cfg.backbone.padding)
-    config_layers(cfg.layers, cfg.backbone.arch)
+    check_shared(cfg, overrides, "train" if described else None)
     if isinstance(build(cfg.style_loss, "style_loss"), MRF):
         raise NSTError("style_loss=mrf matches patches of one image at a time; train with style_loss=gram or mean_std")
     build(cfg.network, "network")
-    build(cfg.speed, "speed")
+    kind = kind_of_config(cfg.network)
     data = cfg.data
     if data.get("resize") is not None and data.resize < data.size:
         raise NSTError(f"data.resize={data.resize} is smaller than the crops of data.size={data.size}: raise it")
@@ -63,8 +51,9 @@ def check_training(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     check_torch_optimizer(cfg.optimizer, "optimizer")
     check_trainer(cfg.trainer, TRAINER_SET_BY_NST, one_device=None)
     check_processes(cfg.trainer, int(cfg.data.batch_size))
-    check_blend(cfg.style_blend)
-    if arbitrary_styles(cfg):
+    check_precision(cfg.trainer)
+    check_data(cfg, kind.any_style)
+    if kind.any_style:
         _check_decoder(cfg)
     else:
         if cfg.data.get("style") is not None:
@@ -73,12 +62,6 @@ def check_training(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     if cfg.network.get("norm") == "conditional_instance" and cfg.style_blend is not None:
         raise NSTError("style_blend blends the styles into one; network.norm=conditional_instance keeps them apart "
                        "(mix them at `nst stylize` with style_mix=[…]): drop style_blend")  # fmt: skip
-    check_objective(cfg)
-
-
-def arbitrary_styles(cfg: DictConfig) -> bool:
-    """Whether the network is an AdaIN decoder (any style, a style folder) rather than a network of fixed styles."""
-    return str(cfg.network.get("_target_")) == "nst.adain.AdaINDecoder"
 
 
 def _check_decoder(cfg: DictConfig) -> None:
@@ -120,6 +103,35 @@ def check_processes(trainer: DictConfig, batch_size: int) -> None:
     if batch_size % (devices * nodes):
         raise NSTError(f"data.batch_size={batch_size} cannot be shared by {devices * nodes} processes: make it a "
                        f"multiple of {devices * nodes}")  # fmt: skip
+
+
+def check_data(cfg: DictConfig, any_style: bool) -> None:
+    """The folders and images a training reads, before anything is written: photos enough to train on after the
+    held-out ones, and style images that decode."""
+    data, seed = cfg.data, int(cfg.seed)
+    photos = split(photo_files(to_absolute_path(str(data.content))), int(data.val_count), seed)
+    if int(data.batch_size) > len(photos.train):
+        raise NSTError(f"data.batch_size={data.batch_size} is larger than the {len(photos.train)} photos left to "
+                       f"train on in {data.content}: lower data.batch_size or give more photos")  # fmt: skip
+    if any_style:
+        split(photo_files(to_absolute_path(str(data.style)), "data.style"), int(data.val_count), seed)
+        return
+    for path in image_paths(cfg.style, "style"):
+        open_rgb(path)
+
+
+def check_precision(trainer: DictConfig) -> None:
+    """Mixed or double precision only where it runs: on a GPU (Lightning's CPU paths end in dtype errors)."""
+    precision = str(trainer.get("precision", "32-true"))
+    if precision in ("32-true", "32"):
+        return
+    import torch
+
+    accelerator = str(trainer.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return
+    raise NSTError(f"trainer.precision={precision} needs a GPU; this training runs on the CPU: leave "
+                   "trainer.precision=32-true")  # fmt: skip
 
 
 def _local_sweep() -> bool:

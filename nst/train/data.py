@@ -159,5 +159,14 @@ class StepBatches(Dataset):
 
 
 def validation_photos(paths: Sequence[Path], size: int) -> list[Tensor]:
-    """The held-out photos, each (1, 3, H, W) at a long side of `size`, in a fixed order."""
-    return [load_image(path, size) for path in paths]
+    """The held-out photos, each (1, 3, H, W) at a long side of `size`, in a fixed order; one that fails to decode
+    (truncated after its header) is skipped with a warning, as training skips its crops."""
+    photos = []
+    for path in paths:
+        try:
+            photos.append(load_image(path, size))
+        except NSTError as exc:
+            log.warning("held-out photo skipped: %s", exc)
+    if not photos:
+        raise NSTError(f"none of the {len(paths)} held-out photos can be decoded: give a folder of readable images")
+    return photos

@@ -1,7 +1,9 @@
 """model.pt: a trained style network as weights plus what rebuilds it, loadable without Hydra or nst's config.
 
-The file holds only tensors, strings and numbers, and is read with
-`torch.load(weights_only=True)`: a model file from someone else cannot run code.
+The file holds only tensors, strings and numbers: its network kind by its registered
+name (nst/train/kinds.py), the settings that rebuild it, its weights. It is read with
+`torch.load(weights_only=True)`: a model file from someone else cannot run code, nor
+make nst import anything.
 """
 
 import io
@@ -13,20 +15,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from nst.adain import AdaINDecoder
 from nst.errors import NSTError
 from nst.outputs import atomic_write
-from nst.train.network import TransformNet
+from nst.train.kinds import kind_named, kind_of
 
 MODEL_FILE = "model.pt"
 FORMAT = "nst-style-network-1"
 
 
-def save_model(network: TransformNet | AdaINDecoder, path: Path, info: dict[str, Any]) -> Path:
-    """Write the network's weights and settings, with `info` (style images, steps, …) beside them; atomically."""
+def save_model(network: nn.Module, path: Path, info: dict[str, Any]) -> Path:
+    """Write the network's kind, settings and weights, with `info` (style images, steps, …) beside them; atomically."""
     state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    saved = {"format": FORMAT, "kind": kind_of(network).name, "settings": dict(network.settings), "state_dict": state,
+             "info": info}  # fmt: skip
     buffer = io.BytesIO()
-    torch.save({"format": FORMAT, "settings": dict(network.settings), "state_dict": state, "info": info}, buffer)
+    torch.save(saved, buffer)
     return atomic_write(path, buffer.getvalue())
 
 
@@ -36,7 +39,7 @@ def model_path(given: str | Path) -> Path:
     return path / MODEL_FILE if path.is_dir() else path
 
 
-def load_model(given: str | Path) -> tuple[TransformNet | AdaINDecoder, dict[str, Any]]:
+def load_model(given: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """The network of a run directory or model file, in eval mode, and the file's `info`; one line if it cannot."""
     path = model_path(given)
     if not path.is_file():
@@ -52,9 +55,11 @@ def load_model(given: str | Path) -> tuple[TransformNet | AdaINDecoder, dict[str
         raise NSTError(f"model={given}: {path} is not a style network written by `nst train`")
     try:
         settings = dict(saved["settings"])
-        network = AdaINDecoder("scratch") if settings.pop("kind", None) == "adain_decoder" else TransformNet(**settings)
+        named = saved.get("kind") or settings.pop("kind", None) or "johnson"  # files before kinds named only a decoder
+        kind = kind_named(named, f"model={given}")
+        network = kind.network(**{**settings, **kind.rebuilt})
         network.load_state_dict(saved["state_dict"])
-    except (RuntimeError, TypeError, KeyError) as exc:
+    except (RuntimeError, TypeError, KeyError, ValueError, AttributeError) as exc:
         reason = str(exc).splitlines()[0]
         raise NSTError(f"model={given}: its weights do not fit the network it names ({reason[:200]}): the file "
                        "is damaged or of another architecture") from None  # fmt: skip

@@ -9,6 +9,7 @@ to that style's targets. The loss network is frozen and left out of checkpoints
 the logged terms are the mean over all processes: the curve one process would give.
 """
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 
 import pytorch_lightning as pl
@@ -16,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from nst.criterion import PerceptualLoss
+from nst.errors import NSTError
 from nst.fastpath import FastPath
 from nst.train.network import one_hot
 
@@ -23,10 +25,12 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 ScheduleFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 
 
+class NonFiniteNetwork(NSTError):
+    """The training loss became NaN or infinite: the network is lost from that step on."""
+
+
 class StyleNetTraining(pl.LightningModule):
     """Trains `network` so that network(photo) minimises `criterion` for every photo."""
-
-    runs = 1  # one loss curve: the progress display and history.csv read it as image runs' first
 
     def __init__(
         self,
@@ -44,8 +48,8 @@ class StyleNetTraining(pl.LightningModule):
         self.make_optimizer, self.make_schedule = optimizer, schedule
         self.fast = fast or FastPath()
         self.evaluations = 0  # training steps, the unit history.csv and the progress display count in
-        self.start_terms: dict[str, Tensor] = {}
         self.last_terms: dict[str, Tensor] = {}
+        self.good: tuple[int, dict[str, Tensor]] | None = None  # (step, weights on the CPU) at the last finite loss
 
     @property
     def conditional(self) -> int:
@@ -80,6 +84,19 @@ class StyleNetTraining(pl.LightningModule):
         self.evaluations = self.global_step + 1
         return terms["total"]
 
+    def on_train_batch_end(self, outputs: object, batch: object, batch_idx: int) -> None:
+        """At every logged step (its terms reach the host then anyway) and the last: a non-finite loss ends the run
+        (`NonFiniteNetwork`), a finite one keeps the weights as the last good ones."""
+        step = self.trainer.global_step
+        if step % self.trainer.log_every_n_steps and step != self.trainer.max_steps:
+            return
+        total = float(self.last_terms["total"])
+        if not math.isfinite(total):
+            kept = f"; the network of step {self.good[0]} is kept as last_good.pt" if self.good else ""
+            raise NonFiniteNetwork(f"the training loss became {total} at step {step}: lower optimizer.lr or the "
+                                   f"loss weights{kept}")  # fmt: skip
+        self.good = (step, {k: v.detach().to("cpu", copy=True) for k, v in self.network.state_dict().items()})
+
     def _over_processes(self, terms: dict[str, Tensor]) -> dict[str, Tensor]:
         """The terms averaged over the DDP processes (one all-reduce), as is: one process."""
         if self.trainer.world_size == 1:
@@ -103,6 +120,10 @@ class StyleNetTraining(pl.LightningModule):
         """The last step's loss terms, as numbers (one device sync per logged step)."""
         values = torch.stack([v.float() for v in self.last_terms.values()]).tolist()
         return dict(zip(self.last_terms, values, strict=True))
+
+    def start_terms_of(self, index: int = 0) -> None:
+        """None: a training step is one evaluation, so step 1's row already is the start's loss."""
+        return None
 
     def configure_optimizers(self) -> dict:
         optimizer = self.make_optimizer(self.network.parameters())

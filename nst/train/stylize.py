@@ -12,15 +12,18 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from nst.adain import AdaINDecoder, encoder, transfer
+from nst.adain import encoder, transfer
 from nst.errors import NSTError
 from nst.images import load_image, open_rgb, save_image
+from nst.train.kinds import kind_of
 from nst.train.model_file import load_model, style_mix, stylize
 
 USAGE = (
     "usage: nst stylize model=RUN_DIR content=PHOTO out=FILE [size=PX] [device=cpu|cuda] "
     "[style_index=K | style_mix=[W0,W1,...]] [style=IMAGE (an AdaIN decoder)]"
 )
+MIN_SIDE = 16  # the smallest side a network's two stride-2 convolutions (and AdaIN's encoder) run at
+MAX_SIDE = 8192  # a photo's long side the network runs at whole; larger ones would not fit in memory
 KEYS = {"model", "content", "out", "size", "device", "style_index", "style_mix", "style"}
 
 
@@ -53,9 +56,12 @@ def style_mix_of(network: torch.nn.Module, index: object, mix: object) -> list[f
 
 def main(argv: Sequence[str]) -> int:
     """`nst stylize KEY=VALUE …`: 0 when the image is written, 2 with one line on bad input."""
-    if not argv or argv[0] in ("-h", "--help"):
+    if argv[:1] in (["-h"], ["--help"]):
         print(USAGE)
         return 0
+    if not argv:
+        print(f"nst stylize: error: model=, content= and out= are missing: {USAGE}", file=sys.stderr)
+        return 2
     try:
         settings = _settings(argv)
         network, info = load_model(settings["model"])
@@ -64,7 +70,13 @@ def main(argv: Sequence[str]) -> int:
         network.to(device)
         content = settings["content"]
         size = int(settings["size"]) if settings.get("size") else max(open_rgb(content).size)
+        if size > MAX_SIDE:
+            raise NSTError(f"content={content} is {size} px on its long side, more than the {MAX_SIDE} px a network "
+                           f"stylises whole: give size={MAX_SIDE} or less")  # fmt: skip
         photo = load_image(content, size)
+        if min(photo.shape[-2:]) < MIN_SIDE:
+            raise NSTError(f"content={content} gives {photo.shape[-1]}x{photo.shape[-2]} px, smaller than the "
+                           f"{MIN_SIDE} px a network's downsampling needs: give a larger photo or size=")  # fmt: skip
         style = _style_image(network, settings.get("style"), size)
         started = time.perf_counter()
         image = _decoded(network, photo, style) if style is not None else stylize(network, photo, mix)
@@ -74,6 +86,10 @@ def main(argv: Sequence[str]) -> int:
         written = save_image(image, settings["out"])
     except NSTError as exc:
         print(f"nst stylize: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"nst stylize: error: out={settings['out']} cannot be written ({exc.strerror or exc}): give a "
+              "writable path", file=sys.stderr)  # fmt: skip
         return 2
     height, width = image.shape[-2:]
     names = [Path(s).name for s in ([settings["style"]] if settings.get("style") else info.get("style", []))]
@@ -85,8 +101,8 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _style_image(network: torch.nn.Module, style: str | None, size: int) -> Tensor | None:
-    """The `style=` image an AdaIN decoder needs (read at the photo's size); refused for a network of fixed styles."""
-    if not isinstance(network, AdaINDecoder):
+    """The `style=` image an any-style network needs (read at the photo's size); refused for one of fixed styles."""
+    if not kind_of(network).any_style:
         if style:
             raise NSTError("style= is for an AdaIN decoder; this network has its style built in: drop style=")
         return None
@@ -95,7 +111,7 @@ def _style_image(network: torch.nn.Module, style: str | None, size: int) -> Tens
     return load_image(style, size)
 
 
-def _decoded(decoder: AdaINDecoder, photo: Tensor, style: Tensor) -> Tensor:
+def _decoded(decoder: torch.nn.Module, photo: Tensor, style: Tensor) -> Tensor:
     """An AdaIN decoder's image of `photo` in the style of `style`."""
     device = next(decoder.parameters()).device
     encode = encoder().to(device)
@@ -116,8 +132,13 @@ def _settings(argv: Sequence[str]) -> dict[str, str]:
     missing = [k for k in ("model", "content", "out") if not settings.get(k)]
     if missing:
         raise NSTError(f"{missing[0]}= is missing: {USAGE}")
-    if settings.get("size") and not (settings["size"].isdigit() and int(settings["size"]) > 0):
-        raise NSTError(f"size={settings['size']} must be a whole number of pixels > 0")
+    if settings.get("size") and not (settings["size"].isdigit() and MIN_SIDE <= int(settings["size"]) <= MAX_SIDE):
+        raise NSTError(f"size={settings['size']} must be a whole number of pixels from {MIN_SIDE} to {MAX_SIDE}")
+    out = Path(settings["out"])
+    if out.is_dir():
+        raise NSTError(f"out={out} is a directory: give the file to write, e.g. out={out / 'styled.png'}")
+    if not out.parent.is_dir():
+        raise NSTError(f"out={out}: its folder {out.parent} does not exist: create it or give another path")
     if settings.get("device") not in (None, "cpu", "cuda"):
         raise NSTError(f"device={settings['device']}: choose cpu or cuda")
     if settings.get("device") == "cuda" and not torch.cuda.is_available():
