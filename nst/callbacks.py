@@ -5,6 +5,7 @@ that every image of a batch has its own files and its own experiment logger.
 """
 
 import csv
+import io
 import logging
 import signal
 import time
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 
 from nst.images import save_image
@@ -168,6 +170,24 @@ class LossHistory(pl.Callback):
                 self.written[index] = len(rows)
 
 
+class KeptCheckpoints(ModelCheckpoint):
+    """Lightning's periodic checkpoints (a training's checkpoints/last.ckpt), which a full disk stops rather than
+    the run: the training goes on, and its model.pt is written (or rescued) at the end."""
+
+    stopped = False
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        if self.stopped:
+            return
+        try:
+            super()._save_checkpoint(trainer, filepath)
+        except OSError as exc:
+            if not is_disk_fault(exc):
+                raise
+            self.stopped = True
+            log.warning("%s; no more periodic checkpoints, the run goes on", DiskFault(Path(filepath), exc))
+
+
 class Interruption(pl.Callback):
     """Ctrl-C, SIGTERM or SLURM's time-limit warning (SIGUSR2) during a fit: finish the step, save a resumable
     checkpoint, stop.
@@ -181,6 +201,16 @@ class Interruption(pl.Callback):
     def __init__(self, checkpoint: Path, signals: "RunSignals"):
         self.checkpoint, self.signals = Path(checkpoint), signals
 
+    def save(self, trainer: pl.Trainer) -> None:
+        """The checkpoint with the optimizer state, written whole or not at all: one process writes it atomically
+        (rescued elsewhere when its disk is full); under DDP, Lightning's collective save."""
+        if trainer.world_size > 1:
+            trainer.save_checkpoint(self.checkpoint, weights_only=False)
+            return
+        buffer = io.BytesIO()
+        torch.save(trainer._checkpoint_connector.dump_checkpoint(weights_only=False), buffer)
+        atomic_write(self.checkpoint, buffer.getvalue())
+
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.signals.install()
         if trainer.global_step > 0 and trainer.is_global_zero:
@@ -192,10 +222,10 @@ class Interruption(pl.Callback):
             torch.distributed.all_reduce(received, op=torch.distributed.ReduceOp.MAX)
             self.signals.received = int(received) or None
         if self.signals.received is not None:
-            trainer.save_checkpoint(self.checkpoint, weights_only=False)  # the optimizer state too
+            self.save(trainer)
             trainer.should_stop = True
             log.info(
-                "%s: interrupted by %s at step %d of %d; %s written",
+                "%s: interrupted by %s at step %d of %d; %s written (or rescued)",
                 self.checkpoint.parent, signal.Signals(self.signals.received).name, trainer.global_step,
                 trainer.max_steps, self.checkpoint.name,
             )  # fmt: skip

@@ -103,7 +103,7 @@ SETTINGS = (
     Setting("init_noise", "number", "share of noise in init=noisy", 0, 1, runs="image"),
     Setting("adain.alpha", "number", "0 is the content, 1 fully stylised", 0, 1, runs="image"),
     Setting("colour", "choice", "keep the photo's colours", choices=(None, "luminance", "histogram"), runs="image"),
-    Setting("trainer.max_steps", "int", "training steps", 1, runs="train"),
+    Setting("trainer.max_steps", "int", "training steps", 1, 10**8, runs="train"),
     Setting("trainer.devices", "int", "processes per node (DDP above 1)", 1, runs="train"),
     Setting("trainer.num_nodes", "int", "nodes of a SLURM job", 1, runs="train"),
     Setting(
@@ -113,7 +113,8 @@ SETTINGS = (
         choices=("auto", "ddp"),
         runs="train",
     ),
-    Setting("data.size", "int", "side of the square crops trained on", 1, runs="train"),
+    Setting("data.size", "int", "side of the square crops trained on (16: the network halves it twice)", 16,
+            runs="train"),
     Setting("data.resize", "int", "short side photos are resized to before cropping", 1, runs="train", optional=True),
     Setting("data.batch_size", "int", "crops per step (shared by DDP processes)", 1, runs="train"),
     Setting("data.val_count", "int", "photos (and decoder styles) held out to judge", 1, runs="train"),

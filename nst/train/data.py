@@ -158,13 +158,13 @@ class StepBatches(Dataset):
         raise NSTError("no image of the training folders could be decoded: give folders of readable images")
 
 
-def validation_photos(paths: Sequence[Path], size: int) -> list[Tensor]:
-    """The held-out photos, each (1, 3, H, W) at a long side of `size`, in a fixed order; one that fails to decode
+def validation_photos(paths: Sequence[Path], size: int) -> dict[Path, Tensor]:
+    """The held-out photos that decode, each (1, 3, H, W) at a long side of `size`, in a fixed order; one that fails
     (truncated after its header) is skipped with a warning, as training skips its crops."""
-    photos = []
+    photos = {}
     for path in paths:
         try:
-            photos.append(load_image(path, size))
+            photos[path] = load_image(path, size)
         except NSTError as exc:
             log.warning("held-out photo skipped: %s", exc)
     if not photos:

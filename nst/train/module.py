@@ -84,18 +84,19 @@ class StyleNetTraining(pl.LightningModule):
         self.evaluations = self.global_step + 1
         return terms["total"]
 
-    def on_train_batch_end(self, outputs: object, batch: object, batch_idx: int) -> None:
-        """At every logged step (its terms reach the host then anyway) and the last: a non-finite loss ends the run
-        (`NonFiniteNetwork`), a finite one keeps the weights as the last good ones."""
-        step = self.trainer.global_step
-        if step % self.trainer.log_every_n_steps and step != self.trainer.max_steps:
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """At every logged step (its terms reach the host then anyway) and the last, before the update: a non-finite
+        loss ends the run (`NonFiniteNetwork`) without taking the step; a finite one keeps the weights it measured
+        (those of the steps so far) as the last good ones."""
+        done, trainer = self.trainer.global_step, self.trainer
+        if (done + 1) % trainer.log_every_n_steps and done + 1 != trainer.max_steps:
             return
         total = float(self.last_terms["total"])
         if not math.isfinite(total):
-            kept = f"; the network of step {self.good[0]} is kept as last_good.pt" if self.good else ""
-            raise NonFiniteNetwork(f"the training loss became {total} at step {step}: lower optimizer.lr or the "
+            kept = f"; the network after step {self.good[0]} is kept as last_good.pt" if self.good else ""
+            raise NonFiniteNetwork(f"the training loss became {total} at step {done + 1}: lower optimizer.lr or the "
                                    f"loss weights{kept}")  # fmt: skip
-        self.good = (step, {k: v.detach().to("cpu", copy=True) for k, v in self.network.state_dict().items()})
+        self.good = (done, {k: v.detach().to("cpu", copy=True) for k, v in self.network.state_dict().items()})
 
     def _over_processes(self, terms: dict[str, Tensor]) -> dict[str, Tensor]:
         """The terms averaged over the DDP processes (one all-reduce), as is: one process."""

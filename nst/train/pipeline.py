@@ -19,7 +19,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from torch import Tensor
@@ -27,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from nst import cluster, lifecycle
 from nst.backbones import VGG
+from nst.callbacks import KeptCheckpoints
 from nst.checkpoints import RESUME_CHECKPOINT, Interrupted
 from nst.criterion import PerceptualLoss
 from nst.errors import NSTError
@@ -60,7 +60,7 @@ class TrainingData:
     split: Split
     styles: list[Tensor]
     blend: list[float]
-    val_photos: list[Tensor]
+    val_photos: dict[Path, Tensor]  # the held-out photos that decode
     style_files: list[Path]  # the files of `styles`: the held-out styles of an any-style network
     style_paths: list[Path] = field(default_factory=list)  # the style folder cropped each step (any-style networks)
 
@@ -150,14 +150,14 @@ def fit(
 ) -> Fitted:
     """Train to `trainer.max_steps`; a signal leaves resume.ckpt (and checkpoints/last.ckpt every N steps)."""
     out_dir, steps, every = plan.out_dir, plan.steps, plan.checkpoint_every
-    validation = Validation(data.val_photos, plan.val_every, out_dir, logger, plan.judge)
+    validation = Validation(list(data.val_photos.values()), plan.val_every, out_dir, logger, plan.judge)
     progress = EvaluationProgress(steps, unit="steps") if plan.progress else None
     callbacks = [
         validation,
         *lifecycle.recorders([logger], [out_dir / "history.csv"], out_dir / RESUME_CHECKPOINT, signals, progress),
     ]
     if every:
-        callbacks.append(ModelCheckpoint(out_dir / "checkpoints", save_last=True, every_n_train_steps=every,
+        callbacks.append(KeptCheckpoints(out_dir / "checkpoints", save_last=True, every_n_train_steps=every,
                                          save_top_k=0, save_on_train_epoch_end=False))  # fmt: skip
     # Under SLURM, submitit requeues at the time limit (nst/cluster.py): Lightning's own requeue stays off.
     plugins = [SLURMEnvironment(auto_requeue=False)] if cluster.on_slurm() else None
@@ -246,5 +246,5 @@ def write_outputs(
         **device,
         "model": str(out_dir / MODEL_FILE),
         "parameters": sum(p.numel() for p in module.network.parameters()),
-        "validated_on": [str(p) for p in data.split.val],
+        "validated_on": [str(p) for p in data.val_photos],
     }
