@@ -189,21 +189,21 @@ def probe(report: Path, argv: list[str]) -> None:
 
     def wrap_pipeline(pipeline: Any) -> None:
         marks["pipeline"] = time.time()
-        backbones, module = sys.modules["nst.backbones"], sys.modules["nst.module"]
+        backbones, module, life = sys.modules["nst.backbones"], sys.modules["nst.module"], sys.modules["nst.lifecycle"]
         for owner, name, label in [
-            (pipeline, "run", "run"),
+            (life, "live", "run"),
             (pipeline, "check_job", "checks"),
             (backbones.VGG, "__init__", "backbone build"),
             (backbones, "load_verified", "weights read"),
             (backbones, "file_digest", "weights checksum"),
             (pipeline, "load_stage", "images"),
-            (pipeline, "open_loggers", "loggers"),
+            (life, "open_loggers", "loggers"),
             (pipeline, "fit", "fit"),
             (module.StyleTransfer, "on_fit_start", "targets"),
             (module.StyleTransfer, "training_step", "steps"),
             (pipeline, "quality", "judge"),
             (pipeline, "write_outputs", "outputs"),
-            (pipeline, "record", "record"),
+            (life, "record", "record"),
         ]:
             timing(owner, name, label)
 

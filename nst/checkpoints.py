@@ -16,6 +16,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from nst import settings
+from nst.branches import BRANCHES
 from nst.errors import NSTError
 from nst.outputs import atomic_write
 
@@ -117,6 +118,26 @@ def _run_config(run_dir: Path, config: Path) -> DictConfig:
     return cfg
 
 
+def _with_overrides(run_dir: Path, cfg: DictConfig, overrides: Sequence[str], steps_key: str) -> bool:
+    """The overrides a resume takes, set in `cfg`; whether `steps_key` was among them."""
+    changed = False
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key = override.key_or_group
+        if key == "resume" or key.startswith("hydra"):
+            continue
+        if key not in (steps_key, "trainer.enable_progress_bar") and not key.startswith("logger."):
+            raise NSTError(
+                f"resume={run_dir} continues the run as it was configured: it takes {steps_key}=N (to extend "
+                f"it) and logger.* settings, not {key}; start a new run to change that"
+            )
+        try:
+            OmegaConf.update(cfg, key, override.value(), force_add=True)
+        except Exception as exc:
+            raise NSTError(f"resume={run_dir}: {key} cannot be set ({_first_line(exc)})") from None
+        changed |= key == steps_key
+    return changed
+
+
 def resumable(
     run_dir: Path, overrides: Sequence[str] = (), steps_key: str = "optimizer.steps"
 ) -> tuple[Path, DictConfig, Path]:
@@ -138,30 +159,15 @@ def resumable(
     config = run_dir / ".hydra" / "config.yaml"
     cfg = _run_config(run_dir, config)
     if OmegaConf.select(cfg, steps_key) is None:  # a training run given to `nst`, or an image run to `nst train`
-        command = "nst train" if steps_key == "optimizer.steps" else "nst"
+        owner = next((r.command for r in BRANCHES.values() if OmegaConf.select(cfg, r.steps_key) is not None), None)
+        command = " ".join(("nst", *([owner] if owner else [])))
         raise NSTError(f"resume={run_dir} is not a run of this command (its config has no {steps_key}): continue it "
                        f"with `{command} resume={run_dir}`")  # fmt: skip
-    changed = False
-    for override in OverridesParser.create().parse_overrides(list(overrides)):
-        key = override.key_or_group
-        if key == "resume" or key.startswith("hydra"):
-            continue
-        if key not in (steps_key, "trainer.enable_progress_bar") and not key.startswith("logger."):
-            raise NSTError(
-                f"resume={run_dir} continues the run as it was configured: it takes {steps_key}=N (to extend "
-                f"it) and logger.* settings, not {key}; start a new run to change that"
-            )
-        try:
-            OmegaConf.update(cfg, key, override.value(), force_add=True)
-        except Exception as exc:
-            raise NSTError(f"resume={run_dir}: {key} cannot be set ({_first_line(exc)})") from None
-        changed |= key == steps_key
-    steps = OmegaConf.select(cfg, steps_key)
-    if changed:
+    if _with_overrides(run_dir, cfg, overrides, steps_key):
+        steps = OmegaConf.select(cfg, steps_key)
         next(s for s in settings.SETTINGS if s.key == steps_key).check(steps)
-    if changed and not int(steps) >= max(step, 1):
-        raise NSTError(f"{steps_key}={steps} is below step {step}, where {run_dir} was interrupted")
-    if changed:
-        atomic_write(config, OmegaConf.to_yaml(cfg).encode())
+        if not int(steps) >= max(step, 1):
+            raise NSTError(f"{steps_key}={steps} is below step {step}, where {run_dir} was interrupted")
+        atomic_write(config, OmegaConf.to_yaml(cfg).encode())  # only once the value is accepted
     cfg.resume = None
     return run_dir, cfg, checkpoint

@@ -59,8 +59,8 @@ def _job(cfg: DictConfig, registration: Registration) -> float | list[float] | N
     """One job of any branch: its run, its outcome on the console, its objective for a sweeper."""
     wandb_preload.preload(cfg.logger)  # before the imports below
     # Here, not at the top: `nst --cfg`, `--help`, `--info` and tab completion never call this, and skip torch.
+    from nst import lifecycle
     from nst.checkpoints import RESUME_CHECKPOINT, Interrupted, resumable
-    from nst.lifecycle import live
     from nst.runs import Job
 
     steps_key = registration.steps_key
@@ -76,7 +76,8 @@ def _job(cfg: DictConfig, registration: Registration) -> float | list[float] | N
             out_dir, cfg, resume = resumable(Path(to_absolute_path(given)) if given else out_dir,
                                              overrides if given else [], steps_key)  # fmt: skip
             overrides, identity = [], resumed_identity(out_dir)
-        (metrics,) = live(registration.steps(), [Job(cfg, out_dir, identity, overrides)], resume)
+        branch = registration.steps()  # its modules imported here: a benchmark's timers wrap them now
+        (metrics,) = lifecycle.live(branch, [Job(cfg, out_dir, identity, overrides)], resume)
     except Stopped as exc:  # a signal outside the fit: metrics.json already says how the run stands
         return _signalled(exc, cfg)
     except Exception as exc:

@@ -16,9 +16,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from nst import settings
 from nst.errors import NSTError
 
-MODES = ("luminance", "histogram")
+MODES = tuple(mode for mode in settings.choices("colour") if mode)  # described once, in nst/settings.py
 _RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 
 

@@ -31,8 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from nst.settings import CONVENTIONS  # noqa: F401 - the normalisations below, described once for the checks
+
 Convention = Literal["gatys", "johnson", "jcjohnson", "keras"]
-CONVENTIONS: tuple[str, ...] = ("gatys", "johnson", "jcjohnson", "keras")
 _NORMALISED_GRAM = {"gatys": False, "johnson": True, "jcjohnson": True, "keras": False}
 
 

@@ -23,7 +23,6 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger
 from torch import Tensor
 from torch.utils.data import DataLoader
@@ -32,14 +31,12 @@ from nst import batching, colour, lifecycle
 from nst.backbones import VGG
 from nst.callbacks import Snapshots
 from nst.checkpoints import RESUME_CHECKPOINT, Interrupted, Stage, stage_of
-from nst.checks import check_image_sizes, check_job, image_paths
-from nst.configs import build
+from nst.checks import check_image_sizes, check_job
 from nst.criterion import LossWeights, PerceptualLoss
 from nst.curvature import stuck
 from nst.images import initial_image, load_image, save_image, size_at
 from nst.judge import quality
-from nst.layers import config_layers
-from nst.lbfgs import build_optimizer, curvature_pairs, lbfgs_settings, restarts
+from nst.lbfgs import build_optimizer, curvature_pairs, restarts
 from nst.lifecycle import live
 from nst.loggers import log_images, log_summary
 from nst.memory import (
@@ -50,6 +47,7 @@ from nst.memory import (
     planned_device,
 )
 from nst.module import NonFiniteLoss, StyleTransfer
+from nst.plan import ImagePlan, RunPlan
 from nst.progress import EvaluationProgress
 from nst.runs import Job, RunSignals
 from nst.targets import blend_weights
@@ -64,10 +62,10 @@ def run(jobs: Sequence[Job], resume: Path | None = None) -> list[dict[str, Any]]
 
 @dataclass
 class Prepared:
-    """The run's loss network, its stages' sizes and the first stage's images (logged at step 0)."""
+    """The run's plan, loss network and first stage's images (logged at step 0)."""
 
+    plan: ImagePlan
     encoder: VGG
-    sizes: list[int]
     first: "StageInputs"
 
     @property
@@ -84,17 +82,16 @@ class ImageBranch:
         check_job(job.cfg, job.overrides)
 
     def prepare(self, jobs: Sequence[Job], encoder: VGG) -> Prepared:
-        cfg = jobs[0].cfg
-        sizes = [int(s) for s in cfg.image.get("scales") or [cfg.image.size]]
-        return Prepared(encoder, sizes, load_stage(cfg, sizes[0], encoder, jobs, starts=True))
+        plan = ImagePlan.read(jobs, encoder.arch)
+        return Prepared(plan, encoder, load_stage(plan, plan.sizes[0], encoder, starts=True))
 
     def fit(self, jobs: Sequence[Job], loggers: Sequence[Logger | bool], prepared: Prepared, resume: Path | None,
             signals: RunSignals) -> "Fitted":  # fmt: skip
-        return fit_stages(jobs, loggers, prepared.encoder, prepared.sizes, prepared.first, resume, signals)
+        return fit_stages(prepared.plan, loggers, prepared.encoder, prepared.first, resume, signals)
 
     def outputs(self, jobs: Sequence[Job], loggers: Sequence[Logger | bool], prepared: Prepared, fitted: "Fitted"
                 ) -> list[dict[str, Any]]:  # fmt: skip
-        return write_outputs(jobs, loggers, fitted)
+        return write_outputs(prepared.plan, loggers, fitted)
 
 
 @dataclass
@@ -110,35 +107,32 @@ class StageInputs:
     starts: list[Tensor] = field(default_factory=list)
 
 
-def load_stage(cfg: DictConfig, size: int, encoder: VGG, jobs: Sequence[Job], starts: bool = False) -> StageInputs:
+def load_stage(plan: ImagePlan, size: int, encoder: VGG, starts: bool = False) -> StageInputs:
     """Content at `size` px, styles at `size * image.style_scale`, checked against what the layers need; with
     `starts`, each job's start image too (AdaIN's reads its decoder: before any logger opens)."""
-    roles = [config_layers(job.cfg.layers, encoder.arch) for job in jobs]
-    layers = {name for role in roles for names in role for name in names}
-    content_path = image_paths(cfg.content, "content")[0]
-    width, height = size_at(content_path, size)  # a size the device cannot take is refused before it is loaded
+    layers = {name for run in plan.runs for name in (*run.content_layers, *run.style_layers)}
+    width, height = size_at(plan.content, size)  # a size the device cannot take is refused before it is loaded
     trimmed = encoder.trim(layers)
-    need = memory_need(trimmed, height, width, len(jobs), lbfgs_history(cfg))
-    device = planned_device(str(cfg.trainer.get("accelerator", "auto")))
-    check_need(need, device, height, width, len(jobs))
-    style_size = max(1, round(size * float(cfg.image.style_scale)))
-    style_paths = image_paths(cfg.style, "style")
-    for path in style_paths:  # each style image passes the network once, without gradients: a third of the need
+    need = memory_need(trimmed, height, width, len(plan.runs), plan.lbfgs_history)
+    device = planned_device(plan.accelerator)
+    check_need(need, device, height, width, len(plan.runs))
+    style_size = max(1, round(size * plan.style_scale))
+    for path in plan.styles:  # each style image passes the network once, without gradients: a third of the need
         style_width, style_height = size_at(path, style_size)
         need = memory_need(trimmed, style_height, style_width) // 3
         check_need(need, device, style_height, style_width, style=True)
-    content = load_image(content_path, size)
-    styles = [load_image(path, style_size) for path in style_paths]
-    style_layers = {name for _, names in roles for name in names}
-    patch = build(cfg.style_loss, "style_loss").min_size  # MRF's patches need k positions a side, not one
+    content = load_image(plan.content, size)
+    styles = [load_image(path, style_size) for path in plan.styles]
+    style_layers = {name for run in plan.runs for name in run.style_layers}
+    patch = plan.statistic().min_size  # MRF's patches need k positions a side, not one
     minimum = max(encoder.min_input_size_for(layers), patch * encoder.min_input_size_for(style_layers or layers))
     named = {"the content image": content, **{f"style image {i + 1}": s for i, s in enumerate(styles)}}
     check_image_sizes(named, minimum)
-    seen_content, seen_styles = colour.prepare(cfg.colour, content, styles)
+    seen_content, seen_styles = colour.prepare(plan.colour, content, styles)
     inputs = StageInputs(size, content, styles, seen_content, seen_styles)
     if starts:
-        blend = blend_weights(len(styles), cfg.style_blend)
-        inputs.starts = [_start_image(job.cfg, inputs, blend) for job in jobs]
+        blend = blend_weights(len(styles), plan.style_blend)
+        inputs.starts = [_start_image(run, inputs, blend) for run in plan.runs]
     return inputs
 
 
@@ -156,24 +150,23 @@ class Fitted:
 
 
 def fit_stages(
-    jobs: Sequence[Job],
+    plan: ImagePlan,
     loggers: Sequence[Logger | bool],
     encoder: VGG,
-    sizes: Sequence[int],
     first: StageInputs,
     resume: Path | None,
     signals: RunSignals,
 ) -> Fitted:
     """Each stage of a coarse-to-fine run (one, usually), each from the last stage's images upsampled."""
-    cfg = jobs[0].cfg
+    sizes = plan.sizes
     start = stage_of(resume) if resume is not None else Stage()
     images, fit_time, evaluations, failures = None, start.fit_time_before, start.evaluations_before, {}
     for index, size in enumerate(sizes):
         if index < start.index:  # finished before the interruption: its stage image is on disk
             continue
-        inputs = first if index == 0 else load_stage(cfg, size, encoder, jobs)
+        inputs = first if index == 0 else load_stage(plan, size, encoder)
         stage = Stage(index, evaluations, fit_time)
-        module = build_module(jobs, encoder, inputs, images, stage, failures)
+        module = build_module(plan, encoder, inputs, images, stage, failures)
         last = index == len(sizes) - 1
         started = time.perf_counter()
         label = (
@@ -182,21 +175,21 @@ def fit_stages(
             else ""
         )
         trainer = fit(
-            jobs, loggers, module, "" if last else f"_{size}px", resume if index == start.index else None, signals,
+            plan, loggers, module, "" if last else f"_{size}px", resume if index == start.index else None, signals,
             label,
         )
         fit_time += time.perf_counter() - started
         evaluations += module.evaluations
         failures, images = dict(module.failures), module.image.detach()
         if not last:
-            for job, image in zip(jobs, images, strict=True):
-                stage_image = colour.finish(cfg.colour, image[None], inputs.content)
-                save_image(stage_image, job.out_dir / f"stage_{size}px.png")
-    return Fitted(module, trainer, inputs, evaluations, fit_time, lbfgs_history(cfg), failures)
+            for out_dir, image in zip(plan.out_dirs, images, strict=True):
+                stage_image = colour.finish(plan.colour, image[None], inputs.content)
+                save_image(stage_image, out_dir / f"stage_{size}px.png")
+    return Fitted(module, trainer, inputs, evaluations, fit_time, plan.lbfgs_history, failures)
 
 
 def build_module(
-    jobs: Sequence[Job],
+    plan: ImagePlan,
     encoder: VGG,
     inputs: StageInputs,
     previous: Tensor | None,
@@ -204,62 +197,44 @@ def build_module(
     failures: dict[int, str],
 ) -> StyleTransfer:
     """The module of one stage: each job's start image (or the previous stage's result), weights and optimizer."""
-    cfg = jobs[0].cfg
     if previous is None:  # the first stage, or a later one resumed: its checkpoint holds the images
-        init = inputs.starts or [inputs.seen_content.clone() for _ in jobs]
+        init = inputs.starts or [inputs.seen_content.clone() for _ in plan.runs]
     else:
         shape = inputs.content.shape[-2:]
         init = [F.interpolate(image[None].cpu(), size=shape, mode="bicubic").clamp(0, 1) for image in previous]
-    weights = LossWeights.of([(job.cfg.loss, *config_layers(job.cfg.layers, encoder.arch)) for job in jobs])
-    statistic = build(cfg.style_loss, "style_loss")
-    restart = bool(cfg.optimizer.get("restart_stuck", False))
-    factories = [build(job.cfg.optimizer.torch, "optimizer.torch") for job in jobs]
+    weights = LossWeights.of([(run.loss, run.content_layers, run.style_layers) for run in plan.runs])
+    factories = [run.optimizer for run in plan.runs]
     optimizer = (
-        partial(build_optimizer, factories[0], restart_stuck=restart)
-        if len(jobs) == 1
-        else batching.batch_optimizer(factories, restart)
+        partial(build_optimizer, factories[0], restart_stuck=plan.restart_stuck)
+        if len(plan.runs) == 1
+        else batching.batch_optimizer(factories, plan.restart_stuck)
     )
     return StyleTransfer(
-        criterion=PerceptualLoss(encoder, weights, statistic, cfg.loss.convention, cfg.loss.tv_beta),
+        criterion=PerceptualLoss(encoder, weights, plan.statistic(), plan.convention, plan.tv_beta),
         content=inputs.seen_content,
         styles=inputs.seen_styles,
         init=init,
         optimizer=optimizer,
-        blend=blend_weights(len(inputs.styles), cfg.style_blend),
-        fast=build(cfg.speed, "speed"),
+        blend=blend_weights(len(inputs.styles), plan.style_blend),
+        fast=plan.speed,
         stage=stage,
         failed=failures,
     )
 
 
-def evaluations_per_step(cfg: DictConfig) -> int:
-    """Function evaluations an optimizer step makes: L-BFGS's max_iter (a line search adds some), Adam's one."""
-    lbfgs = lbfgs_settings(build(cfg.optimizer.torch, "optimizer.torch"))
-    if lbfgs is None:
-        return 1
-    torch_cfg = cfg.optimizer.torch
-    max_iter = int(torch_cfg.get("max_iter") or 20)
-    return max_iter if torch_cfg.get("max_eval") is None else min(max_iter, int(torch_cfg.max_eval))
-
-
-def lbfgs_history(cfg: DictConfig) -> int:
-    """The curvature pairs an L-BFGS run keeps per image (0 for other optimizers), for the memory estimate."""
-    lbfgs = lbfgs_settings(build(cfg.optimizer.torch, "optimizer.torch"))
-    return lbfgs.history_size if lbfgs else 0
-
-
-def _start_image(cfg: DictConfig, inputs: StageInputs, blend: Sequence[float]) -> Tensor:
-    """A job's start image (`init`), drawn from its own seed; `adain` is Huang & Belongie's feed-forward result."""
-    if cfg.init == "adain":
-        return build(cfg.adain, "adain")(inputs.seen_content, inputs.seen_styles, blend)
-    if cfg.init == "network":  # a trained style network's image of the content (nst train)
-        return build(cfg.network, "network")(inputs.seen_content)
-    generator = torch.Generator().manual_seed(int(cfg.seed))
-    return initial_image(cfg.init, inputs.seen_content, inputs.seen_styles[0], generator, cfg.init_noise)
+def _start_image(run: RunPlan, inputs: StageInputs, blend: Sequence[float]) -> Tensor:
+    """A job's start image (`init`), drawn from its own seed; `adain` is Huang & Belongie's feed-forward result,
+    `network` a trained style network's image of the content (nst train)."""
+    if run.init == "adain":
+        return run.start()(inputs.seen_content, inputs.seen_styles, blend)
+    if run.init == "network":
+        return run.start()(inputs.seen_content)
+    generator = torch.Generator().manual_seed(run.seed)
+    return initial_image(run.init, inputs.seen_content, inputs.seen_styles[0], generator, run.init_noise)
 
 
 def fit(
-    jobs: Sequence[Job],
+    plan: ImagePlan,
     loggers: Sequence[Logger | bool],
     module: StyleTransfer,
     suffix: str,
@@ -269,26 +244,22 @@ def fit(
 ) -> pl.Trainer:
     """Fit one stage (`label` names it in the progress display); a NaN keeps the lowest-loss image, a signal leaves
     a checkpoint to resume from."""
-    cfg = jobs[0].cfg
-    steps = int(cfg.optimizer.steps)
-    out_dirs = [job.out_dir for job in jobs]
-    per_step = evaluations_per_step(cfg)
-    progress = EvaluationProgress(steps * per_step, label, runs=len(jobs))
+    out_dirs, steps = plan.out_dirs, plan.steps
+    planned = steps * plan.evaluations_per_step
+    progress = EvaluationProgress(planned, label, runs=len(out_dirs)) if plan.progress else None
     callbacks = [
-        Snapshots([d / f"snapshots{suffix}" for d in out_dirs], [job.cfg.snapshot_every for job in jobs], loggers),
+        Snapshots([d / f"snapshots{suffix}" for d in out_dirs], [run.snapshot_every for run in plan.runs], loggers),
         *lifecycle.recorders(loggers, [d / f"history{suffix}.csv" for d in out_dirs], out_dirs[0] / RESUME_CHECKPOINT,
-                             signals, progress if cfg.trainer.get("enable_progress_bar", True) else None),
+                             signals, progress),
     ]  # fmt: skip
-    make = partial(build, cfg.trainer, "trainer")
-    trainer = lifecycle.trainer(make, out_dirs[0], callbacks, cfg.log_every, max_steps=steps,
+    trainer = lifecycle.trainer(plan.trainer, out_dirs[0], callbacks, plan.log_every, max_steps=steps,
                                 enable_checkpointing=False)  # fmt: skip
-    check_memory(module, trainer.strategy.root_device, lbfgs_history(cfg))
+    check_memory(module, trainer.strategy.root_device, plan.lbfgs_history)
     height, width = module.image.shape[-2:]
-    what = f"a batch of {len(jobs)} runs" if len(jobs) > 1 else str(out_dirs[0])
+    what = f"a batch of {len(out_dirs)} runs" if len(out_dirs) > 1 else str(out_dirs[0])
     log.info(
         "%s: %dx%d px, %s, %d steps of %d evaluations, on %s",
-        what, width, height, cfg.optimizer.torch._target_.rsplit(".", 1)[-1], steps, per_step,
-        trainer.strategy.root_device,
+        what, width, height, plan.optimizer_name, steps, plan.evaluations_per_step, trainer.strategy.root_device,
     )  # fmt: skip
     try:
         lifecycle.fit(trainer, module, DataLoader(range(steps), batch_size=None), resume, signals)
@@ -315,31 +286,31 @@ def stopped(module: StyleTransfer, trainer: pl.Trainer, signum: int, out_dirs: S
                       dict(module.failures))  # fmt: skip
 
 
-def write_outputs(jobs: Sequence[Job], loggers: Sequence[Logger | bool], fitted: Fitted) -> list[dict[str, Any]]:
+def write_outputs(plan: ImagePlan, loggers: Sequence[Logger | bool], fitted: Fitted) -> list[dict[str, Any]]:
     """Each job's final.png (or last_good.png), judged; its figures to its logger; its metrics returned."""
     optimizer = fitted.trainer.optimizers[0]
     pairs, restarted = curvature_pairs(optimizer), restarts(optimizer)  # L-BFGS only: one entry per image
-    shared = shared_figures(fitted, len(jobs))
+    shared = shared_figures(fitted, len(plan.runs))
     results = []
-    for index, (job, logger) in enumerate(zip(jobs, loggers, strict=True)):
+    for index, (run, logger) in enumerate(zip(plan.runs, loggers, strict=True)):
         if index in fitted.failures:
-            save_image(fitted.module.images[index].detach(), job.out_dir / "last_good.png")
+            save_image(fitted.module.images[index].detach(), run.out_dir / "last_good.png")
             results.append({"status": "failed", "error": fitted.failures[index], **shared})
             continue
-        figures = write_final(job, logger, index, fitted)
+        figures = write_final(plan, run, logger, index, fitted)
         step = fitted.trainer.global_step
-        lbfgs = lbfgs_report(job.out_dir, logger, *pairs[index], restarted[index], step) if pairs else {}
+        lbfgs = lbfgs_report(run.out_dir, logger, *pairs[index], restarted[index], step) if pairs else {}
         results.append({"status": "finished", **figures, **lbfgs, **shared})
     return results
 
 
-def write_final(job: Job, logger: Logger | bool, index: int, fitted: Fitted) -> dict[str, Any]:
+def write_final(plan: ImagePlan, run: RunPlan, logger: Logger | bool, index: int, fitted: Fitted) -> dict[str, Any]:
     """Image `index` as final.png, logged and judged; its losses (measured by `on_train_end`) and quality figures."""
     inputs, step = fitted.inputs, fitted.trainer.global_step
-    final = colour.finish(job.cfg.colour, fitted.module.images[index].detach(), inputs.content)
-    save_image(final, job.out_dir / "final.png")
+    final = colour.finish(plan.colour, fitted.module.images[index].detach(), inputs.content)
+    save_image(final, run.out_dir / "final.png")
     log_images(logger, {"final": final}, step=step)
-    figures = quality(final, inputs.content, inputs.styles, fitted.module.blend) if job.cfg.judge else {}
+    figures = quality(final, inputs.content, inputs.styles, fitted.module.blend) if run.judge else {}
     if figures:
         figures["error_sum"] = figures["content_error"] + figures["style_error"]
         if logger:

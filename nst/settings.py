@@ -141,12 +141,17 @@ SETTINGS = (
 )
 
 
-def of(run: Literal["image", "train"]) -> list[Setting]:
-    """The settings an image run or a training run reads."""
+def choices(key: str) -> tuple[Any, ...]:
+    """The choices of a described setting: the one list the code that acts on them reads too."""
+    return next(s.choices for s in SETTINGS if s.key == key)
+
+
+def of(run: str) -> list[Setting]:
+    """The settings an image run, a training run (or another branch: the shared ones) reads."""
     return [s for s in SETTINGS if s.runs in (run, "both")]
 
 
-def check(cfg: DictConfig, run: Literal["image", "train"]) -> None:
+def check(cfg: DictConfig, run: str) -> None:
     """Every described setting the config holds, against its rule; a setting a config does not hold is skipped
     (the network group's keys exist only for its `johnson` option)."""
     for setting in of(run):

@@ -23,11 +23,12 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from nst import settings
 from nst.errors import NSTError
 
 Norm = Literal["instance", "batch", "conditional_instance"]
 Upsample = Literal["resize", "transposed"]
-NORMS, UPSAMPLES = ("instance", "batch", "conditional_instance"), ("resize", "transposed")
+NORMS, UPSAMPLES = settings.choices("network.norm"), settings.choices("network.upsample")  # described once
 
 
 class ConditionalInstanceNorm(nn.Module):

@@ -166,16 +166,11 @@ def fit(
         use_distributed_sampler=False, plugins=plugins,
     )  # fmt: skip
     first_step = _step_of(resume) if resume is not None else 0
-    d = plan.data
-    batches = StepBatches(
-        data.split.train, d.size, d.resize, d.batch_size, plan.seed, steps, styles=module.conditional or 1,
-        style_paths=data.style_paths, rank=trainer.global_rank, world=trainer.world_size,
-    )  # fmt: skip
-    loader = DataLoader(batches, batch_size=None, sampler=StepSampler(first_step, steps), num_workers=d.workers)
+    loader = batch_loader(plan, data, module, trainer, first_step)
     (log.info if first_process() else log.debug)(
         "%s: %s, %d training photos (%d held out), %d px crops, batch %d, %d steps, on %s%s",
-        out_dir, type(module.network).__name__, len(data.split.train), len(data.split.val), d.size, d.batch_size,
-        steps, trainer.strategy.root_device,
+        out_dir, type(module.network).__name__, len(data.split.train), len(data.split.val), plan.data.size,
+        plan.data.batch_size, steps, trainer.strategy.root_device,
         f" and {trainer.world_size - 1} more processes" if trainer.world_size > 1 else "",
     )  # fmt: skip
     try:
@@ -189,6 +184,18 @@ def fit(
     if signals.received is not None:
         raise Interrupted(signals.received, trainer.global_step, steps, [out_dir], training=True)
     return Fitted(trainer, validation, fit_time, first_step)
+
+
+def batch_loader(
+    plan: TrainingPlan, data: TrainingData, module: StyleNetTraining, trainer: pl.Trainer, first_step: int
+) -> DataLoader:
+    """The steps' batches from `first_step` on, this process's share of each (nst/train/data.py)."""
+    d = plan.data
+    batches = StepBatches(
+        data.split.train, d.size, d.resize, d.batch_size, plan.seed, plan.steps, styles=module.conditional or 1,
+        style_paths=data.style_paths, rank=trainer.global_rank, world=trainer.world_size,
+    )  # fmt: skip
+    return DataLoader(batches, batch_size=None, sampler=StepSampler(first_step, plan.steps), num_workers=d.workers)
 
 
 class StepSampler(torch.utils.data.Sampler):

@@ -67,22 +67,7 @@ def main(argv: Sequence[str]) -> int:
         network, info = load_model(settings["model"])
         mix = style_mix_of(network, settings.get("style_index"), settings.get("style_mix"))
         device = torch.device(settings.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
-        network.to(device)
-        content = settings["content"]
-        size = int(settings["size"]) if settings.get("size") else max(open_rgb(content).size)
-        if size > MAX_SIDE:
-            raise NSTError(f"content={content} is {size} px on its long side, more than the {MAX_SIDE} px a network "
-                           f"stylises whole: give size={MAX_SIDE} or less")  # fmt: skip
-        photo = load_image(content, size)
-        if min(photo.shape[-2:]) < MIN_SIDE:
-            raise NSTError(f"content={content} gives {photo.shape[-1]}x{photo.shape[-2]} px, smaller than the "
-                           f"{MIN_SIDE} px a network's downsampling needs: give a larger photo or size=")  # fmt: skip
-        style = _style_image(network, settings.get("style"), size)
-        started = time.perf_counter()
-        image = _decoded(network, photo, style) if style is not None else stylize(network, photo, mix)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - started
+        image, seconds = _render(network.to(device), settings, mix, device)
         written = save_image(image, settings["out"])
     except NSTError as exc:
         print(f"nst stylize: error: {exc}", file=sys.stderr)
@@ -98,6 +83,27 @@ def main(argv: Sequence[str]) -> int:
     styles = ", ".join(names) or "its style"
     print(f"nst stylize: {written} ({width}x{height} px, {styles}) in {seconds:.3f} s on {device}", file=sys.stderr)
     return 0
+
+
+def _render(
+    network: torch.nn.Module, settings: dict[str, str], mix: list[float] | None, device: torch.device
+) -> tuple[Tensor, float]:
+    """The network's image of the content photo (read at `size`, default its own) and the seconds of its pass."""
+    content = settings["content"]
+    size = int(settings["size"]) if settings.get("size") else max(open_rgb(content).size)
+    if size > MAX_SIDE:
+        raise NSTError(f"content={content} is {size} px on its long side, more than the {MAX_SIDE} px a network "
+                       f"stylises whole: give size={MAX_SIDE} or less")  # fmt: skip
+    photo = load_image(content, size)
+    if min(photo.shape[-2:]) < MIN_SIDE:
+        raise NSTError(f"content={content} gives {photo.shape[-1]}x{photo.shape[-2]} px, smaller than the "
+                       f"{MIN_SIDE} px a network's downsampling needs: give a larger photo or size=")  # fmt: skip
+    style = _style_image(network, settings.get("style"), size)  # read before the timed pass
+    started = time.perf_counter()
+    image = _decoded(network, photo, style) if style is not None else stylize(network, photo, mix)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return image, time.perf_counter() - started
 
 
 def _style_image(network: torch.nn.Module, style: str | None, size: int) -> Tensor | None:
