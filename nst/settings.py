@@ -122,6 +122,10 @@ SETTINGS = (
     Setting("data.style_size", "int", "long side of the style images", 1, runs="train"),
     Setting("data.workers", "int", "loader processes (0: in the training process)", 0, runs="train"),
     Setting("val_every", "int", "judge the held-out photos every N steps (0: start and end)", 0, runs="train"),
+    Setting("best", "choice", "the judged figure model.pt is the lowest of (with judge=true)",
+            choices=("error_sum", "content_error", "style_error", "style_swd"), runs="train"),
+    Setting("patience", "int", "validations without a better `best` before stopping early (0: never)", 0,
+            runs="train"),
     Setting("checkpoint_every", "int", "keep checkpoints/last.ckpt every N steps (0: never)", 0, runs="train"),
     Setting("schedule.step_size", "int", "steps between two drops of the learning rate (schedule=step)", 1,
             runs="train"),
@@ -138,6 +142,8 @@ SETTINGS = (
         runs="train",
     ),
     Setting("network.upsample", "choice", "upsampling", choices=("resize", "transposed"), runs="train"),
+    Setting("network.output", "choice", "the image itself, or what is added to the photo (starts as the identity)",
+            choices=("direct", "residual"), runs="train"),
 )
 
 

@@ -255,3 +255,16 @@ def test_loader_workers_give_the_batches_the_training_process_would_make(tmp_pat
         assert code == 0, err
     alone, beside = weights(tmp_path / "0"), weights(tmp_path / "1")
     assert all(torch.equal(alone[k], beside[k]) for k in alone)
+
+
+def test_a_residual_output_network_starts_as_the_identity_and_learns_from_there():
+    photo = torch.rand(2, 3, 30, 34)
+    network = TransformNet(width=8, residual_blocks=1, output="residual")
+    assert torch.equal(network(photo), photo)
+    assert network.settings["output"] == "residual" and "output" not in TransformNet(width=8).settings
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-2)
+    for _ in range(2):
+        optimizer.zero_grad()
+        (network(photo) - 0.5).square().mean().backward()
+        optimizer.step()
+    assert not torch.equal(network(photo), photo)

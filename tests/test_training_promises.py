@@ -1,6 +1,7 @@
 """The training side keeps the promises of the image side: a finished record is never lost, a refused value
 changes nothing, a broken network fails honestly, and the first contact says what to do next."""
 
+import csv
 import json
 import signal
 from pathlib import Path
@@ -113,3 +114,23 @@ def test_the_comparison_plots_keep_matplotlib_s_tick_labels_and_show_a_dollar_as
 
     assert matplotlib.rcParams["text.parse_math"] is True  # tick labels such as 10^3 render as maths
     assert _plain("style=$HOME/a.jpg") == r"style=\$HOME/a.jpg"
+
+
+def test_model_pt_is_the_best_validated_network_and_patience_stops_a_training_that_no_longer_improves(
+    tmp_path, capsys
+):
+    run = tmp_path / "run"
+    code, err = run_cli(tmp_path, capsys, *TINY, "judge=true", "val_every=1", "trainer.max_steps=8", "patience=2",
+                        "optimizer.lr=0.05", f"hydra.run.dir={run}")  # fmt: skip
+    assert code == 0, err
+    with open(run / "val.csv") as f:
+        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)][1:]  # step 0 is never kept
+    sums = [row["content_error"] + row["style_error"] for row in rows]
+    best = rows[sums.index(min(sums))]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert abs(metrics["error_sum"] - min(sums)) < 1e-4
+    saved = torch.load(run / "model.pt", weights_only=True)
+    assert saved["info"]["best_step"] == best["step"]
+    stale = next((i for i in range(2, len(sums)) if min(sums[: i - 1]) <= min(sums[i - 1 : i + 1])), None)
+    assert metrics["steps"] == (rows[stale]["step"] if stale is not None else 8)
+    assert (run / "last.pt").is_file() == (best["step"] != metrics["steps"])

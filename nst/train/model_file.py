@@ -19,7 +19,8 @@ from nst.errors import NSTError
 from nst.outputs import atomic_write
 from nst.train.kinds import kind_named, kind_of
 
-MODEL_FILE = "model.pt"
+MODEL_FILE = "model.pt"  # the best network validated (the last, without the judge)
+LAST_MODEL_FILE = "last.pt"  # the network at the last step, where an earlier one was better
 FORMAT = "nst-style-network-1"
 
 

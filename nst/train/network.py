@@ -15,7 +15,10 @@ the image's style picks (or mixes) them; everything else is shared.
 
 Differs from the paper: no 150·tanh at the output. The network works on RGB in
 [0, 1] and outputs the image directly, as pytorch/examples does in 0-255; the
-output is clamped to [0, 1] only when an image is saved.
+output is clamped to [0, 1] only when an image is saved. `output=residual` (not in
+the paper) adds the network's output to the photo, its last convolution starting at
+zero: the untrained network is the identity, so training starts from the photo and
+adds the style, instead of starting from noise and having to learn the photo back.
 """
 
 from typing import Literal
@@ -28,7 +31,9 @@ from nst.errors import NSTError
 
 Norm = Literal["instance", "batch", "conditional_instance"]
 Upsample = Literal["resize", "transposed"]
+Output = Literal["direct", "residual"]
 NORMS, UPSAMPLES = settings.choices("network.norm"), settings.choices("network.upsample")  # described once
+OUTPUTS = settings.choices("network.output")
 
 
 class ConditionalInstanceNorm(nn.Module):
@@ -104,14 +109,18 @@ class TransformNet(nn.Module):
         upsample: Upsample = "resize",
         residual_blocks: int = 5,
         styles: int = 1,
+        output: Output = "direct",
     ):
         """`width`: channels of the first convolution (32 in the paper, 16 in the authors' later fast models);
-        `styles`: how many styles a conditional network keeps apart (set from the run's style list)."""
+        `styles`: how many styles a conditional network keeps apart (set from the run's style list); `output`:
+        the image itself (direct, the paper) or what is added to the photo (residual)."""
         super().__init__()
         if norm not in NORMS:
             raise NSTError(f"network.norm={norm!r}: choose one of {', '.join(NORMS)}")
         if upsample not in UPSAMPLES:
             raise NSTError(f"network.upsample={upsample!r}: choose one of {', '.join(UPSAMPLES)}")
+        if output not in OUTPUTS:
+            raise NSTError(f"network.output={output!r}: choose one of {', '.join(OUTPUTS)}")
         for key, value in (("width", width), ("residual_blocks", residual_blocks), ("styles", styles)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise NSTError(f"network.{key}={value!r} must be an integer >= 1")
@@ -119,6 +128,9 @@ class TransformNet(nn.Module):
         self.settings = {"width": width, "norm": norm, "upsample": upsample, "residual_blocks": residual_blocks}
         if self.styles:
             self.settings["styles"] = styles
+        self.residual = output == "residual"
+        if self.residual:  # files of direct networks keep the settings they always had
+            self.settings["output"] = output
         w = width
         self.layers = nn.Sequential(
             ConvLayer(3, w, 9), _norm(norm, w, styles), nn.ReLU(),
@@ -129,6 +141,9 @@ class TransformNet(nn.Module):
             Up(2 * w, w, upsample), _norm(norm, w, styles), nn.ReLU(),
             ConvLayer(w, 3, 9),
         )  # fmt: skip
+        if self.residual:
+            nn.init.zeros_(self.layers[-1][1].weight)
+            nn.init.zeros_(self.layers[-1][1].bias)
 
     def forward(self, photo: Tensor, mix: Tensor | None = None) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, 3, H, W); a side that is no multiple of 4 is padded by reflection, then cut.
@@ -141,7 +156,8 @@ class TransformNet(nn.Module):
             photo = nn.functional.pad(photo, (0, pad_w, 0, pad_h), mode="reflect")
         if self.styles and mix is None:
             mix = one_hot(torch.zeros(len(photo), dtype=torch.long, device=photo.device), self.styles)
-        return _through(self.layers, photo, mix)[..., :h, :w]
+        out = _through(self.layers, photo, mix)
+        return (photo + out if self.residual else out)[..., :h, :w]
 
 
 def one_hot(index: Tensor, styles: int) -> Tensor:

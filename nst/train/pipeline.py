@@ -39,7 +39,7 @@ from nst.runs import Job, RunSignals
 from nst.targets import blend_weights
 from nst.train.checks import check_training
 from nst.train.data import Split, StepBatches, photo_files, split, validation_photos
-from nst.train.model_file import MODEL_FILE, save_model
+from nst.train.model_file import LAST_MODEL_FILE, MODEL_FILE, save_model
 from nst.train.module import NonFiniteNetwork, StyleNetTraining
 from nst.train.plan import TrainingPlan
 from nst.train.validation import Validation
@@ -150,7 +150,8 @@ def fit(
 ) -> Fitted:
     """Train to `trainer.max_steps`; a signal leaves resume.ckpt (and checkpoints/last.ckpt every N steps)."""
     out_dir, steps, every = plan.out_dir, plan.steps, plan.checkpoint_every
-    validation = Validation(list(data.val_photos.values()), plan.val_every, out_dir, logger, plan.judge)
+    validation = Validation(list(data.val_photos.values()), plan.val_every, out_dir, logger, plan.judge, plan.best,
+                            plan.patience)  # fmt: skip
     progress = EvaluationProgress(steps, unit="steps") if plan.progress else None
     callbacks = [
         validation,
@@ -226,18 +227,26 @@ def write_outputs(
     out_dir, trainer, validation, fit_time = plan.out_dir, fitted.trainer, fitted.validation, fitted.fit_time
     style = [str(p) for p in data.style_files]
     trained_on = {"style": style} if plan.data.style_folder is None else {"style_folder": str(plan.data.style_folder)}
-    save_model(module.network, out_dir / MODEL_FILE, {**trained_on, "steps": trainer.global_step, "seed": plan.seed})
+    info = {**trained_on, "steps": trainer.global_step, "seed": plan.seed}
     if not validation.outputs:  # resumed at its last step: no step ran here, so no validation either
         validation.validate(trainer, module)
-    final = validation.outputs[0][0]  # the first held-out photo (in the first style)
+    best = validation.best
+    kept: dict[str, Any] = {}
+    if best and best["step"] != trainer.global_step:  # the best network is an earlier one: the last stays beside it
+        save_model(module.network, out_dir / LAST_MODEL_FILE, info)
+        module.network.load_state_dict(best["weights"])
+        kept = {"best_step": best["step"], "last": {**validation.latest, "model": str(out_dir / LAST_MODEL_FILE)}}
+    chosen = best or {"figures": validation.latest, "per_style": validation.per_style, "outputs": validation.outputs}
+    save_model(module.network, out_dir / MODEL_FILE, {**info, **({"best_step": best["step"]} if best else {})})
+    final = chosen["outputs"][0][0]  # the first held-out photo (in the first style)
     save_image(final, out_dir / "final.png")
     log_images(logger, {"final": final}, step=trainer.global_step)
     losses = {f"loss/{k}": v for k, v in module.terms_of(0).items()} if module.last_terms else {}
-    figures: dict[str, Any] = dict(validation.latest)
+    figures: dict[str, Any] = dict(chosen["figures"])
     if figures:
         figures["error_sum"] = figures["content_error"] + figures["style_error"]
-    if validation.per_style:
-        figures["per_style"] = [{"style": name, **f} for name, f in zip(style, validation.per_style, strict=True)]
+    if chosen["per_style"]:
+        figures["per_style"] = [{"style": name, **f} for name, f in zip(style, chosen["per_style"], strict=True)]
     log_summary(logger, {**losses, **{f"val/{k}": v for k, v in figures.items() if k != "per_style"}})
     trained = trainer.global_step - fitted.first_step
     device = lifecycle.device_figures(trainer)
@@ -254,4 +263,5 @@ def write_outputs(
         "model": str(out_dir / MODEL_FILE),
         "parameters": sum(p.numel() for p in module.network.parameters()),
         "validated_on": [str(p) for p in data.val_photos],
+        **kept,
     }

@@ -68,6 +68,8 @@ class TrainingPlan:
     log_every: int
     checkpoint_every: int
     judge: bool
+    best: str  # the judged figure model.pt is the lowest of
+    patience: int  # validations without improvement before stopping (0: never)
     progress: bool
 
     @classmethod
@@ -109,5 +111,7 @@ class TrainingPlan:
             log_every=int(cfg.log_every),
             checkpoint_every=int(cfg.checkpoint_every),
             judge=bool(cfg.judge),
+            best=str(cfg.best),
+            patience=int(cfg.patience),
             progress=bool(cfg.trainer.get("enable_progress_bar", True)),
         )

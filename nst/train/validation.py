@@ -8,10 +8,15 @@ own style; the figures are then the mean over styles, and each style's own are k
 too (`val/style<k>/…`). Only the first process of a DDP training validates. Each
 validation also writes a sample grid (photos above, the network's images below) and
 logs the images to the logger.
+
+The network kept is the best one validated after step 0 (`best`, a judged figure: the lowest);
+with `patience`, a training whose figure has not improved for that many validations
+in a row stops early. Both are part of the checkpoint: a resumed run keeps its best.
 """
 
 import csv
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,12 +50,24 @@ def sample_grid(photos: Sequence[Tensor], outputs: Sequence[Sequence[Tensor]], h
 class Validation(pl.Callback):
     """Every `every` steps, at the start and at the end: the held-out photos through the network, judged and logged."""
 
-    def __init__(self, photos: Sequence[Tensor], every: int, out_dir: Path, logger: Logger | bool, judge: bool = True):
+    def __init__(
+        self,
+        photos: Sequence[Tensor],
+        every: int,
+        out_dir: Path,
+        logger: Logger | bool,
+        judge: bool = True,
+        best: str = "error_sum",
+        patience: int = 0,
+    ):
         self.photos = list(photos)
         self.every, self.out_dir, self.logger, self.judge = every, Path(out_dir), logger, judge
+        self.criterion, self.patience = best, patience
         self.latest: dict[str, float] = {}
         self.per_style: list[dict[str, float]] = []
         self.outputs: list[list[Tensor]] = []  # per held-out photo, its image per style
+        self.best: dict = {}  # the best validation so far: its step, figures, per-style figures, outputs and weights
+        self.stale = 0  # validations since the best one
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.global_step == 0 and trainer.is_global_zero:
@@ -75,6 +92,8 @@ class Validation(pl.Callback):
                 per_style = {f"val/style{k}/{n}": v for k, f in enumerate(self.per_style) for n, v in f.items()}
                 self.logger.log_metrics({**{f"val/{k}": v for k, v in self.latest.items()}, **per_style}, step=step)
             self._append_row(step)
+            if step > 0:  # the untrained network is never the one to keep
+                self._keep_best(trainer, module, step)
         grid = sample_grid(self.photos, self.outputs)
         try:
             save_image(grid, self.out_dir / "samples" / f"step_{step:06d}.png", rescue=False)
@@ -82,6 +101,35 @@ class Validation(pl.Callback):
             log.warning("%s; the run goes on without this sample grid", fault)
         log_images(self.logger, {"val/samples": grid}, step=step)
         return self.latest
+
+    def figure(self, figures: dict[str, float]) -> float:
+        """The judged figure the best network is chosen by (error_sum: content error + style error)."""
+        if self.criterion == "error_sum":
+            return figures["content_error"] + figures["style_error"]
+        return figures[self.criterion]
+
+    def _keep_best(self, trainer: pl.Trainer, module: pl.LightningModule, step: int) -> None:
+        """The network of this validation kept if its figure is the lowest so far (NaN never is); else, with
+        `patience`, the training stops once that many validations in a row did not improve it."""
+        value = self.figure(self.latest)
+        if math.isfinite(value) and (not self.best or value < self.best["value"]):
+            weights = {k: v.detach().to("cpu", copy=True) for k, v in module.network.state_dict().items()}
+            self.best = {"step": step, "value": value, "figures": dict(self.latest), "per_style": list(self.per_style),
+                         "outputs": self.outputs, "weights": weights}  # fmt: skip
+            self.stale = 0
+            return
+        self.stale += 1
+        if self.patience and self.stale >= self.patience and step < trainer.max_steps:
+            log.info("%s: %s has not improved for %d validations (best %.4g at step %d): stopping early",
+                     self.out_dir, self.criterion, self.stale, self.best["value"], self.best["step"])  # fmt: skip
+            trainer.should_stop = True
+
+    def state_dict(self) -> dict:
+        """The best network so far (and how long since), so that a resumed training keeps it."""
+        return {"best": dict(self.best), "stale": self.stale}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.stale = dict(state.get("best") or {}), int(state.get("stale", 0))
 
     def _judge(self, against: Sequence[tuple[list[Tensor], list[float]]]) -> None:
         """`per_style`: each style's figures over the photos; `latest`: their mean over the styles."""
