@@ -127,7 +127,12 @@ def main() -> None:
         sys.argv = [sys.argv[0], *sys.argv[2:]]
     # `+experiment=NAME` (the form before `experiment` was a default-null group) means `experiment=NAME`.
     sys.argv = [a[1:] if a.startswith("+experiment=") else a for a in sys.argv]
-    problem = command_line.unknown_flag(sys.argv[1:]) or _resume_in_place()
+    command = " ".join(("nst", *([registration.command] if registration.command else [])))
+    problem = (
+        command_line.unknown_flag(sys.argv[1:])
+        or command_line.wrong_experiment(sys.argv[1:], str(registration.config_dir), command)
+        or _resume_in_place()
+    )
     if problem:
         print(f"nst: error: {problem}", file=sys.stderr)
         sys.exit(2)

@@ -41,6 +41,28 @@ def unknown_flag(argv: Sequence[str]) -> str | None:
     return None
 
 
+def experiment_command(conf_dir: str, name: str) -> str | None:
+    """The command an experiment file is for: `nst train` where its header says so, else `nst`; None if no file."""
+    from pathlib import Path
+
+    path = Path(conf_dir) / "experiment" / f"{name}.yaml"
+    if not path.is_file():
+        return None
+    header = "".join(line for line in path.read_text().splitlines(keepends=True) if line.startswith("#"))
+    return "nst train" if re.search(r"\bnst train\b", header) else "nst"
+
+
+def wrong_experiment(argv: Sequence[str], conf_dir: str, command: str) -> str | None:
+    """The one-line error for `experiment=NAME` given to the other command than the one it is for."""
+    for arg in argv:
+        key, _, name = arg.partition("=")
+        if key.lstrip("+") == "experiment" and name:
+            meant = experiment_command(conf_dir, name)
+            if meant is not None and meant != command:
+                return f"experiment={name} is a setup for `{meant}`: run it as `{meant} experiment={name}`"
+    return None
+
+
 def flat_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
     """Every key of a config, dotted (`image.size`), for a did-you-mean."""
     keys = []
@@ -89,8 +111,9 @@ def error_line(exc: BaseException, defaults: DictConfig | None, groups: dict[str
     return f"{where}{first} (write key=value; quote lists and odd characters for Hydra: `nst --help` shows examples)"
 
 
-def group_options(conf_dir: str, primary: str) -> dict[str, list[str]]:
-    """The config groups a command's primary config uses, each with its options (file names)."""
+def group_options(conf_dir: str, primary: str, command: str | None = None) -> dict[str, list[str]]:
+    """The config groups a command's primary config uses, each with its options (file names); with `command`, the
+    experiments for that command only."""
     from pathlib import Path
 
     root = Path(conf_dir)
@@ -99,5 +122,17 @@ def group_options(conf_dir: str, primary: str) -> dict[str, list[str]]:
     for name in names:
         group = name.removeprefix("override ").removeprefix("optional ").split("@")[0].strip("/")
         if (root / group).is_dir() and not group.startswith(("hydra", "debug/")):
-            groups[group] = sorted(p.stem for p in (root / group).glob("*.yaml"))
+            options = sorted(p.stem for p in (root / group).glob("*.yaml"))
+            if group == "experiment" and command is not None:
+                options = [o for o in options if experiment_command(conf_dir, o) == command]
+            groups[group] = options
     return groups
+
+
+def groups_help(primary: str) -> str:
+    """`nst --help`'s and `nst train --help`'s list of groups and options, the experiments of that command only
+    (the `${groups:…}` resolver)."""
+    from nst.configs import CONF_DIR
+
+    command = "nst train" if primary == "train" else "nst"
+    return "\n".join(f"{g}: {', '.join(o)}" for g, o in sorted(group_options(str(CONF_DIR), primary, command).items()))

@@ -10,7 +10,7 @@ import warnings
 
 from omegaconf import OmegaConf
 
-from nst import settings
+from nst import command_line, settings
 from nst.configs import example, photos, styles
 
 
@@ -31,6 +31,7 @@ def configure() -> None:
     OmegaConf.register_new_resolver("photos", photos, replace=True)
     OmegaConf.register_new_resolver("styles", styles, replace=True)
     OmegaConf.register_new_resolver("settings", settings.help_lines, replace=True)  # `nst --help`'s table
+    OmegaConf.register_new_resolver("groups", command_line.groups_help, replace=True)  # and its groups
     # A one-item dataloader needs no workers; the frozen backbone stays in eval mode on purpose; Lightning's use
     # of a pytree check that newer torch deprecates; the empty dataloader of `optimizer.steps=0`, meant.
     warnings.filterwarnings("ignore", ".*does not have many workers.*")

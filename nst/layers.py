@@ -5,6 +5,7 @@ our `relu4_2`; the alias maps there. Note that Gatys et al. read caffe blobs who
 ReLUs ran in place, so their "conv" features were in fact post-ReLU too.
 """
 
+import math
 import re
 from collections.abc import Mapping
 
@@ -54,7 +55,7 @@ def layer_weights(weights: Mapping[str, float], arch: str, role: str) -> dict[st
             weight = float(weight)
         except (TypeError, ValueError):
             raise NSTError(f"{role} layer {name}: weight {weight!r} is not a number") from None
-        if weight < 0 or weight != weight:
+        if not math.isfinite(weight) or weight < 0:
             raise NSTError(f"{role} layer {name}: weight {weight} must be a finite number >= 0")
         out[canonical(str(name), arch)] = weight
     return out

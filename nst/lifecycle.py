@@ -81,7 +81,7 @@ def live(branch: Branch, jobs: Sequence[Job], resume: Path | None = None) -> lis
     started = time.perf_counter()
     loggers: list[Logger | bool] = []
     claimed: list[Path] = []
-    tagged = {"kind": branch.kind} if branch.kind else {}
+    tagged = _tagged(branch)
     results: list[dict[str, Any]] = [{"status": "failed", "error": "stopped"} for _ in jobs]
     signals = RunSignals()
     with signals.held():
@@ -111,6 +111,11 @@ def live(branch: Branch, jobs: Sequence[Job], resume: Path | None = None) -> lis
     return results
 
 
+def _tagged(branch: Branch) -> dict[str, str]:
+    """What every metrics.json of the branch says of its kind."""
+    return {"kind": branch.kind} if branch.kind else {}
+
+
 def _steps(
     branch: Branch,
     jobs: Sequence[Job],
@@ -127,7 +132,7 @@ def _steps(
     for job in jobs if first else ():
         claim(job.out_dir)
         claimed.append(job.out_dir)
-        running = {"status": "running", **({"kind": branch.kind} if branch.kind else {}), "pid": os.getpid()}
+        running = {"status": "running", **_tagged(branch), "pid": os.getpid()}
         write_json(job.out_dir / "metrics.json", running, rescue=False)
     cfg = jobs[0].cfg
     environment.console(bool(cfg.get("verbose")) and first)

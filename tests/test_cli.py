@@ -80,9 +80,24 @@ def test_relative_image_paths_are_read_from_where_nst_was_started(tmp_path, caps
         (["optimizer.torch.lr=[1"], "no viable alternative at input '[1'"),
         (["train", "netwrk.width=8"], "netwrk.width is not a setting (did you mean network.width?)"),
         (["train", "schedule=cosine"], "schedule=cosine: no such option; schedule is one of inverse_time, step"),
+        (["train", "experiment=gatys2016_fig2"], "is a setup for `nst`: run it as `nst experiment=gatys2016_fig2`"),
+        (["experiment=johnson2016_fast"], "run it as `nst train experiment=johnson2016_fast`"),
     ],
 )
 def test_a_mistyped_command_line_is_one_line_with_the_fix_and_leaves_nothing_behind(tmp_path, capsys, args, says):
     code, err = run_cli(tmp_path, capsys, *args, f"hydra.run.dir={tmp_path / 'run'}")
     assert code == 2 and err.strip().splitlines() == [err.strip()] and says in err, err
     assert err.startswith("nst: error: ") and not (tmp_path / "run").exists()
+
+
+def test_each_command_s_help_names_the_other_commands_and_only_its_own_experiments(tmp_path, capsys):
+    from tests.helpers import run_cli_output
+
+    _, image_help, _ = run_cli_output(tmp_path, capsys, "--help")
+    _, train_help, _ = run_cli_output(tmp_path, capsys, "train", "--help")
+    assert "nst train style=" in image_help and "nst stylize model=" in image_help
+    image_experiments = next(line for line in image_help.splitlines() if line.startswith("experiment: "))
+    train_experiments = next(line for line in train_help.splitlines() if line.startswith("experiment: "))
+    assert "gatys2016_fig2" in image_experiments and "johnson2016_fast" not in image_experiments
+    assert train_experiments == "experiment: dumoulin2017_multistyle, johnson2016_fast, ulyanov2017_instance_norm"
+    assert "debug/image" not in train_help

@@ -52,7 +52,6 @@ def check_training(cfg: DictConfig, overrides: Sequence[str] = (), described: bo
     check_trainer(cfg.trainer, TRAINER_SET_BY_NST, one_device=None)
     check_processes(cfg.trainer, int(cfg.data.batch_size))
     check_precision(cfg.trainer)
-    check_data(cfg, kind.any_style)
     if kind.any_style:
         _check_decoder(cfg)
     else:
@@ -62,6 +61,7 @@ def check_training(cfg: DictConfig, overrides: Sequence[str] = (), described: bo
     if cfg.network.get("norm") == "conditional_instance" and cfg.style_blend is not None:
         raise NSTError("style_blend blends the styles into one; network.norm=conditional_instance keeps them apart "
                        "(mix them at `nst stylize` with style_mix=[…]): drop style_blend")  # fmt: skip
+    check_data(cfg, kind.any_style)
 
 
 def _check_decoder(cfg: DictConfig) -> None:
@@ -123,15 +123,18 @@ def check_data(cfg: DictConfig, any_style: bool) -> None:
 def check_precision(trainer: DictConfig) -> None:
     """Mixed or double precision only where it runs: on a GPU (Lightning's CPU paths end in dtype errors)."""
     precision = str(trainer.get("precision", "32-true"))
-    if precision in ("32-true", "32"):
-        return
-    import torch
-
-    accelerator = str(trainer.get("accelerator", "auto"))
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+    if precision in ("32-true", "32") or _on_gpu(trainer):
         return
     raise NSTError(f"trainer.precision={precision} needs a GPU; this training runs on the CPU: leave "
                    "trainer.precision=32-true")  # fmt: skip
+
+
+def _on_gpu(trainer: DictConfig) -> bool:
+    """Whether the Trainer's accelerator is a GPU: asked for, or `auto` on a machine that has one."""
+    import torch
+
+    accelerator = str(trainer.get("accelerator", "auto"))
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.device_count() > 0)
 
 
 def _local_sweep() -> bool:
@@ -146,9 +149,8 @@ def _check_local_devices(trainer: DictConfig, devices: int) -> None:
     """No more GPUs than this machine has, no more CPU processes than it has cores."""
     import torch
 
-    accelerator = str(trainer.get("accelerator", "auto"))
     gpus = torch.cuda.device_count()
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus):
+    if _on_gpu(trainer):
         if devices > gpus:
             raise NSTError(f"trainer.devices={devices}: this machine has {gpus} GPUs; give at most {gpus}")
     elif devices > (os.cpu_count() or 1):
