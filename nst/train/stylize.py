@@ -1,30 +1,72 @@
 """Using a trained network: `nst stylize model=RUN_DIR content=PHOTO out=FILE`, and `init=network`'s start image.
 
 One forward pass per photo, at any size (the network is fully convolutional); the
-photo is read at `size` px on its long side (default: as it is).
+photo is read at `size` px on its long side (default: as it is). `content=FOLDER
+out=FOLDER` stylises every photo below the folder. Controls at inference, for every
+network kind: `strength` (a blend with the photo; an AdaIN decoder's α), `colour`
+(keep the photo's colours: `luminance` as image runs do; `histogram` recolours the
+result to the photo's colour mean and covariance), and `scale` (the network runs on
+the photo shrunk by that factor, then the result is resized back: larger strokes,
+as Johnson et al. suggest).
 """
 
+import math
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from nst import colour
 from nst.adain import encoder, transfer
 from nst.errors import NSTError
 from nst.images import load_image, open_rgb, save_image
+from nst.train.data import photo_files
 from nst.train.kinds import kind_of
 from nst.train.model_file import load_model, style_mix, stylize
 
 USAGE = (
-    "usage: nst stylize model=RUN_DIR content=PHOTO out=FILE [size=PX] [device=cpu|cuda] "
-    "[style_index=K | style_mix=[W0,W1,...]] [style=IMAGE (an AdaIN decoder)]"
+    "usage: nst stylize model=RUN_DIR content=PHOTO|FOLDER out=FILE|FOLDER [size=PX] [device=cpu|cuda] "
+    "[strength=0..1] [colour=luminance|histogram] [scale=F] [style_index=K | style_mix=[W0,W1,...]] "
+    "[style=IMAGE (an AdaIN decoder)]"
 )
 MIN_SIDE = 16  # the smallest side a network's two stride-2 convolutions (and AdaIN's encoder) run at
 MAX_SIDE = 8192  # a photo's long side the network runs at whole; larger ones would not fit in memory
-KEYS = {"model", "content", "out", "size", "device", "style_index", "style_mix", "style"}
+KEYS = {"model", "content", "out", "size", "device", "style_index", "style_mix", "style", "strength", "colour", "scale"}
+
+
+@dataclass(frozen=True)
+class Control:
+    """What `nst stylize` changes at inference: `strength` in [0, 1], `colour` None | luminance | histogram, `scale`
+    the factor the photo is shrunk by before the pass (>= 1)."""
+
+    strength: float = 1.0
+    colour: str | None = None
+    scale: float = 1.0
+
+    @classmethod
+    def of(cls, settings: dict[str, str]) -> "Control":
+        """From the command line's settings; one line naming the key where a value is out of range."""
+        values = {}
+        for key, low, high in (("strength", 0.0, 1.0), ("scale", 1.0, 16.0)):
+            given = settings.get(key)
+            if given is None:
+                continue
+            try:
+                value = float(given)
+            except ValueError:
+                value = math.nan
+            if not low <= value <= high:
+                raise NSTError(f"{key}={given} must be a number from {low:g} to {high:g}")
+            values[key] = value
+        mode = settings.get("colour")
+        if mode is not None and mode not in colour.MODES:
+            raise NSTError(f"colour={mode}: choose {' or '.join(colour.MODES)} (or leave it out)")
+        return cls(**values, colour=mode)
 
 
 class NetworkStart:
@@ -55,7 +97,7 @@ def style_mix_of(network: torch.nn.Module, index: object, mix: object) -> list[f
 
 
 def main(argv: Sequence[str]) -> int:
-    """`nst stylize KEY=VALUE …`: 0 when the image is written, 2 with one line on bad input."""
+    """`nst stylize KEY=VALUE …`: 0 when the images are written, 2 with one line on bad input, 130 on Ctrl-C."""
     if argv[:1] in (["-h"], ["--help"]):
         print(USAGE)
         return 0
@@ -64,10 +106,14 @@ def main(argv: Sequence[str]) -> int:
         return 2
     try:
         settings = _settings(argv)
+        control = Control.of(settings)
         network, info = load_model(settings["model"])
         mix = style_mix_of(network, settings.get("style_index"), settings.get("style_mix"))
         device = torch.device(settings.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
-        image, seconds = _render(network.to(device), settings, mix, device)
+        network.to(device)
+        if Path(settings["content"]).is_dir():
+            return _folder(network, settings, mix, control, device)
+        image, seconds = _render(network, settings["content"], settings, mix, control, device)
         written = save_image(image, settings["out"])
     except NSTError as exc:
         print(f"nst stylize: error: {exc}", file=sys.stderr)
@@ -85,25 +131,83 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
+def _folder(
+    network: torch.nn.Module, settings: dict[str, str], mix: list[float] | None, control: Control, device: torch.device
+) -> int:
+    """Every photo below `content` (recursively) into `out`, as PNGs in the same subfolders; photos that cannot be
+    read are skipped and counted; Ctrl-C keeps the finished ones and says how far it got."""
+    root, out = Path(settings["content"]), Path(settings["out"])
+    sources = photo_files(root, "content")  # unreadable headers: one warning line, already counted there
+    out.mkdir(parents=True, exist_ok=True)
+    skipped, started, every = [], time.perf_counter(), max(1, len(sources) // 10)
+    done = 0
+    try:
+        for done, source in enumerate(sources, start=1):
+            target = out / source.relative_to(root).with_suffix(".png")
+            try:
+                image, _ = _render(network, str(source), settings, mix, control, device)
+            except NSTError as exc:
+                skipped.append(str(exc))
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            save_image(image, target)
+            if done % every == 0 or done == len(sources):
+                print(f"nst stylize: {done}/{len(sources)} photos", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"nst stylize: stopped by SIGINT after {done - 1} of {len(sources)} photos; they are in {out}",
+              file=sys.stderr)  # fmt: skip
+        return 130
+    if skipped:
+        print(f"nst stylize: {len(skipped)} photos skipped (e.g. {skipped[0]})", file=sys.stderr)
+    seconds = time.perf_counter() - started
+    written = len(sources) - len(skipped)
+    print(f"nst stylize: {written} photos -> {out} in {seconds:.1f} s on {device}", file=sys.stderr)
+    return 0
+
+
 def _render(
-    network: torch.nn.Module, settings: dict[str, str], mix: list[float] | None, device: torch.device
+    network: torch.nn.Module,
+    content: str,
+    settings: dict[str, str],
+    mix: list[float] | None,
+    control: Control,
+    device: torch.device,
 ) -> tuple[Tensor, float]:
-    """The network's image of the content photo (read at `size`, default its own) and the seconds of its pass."""
-    content = settings["content"]
+    """The network's image of `content` (read at `size`, default its own) under `control`, and the pass's seconds."""
     size = int(settings["size"]) if settings.get("size") else max(open_rgb(content).size)
     if size > MAX_SIDE:
         raise NSTError(f"content={content} is {size} px on its long side, more than the {MAX_SIDE} px a network "
                        f"stylises whole: give size={MAX_SIDE} or less")  # fmt: skip
     photo = load_image(content, size)
-    if min(photo.shape[-2:]) < MIN_SIDE:
-        raise NSTError(f"content={content} gives {photo.shape[-1]}x{photo.shape[-2]} px, smaller than the "
+    seen = photo if control.scale == 1 else F.interpolate(photo, scale_factor=1 / control.scale, mode="bilinear",
+                                                          antialias=True)  # fmt: skip
+    if min(seen.shape[-2:]) < MIN_SIDE:
+        raise NSTError(f"content={content} gives {seen.shape[-1]}x{seen.shape[-2]} px, smaller than the "
                        f"{MIN_SIDE} px a network's downsampling needs: give a larger photo or size=")  # fmt: skip
     style = _style_image(network, settings.get("style"), size)  # read before the timed pass
     started = time.perf_counter()
-    image = _decoded(network, photo, style) if style is not None else stylize(network, photo, mix)
+    if style is not None:
+        image = _decoded(network, seen, style, control.strength)
+    else:
+        image = stylize(network, seen, mix)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return image, time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    return controlled(image.cpu(), photo, control, decoded=style is not None), seconds
+
+
+def controlled(image: Tensor, photo: Tensor, control: Control, decoded: bool = False) -> Tensor:
+    """The network's `image` of `photo` under `control`: back to the photo's size, blended with the photo by the
+    strength (an AdaIN decoder has blended its features already), recoloured as `colour` asks."""
+    if image.shape[-2:] != photo.shape[-2:]:
+        image = F.interpolate(image, size=photo.shape[-2:], mode="bicubic").clamp(0, 1)
+    if control.strength != 1 and not decoded:
+        image = control.strength * image + (1 - control.strength) * photo
+    if control.colour == "luminance":
+        image = colour.finish("luminance", image, photo)
+    elif control.colour == "histogram":
+        image = colour.match_colour(image, photo)
+    return image.clamp(0, 1)
 
 
 def _style_image(network: torch.nn.Module, style: str | None, size: int) -> Tensor | None:
@@ -117,12 +221,12 @@ def _style_image(network: torch.nn.Module, style: str | None, size: int) -> Tens
     return load_image(style, size)
 
 
-def _decoded(decoder: torch.nn.Module, photo: Tensor, style: Tensor) -> Tensor:
-    """An AdaIN decoder's image of `photo` in the style of `style`."""
+def _decoded(decoder: torch.nn.Module, photo: Tensor, style: Tensor, alpha: float = 1.0) -> Tensor:
+    """An AdaIN decoder's image of `photo` in the style of `style`; `alpha` blends the features (Huang & Belongie)."""
     device = next(decoder.parameters()).device
     encode = encoder().to(device)
     with torch.no_grad():
-        image = transfer(decoder, encode, photo.to(device), [style.to(device)], [1.0])
+        image = transfer(decoder, encode, photo.to(device), [style.to(device)], [1.0], alpha)
     return image.clamp(0, 1)
 
 
@@ -141,7 +245,10 @@ def _settings(argv: Sequence[str]) -> dict[str, str]:
     if settings.get("size") and not (settings["size"].isdigit() and MIN_SIDE <= int(settings["size"]) <= MAX_SIDE):
         raise NSTError(f"size={settings['size']} must be a whole number of pixels from {MIN_SIDE} to {MAX_SIDE}")
     out = Path(settings["out"])
-    if out.is_dir():
+    if Path(settings["content"]).is_dir():
+        if out.exists() and not out.is_dir():
+            raise NSTError(f"out={out} is a file: a folder of photos goes to a folder, e.g. out={out.with_suffix('')}")
+    elif out.is_dir():
         raise NSTError(f"out={out} is a directory: give the file to write, e.g. out={out / 'styled.png'}")
     if not out.parent.is_dir():
         raise NSTError(f"out={out}: its folder {out.parent} does not exist: create it or give another path")
