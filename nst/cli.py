@@ -1,4 +1,5 @@
-"""The `nst` command: an image run (`nst …`), a training run (`nst train …`), `nst stylize …` or `nst compare …`.
+"""The `nst` command: an image run (`nst …`), a training run (`nst train …`), `nst stylize …`, `nst export …` or
+`nst compare …`.
 
 Image and training runs (and any branch of nst/branches.py) are Hydra runs whose bad input ends in one line and
 exit code 2.
@@ -118,6 +119,10 @@ def main() -> None:
         from nst.compare import main as compare
 
         sys.exit(compare(sys.argv[2:]))
+    if sys.argv[1:2] == ["export"]:
+        from nst.train.export import main as export
+
+        sys.exit(export(sys.argv[2:]))
     if sys.argv[1:2] == ["stylize"]:
         from nst.train.stylize import main as stylize
 

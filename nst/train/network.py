@@ -154,10 +154,14 @@ class TransformNet(nn.Module):
         pad_h, pad_w = -h % 4, -w % 4
         if pad_h or pad_w:
             photo = nn.functional.pad(photo, (0, pad_w, 0, pad_h), mode="reflect")
+        return self.run(photo, mix)[..., :h, :w]
+
+    def run(self, photo: Tensor, mix: Tensor | None = None) -> Tensor:
+        """The network on a photo whose sides are multiples of 4 (what `forward` and an exported file pad to)."""
         if self.styles and mix is None:
             mix = one_hot(torch.zeros(len(photo), dtype=torch.long, device=photo.device), self.styles)
         out = _through(self.layers, photo, mix)
-        return (photo + out if self.residual else out)[..., :h, :w]
+        return photo + out if self.residual else out
 
 
 def one_hot(index: Tensor, styles: int) -> Tensor:
