@@ -13,7 +13,6 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,20 +22,6 @@ from PIL import Image
 from tests.helpers import TINY, TINY_WANDB, claim_huge, nst, run_cli, signal_at
 
 LONG = [*TINY, "optimizer.steps=150", "snapshot_every=0"]  # a run that lasts until it is killed
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 150 KiB tmpfs: room for a run's start, not for its snapshots and W&B files (needs root, as CI has)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=150k", "tmpfs", str(mount)], capture_output=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({made.stderr.decode().strip()}): needs root")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def start(*args: str, cwd: Path) -> subprocess.Popen:

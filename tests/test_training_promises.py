@@ -4,6 +4,7 @@ changes nothing, a broken network fails honestly, and the first contact says wha
 import csv
 import json
 import signal
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -12,7 +13,7 @@ from PIL import Image
 
 from nst.configs import example
 from nst.train.model_file import load_model
-from tests.helpers import run_cli, signal_at
+from tests.helpers import run_cli, run_cli_output, signal_at
 from tests.test_training import TINY, photos
 
 
@@ -68,8 +69,6 @@ def test_a_training_whose_loss_becomes_infinite_fails_and_keeps_its_last_good_ne
 
 
 def test_a_finished_training_names_its_model_and_how_to_use_it(tmp_path, capsys):
-    from tests.helpers import run_cli_output
-
     run = tmp_path / "run"
     code, out, err = run_cli_output(tmp_path, capsys, *TINY, f"hydra.run.dir={run}")
     assert code == 0, err
@@ -134,3 +133,21 @@ def test_model_pt_is_the_best_validated_network_and_patience_stops_a_training_th
     stale = next((i for i in range(2, len(sums)) if min(sums[: i - 1]) <= min(sums[i - 1 : i + 1])), None)
     assert metrics["steps"] == (rows[stale]["step"] if stale is not None else 8)
     assert (run / "last.pt").is_file() == (best["step"] != metrics["steps"])
+
+
+def test_a_full_disk_stops_the_periodic_checkpoints_not_the_training_and_keeps_the_model(
+    tmp_path, capsys, monkeypatch, small_disk
+):
+    spare = tmp_path / "spare"
+    spare.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spare))  # where outputs the disk cannot take are rescued
+    run = small_disk / "run"
+    code, out, err = run_cli_output(tmp_path, capsys, *TINY, "network.width=4", "checkpoint_every=1",
+                                    "trainer.max_steps=4", f"hydra.run.dir={run}")  # fmt: skip
+    assert "no more periodic checkpoints, the run goes on" in out + err
+    assert "Traceback" not in out + err
+    model = run / "model.pt" if (run / "model.pt").is_file() else next(spare.rglob("model.pt"))
+    _, info = load_model(model)
+    assert info["steps"] == 4 and code in (0, 2)  # 2: some outputs were rescued, and the line says where
+    if code == 2:
+        assert "could not take" in err and str(spare) in err
