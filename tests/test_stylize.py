@@ -79,3 +79,25 @@ def test_a_control_out_of_range_is_one_line(tmp_path, capsys, model, args, says)
     code, err = run_cli(tmp_path, capsys, "stylize", f"model={model}", f"content={example('tubingen.jpg')}",
                         f"out={tmp_path / 'x.png'}", *args)  # fmt: skip
     assert code == 2 and says in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_photo_in_tiles_matches_the_whole_pass_and_shows_no_seam(tmp_path, capsys, model):
+    from nst.train.tiles import seam_figure
+
+    args = [f"model={model}", f"content={example('tubingen.jpg')}", "size=200"]
+    whole, tiles = tmp_path / "whole.png", tmp_path / "tiles.png"
+    assert run_cli(tmp_path, capsys, "stylize", *args, "tile=0", f"out={whole}")[0] == 0
+    assert run_cli(tmp_path, capsys, "stylize", *args, "tile=64", f"out={tiles}")[0] == 0
+    whole_image, tiled_image = load_image(whole, 200), load_image(tiles, 200)
+    assert (whole_image - tiled_image).abs().max() <= 1 / 255  # the same image, to 8 bits
+    assert seam_figure(tiled_image, 64, 16) < 1.1 * seam_figure(whole_image, 64, 16)
+
+
+def test_without_context_tiles_would_show_seams_which_the_seam_figure_sees():
+    from nst.train.tiles import seam_figure, tiled
+
+    torch.manual_seed(0)
+    network = TransformNet(width=8, residual_blocks=1).eval().requires_grad_(False)
+    photo = load_image(example("tubingen.jpg"), 200)
+    naive = tiled(network, network, photo, 64, overlap=0, context=0).clamp(0, 1)
+    assert seam_figure(naive, 64, 0) > 1.3 * seam_figure(network(photo).clamp(0, 1), 64, 0)

@@ -13,8 +13,9 @@ as Johnson et al. suggest).
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -25,18 +26,22 @@ from nst import colour
 from nst.adain import encoder, transfer
 from nst.errors import NSTError
 from nst.images import load_image, open_rgb, save_image
+from nst.memory import free_memory
 from nst.train.data import photo_files
 from nst.train.kinds import kind_of
 from nst.train.model_file import load_model, style_mix, stylize
+from nst.train.tiles import bytes_per_pixel, tile_side, tiled
 
 USAGE = (
     "usage: nst stylize model=RUN_DIR content=PHOTO|FOLDER out=FILE|FOLDER [size=PX] [device=cpu|cuda] "
-    "[strength=0..1] [colour=luminance|histogram] [scale=F] [style_index=K | style_mix=[W0,W1,...]] "
+    "[strength=0..1] [colour=luminance|histogram] [scale=F] [tile=auto|0|PX] [style_index=K | style_mix=[W0,...]] "
     "[style=IMAGE (an AdaIN decoder)]"
 )
 MIN_SIDE = 16  # the smallest side a network's two stride-2 convolutions (and AdaIN's encoder) run at
-MAX_SIDE = 8192  # a photo's long side the network runs at whole; larger ones would not fit in memory
-KEYS = {"model", "content", "out", "size", "device", "style_index", "style_mix", "style", "strength", "colour", "scale"}
+MAX_SIDE = 30000  # a photo's long side: a network of fixed styles runs in tiles where the whole does not fit
+MAX_DECODED = 8192  # an AdaIN decoder's photo, which runs whole (its AdaIN statistics are the whole photo's)
+KEYS = {"model", "content", "out", "size", "device", "style_index", "style_mix", "style", "strength", "colour", "scale",
+        "tile"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -185,15 +190,29 @@ def _render(
         raise NSTError(f"content={content} gives {seen.shape[-1]}x{seen.shape[-2]} px, smaller than the "
                        f"{MIN_SIDE} px a network's downsampling needs: give a larger photo or size=")  # fmt: skip
     style = _style_image(network, settings.get("style"), size)  # read before the timed pass
+    if style is not None and size > MAX_DECODED:
+        raise NSTError(f"an AdaIN decoder stylises a photo whole: give size={MAX_DECODED} or less")
     started = time.perf_counter()
     if style is not None:
         image = _decoded(network, seen, style, control.strength)
     else:
-        image = stylize(network, seen, mix)
+        run = partial(stylize, network, mix=mix)
+        side = _tile(settings.get("tile", "auto"), network, run, seen, device)
+        image = tiled(run, network, seen, side) if side else run(seen)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
     return controlled(image.cpu(), photo, control, decoded=style is not None), seconds
+
+
+def _tile(given: str, network: torch.nn.Module, run: Callable[[Tensor], Tensor], photo: Tensor,
+          device: torch.device) -> int:  # fmt: skip
+    """The tile side: `tile=PX`, 0 for the whole photo, or `auto`: the whole photo where a quarter of the device's
+    free memory takes it, else the largest tile that does (nst/train/tiles.py)."""
+    if given != "auto":
+        return int(given)
+    height, width = photo.shape[-2:]
+    return tile_side(height, width, bytes_per_pixel(run, network, device), free_memory(device))
 
 
 def controlled(image: Tensor, photo: Tensor, control: Control, decoded: bool = False) -> Tensor:
@@ -252,6 +271,9 @@ def _settings(argv: Sequence[str]) -> dict[str, str]:
         raise NSTError(f"out={out} is a directory: give the file to write, e.g. out={out / 'styled.png'}")
     if not out.parent.is_dir():
         raise NSTError(f"out={out}: its folder {out.parent} does not exist: create it or give another path")
+    tile = settings.get("tile", "auto")
+    if tile != "auto" and not (tile.isdigit() and (int(tile) == 0 or 64 <= int(tile) <= MAX_SIDE)):
+        raise NSTError(f"tile={tile}: give auto, 0 (the whole photo at once) or a side of 64 to {MAX_SIDE} px")
     if settings.get("device") not in (None, "cpu", "cuda"):
         raise NSTError(f"device={settings['device']}: choose cpu or cuda")
     if settings.get("device") == "cuda" and not torch.cuda.is_available():
