@@ -10,6 +10,7 @@ that SLURM runs returns instead of exiting (nst/cluster.py).
 Set NST_DEBUG=1 (or `hydra.verbose=true`) to see the traceback instead.
 """
 
+import importlib
 import logging
 import os
 import sys
@@ -113,31 +114,22 @@ def _signalled(exc: "Interrupted | Stopped", cfg: DictConfig) -> float | list[fl
     return objective(cfg.objective, None)  # the sweep collects this job's result; the verdict lists it
 
 
+# The commands that are no Hydra run, each a function of its arguments returning the exit code.
+TOOLS = {"compare": "nst.compare:main", "export": "nst.train.export:main", "stylize": "nst.train.stylize:main"}
+
+
 def main() -> None:
-    """Console-script entry point: `nst compare …` compares runs, anything else is a Hydra run."""
-    if sys.argv[1:2] == ["compare"]:
-        from nst.compare import main as compare
-
-        sys.exit(compare(sys.argv[2:]))
-    if sys.argv[1:2] == ["export"]:
-        from nst.train.export import main as export
-
-        sys.exit(export(sys.argv[2:]))
-    if sys.argv[1:2] == ["stylize"]:
-        from nst.train.stylize import main as stylize
-
-        sys.exit(stylize(sys.argv[2:]))
+    """Console-script entry point: `nst compare|export|stylize …` run those tools, anything else a branch's run."""
+    tool = TOOLS.get(sys.argv[1] if len(sys.argv) > 1 else "")
+    if tool:
+        module, _, name = tool.partition(":")
+        sys.exit(getattr(importlib.import_module(module), name)(sys.argv[2:]))
     registration = BRANCHES.get(sys.argv[1] if len(sys.argv) > 1 else None) or BRANCHES[None]
     if registration.command:
         sys.argv = [sys.argv[0], *sys.argv[2:]]
     # `+experiment=NAME` (the form before `experiment` was a default-null group) means `experiment=NAME`.
     sys.argv = [a[1:] if a.startswith("+experiment=") else a for a in sys.argv]
-    command = " ".join(("nst", *([registration.command] if registration.command else [])))
-    problem = (
-        command_line.unknown_flag(sys.argv[1:])
-        or command_line.wrong_experiment(sys.argv[1:], str(registration.config_dir), command)
-        or _resume_in_place()
-    )
+    problem = _command_line_problem(registration)
     if problem:
         print(f"nst: error: {problem}", file=sys.stderr)
         sys.exit(2)
@@ -162,6 +154,17 @@ def main() -> None:
     finally:
         if shown is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+def _command_line_problem(registration: Registration) -> str | None:
+    """What is wrong with the command line before Hydra reads it: an unknown flag, another command's experiment,
+    a `resume=` that is no directory."""
+    command = " ".join(("nst", *([registration.command] if registration.command else [])))
+    return (
+        command_line.unknown_flag(sys.argv[1:])
+        or command_line.wrong_experiment(sys.argv[1:], str(registration.config_dir), command)
+        or _resume_in_place()
+    )
 
 
 def _command_line_error(exc: BaseException, registration: Registration) -> str:

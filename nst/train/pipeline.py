@@ -220,14 +220,12 @@ def _step_of(checkpoint: Path) -> int:
     return int(torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["global_step"])
 
 
-def write_outputs(
-    plan: TrainingPlan, logger: Logger | bool, module: StyleNetTraining, data: TrainingData, fitted: Fitted
-) -> dict[str, Any]:
-    """model.pt, final.png (the first held-out photo stylised) and the run's figures, to metrics.json and the logger."""
-    out_dir, trainer, validation, fit_time = plan.out_dir, fitted.trainer, fitted.validation, fitted.fit_time
-    style = [str(p) for p in data.style_files]
-    trained_on = {"style": style} if plan.data.style_folder is None else {"style_folder": str(plan.data.style_folder)}
-    info = {**trained_on, "steps": trainer.global_step, "seed": plan.seed}
+def keep_best(
+    module: StyleNetTraining, validation: Validation, out_dir: Path, info: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """model.pt: the best validated network (the last one as last.pt beside it, where an earlier one was better).
+    Returns the kept validation (figures, per style, images) and what metrics.json says of the choice."""
+    trainer = module.trainer
     if not validation.outputs:  # resumed at its last step: no step ran here, so no validation either
         validation.validate(trainer, module)
     best = validation.best
@@ -238,6 +236,18 @@ def write_outputs(
         kept = {"best_step": best["step"], "last": {**validation.latest, "model": str(out_dir / LAST_MODEL_FILE)}}
     chosen = best or {"figures": validation.latest, "per_style": validation.per_style, "outputs": validation.outputs}
     save_model(module.network, out_dir / MODEL_FILE, {**info, **({"best_step": best["step"]} if best else {})})
+    return chosen, kept
+
+
+def write_outputs(
+    plan: TrainingPlan, logger: Logger | bool, module: StyleNetTraining, data: TrainingData, fitted: Fitted
+) -> dict[str, Any]:
+    """model.pt, final.png (the first held-out photo stylised) and the run's figures, to metrics.json and the logger."""
+    out_dir, trainer, validation, fit_time = plan.out_dir, fitted.trainer, fitted.validation, fitted.fit_time
+    style = [str(p) for p in data.style_files]
+    trained_on = {"style": style} if plan.data.style_folder is None else {"style_folder": str(plan.data.style_folder)}
+    info = {**trained_on, "steps": trainer.global_step, "seed": plan.seed}
+    chosen, kept = keep_best(module, validation, out_dir, info)
     final = chosen["outputs"][0][0]  # the first held-out photo (in the first style)
     save_image(final, out_dir / "final.png")
     log_images(logger, {"final": final}, step=trainer.global_step)
