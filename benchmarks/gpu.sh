@@ -15,4 +15,6 @@ python -m benchmarks.op_count
 python -m benchmarks.training --size 256 --steps 50 --rounds 3   # training throughput at the paper's crop size
 python -m benchmarks.training_kinds multistyle --size 256 --steps 2000   # four styles in one network
 python -m benchmarks.training_kinds decoder --size 256 --steps 2000      # the AdaIN decoder fine-tuned
+python -m benchmarks.networks --steps 5000 --set data.size=256 data.resize=512 val_every=500   # per-style vs AdaIN
+python -m benchmarks.tiles --sizes 1500x1000 6000x4000 12000x8000 --tile 2048   # large photos in tiles
 # DDP throughput needs as many GPUs as processes: on a 2-GPU machine, python -m benchmarks.training_kinds ddp --size 256
