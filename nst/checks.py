@@ -92,7 +92,7 @@ def check_blend(blend: object) -> None:
     if items is None or any(isinstance(w, bool) or not isinstance(w, int | float) for w in items):
         raise NSTError(f"style_blend={blend!r} must be a list of weights, one per style image: style_blend=[0.7,0.3]")
     if not all(math.isfinite(w) and w >= 0 for w in items):
-        raise NSTError(f"style_blend={items} must hold finite weights >= 0, one per style image")
+        raise NSTError(f"style_blend={items}: weights must be >= 0 and finite, one per style image")
 
 
 def number(node: Any, key: str, kind: type, minimum: float, prefix: str = "", maximum: float | None = None) -> Any:
