@@ -58,7 +58,7 @@ def check_shared(cfg: DictConfig, overrides: Sequence[str], run: str | None) -> 
     check_overrides(overrides)
     if run is not None:
         settings.check(cfg, run)
-    check_loss(cfg.loss)
+    check_something_to_optimise(cfg.loss)
     check_logger(cfg.logger)
     check_backbone(cfg.backbone.arch, cfg.backbone.weights, cfg.backbone.pooling, cfg.backbone.padding)
     config_layers(cfg.layers, cfg.backbone.arch)
@@ -170,8 +170,13 @@ def check_scales(image: DictConfig) -> None:
 
 
 def check_loss(loss: DictConfig) -> None:
-    """The loss's described settings (weights, convention), and weights that leave nothing to optimise."""
+    """A `loss` node checked alone: its described settings (weights, convention), then what they leave to do."""
     settings.check_group(loss, "loss")
+    check_something_to_optimise(loss)
+
+
+def check_something_to_optimise(loss: DictConfig) -> None:
+    """Weights that leave nothing to optimise (each weight's own rule is nst/settings.py's)."""
     if loss.content_weight == 0 and loss.style_weight == 0:
         raise NSTError("loss.content_weight and loss.style_weight are both 0: nothing to optimise")
 

@@ -40,7 +40,7 @@ class BatchedLauncher(Launcher):
     """Runs the jobs of a multirun in this process, `batch_size` compatible jobs at a time."""
 
     def __init__(self, batch_size: int = 8) -> None:
-        if int(batch_size) < 1:
+        if isinstance(batch_size, bool) or not str(batch_size).isdigit() or int(batch_size) < 1:
             raise NSTError(f"hydra.launcher.batch_size={batch_size!r} must be an integer >= 1")
         self.batch_size = int(batch_size)
         self.config: DictConfig | None = None

@@ -156,7 +156,8 @@ def test_a_value_the_run_could_not_honour_is_one_line_before_anything_starts(tmp
     assert not (tmp_path / "run" / "wandb").exists()
 
 
-def test_a_launcher_setting_out_of_range_is_one_line(tmp_path, capsys):
-    sweep = ["-m", "debug=tiny", "hydra/launcher=batched", "hydra.launcher.batch_size=0", "seed=1,2"]
+@pytest.mark.parametrize(("value", "shown"), [("0", "0"), ("abc", "'abc'")])
+def test_a_launcher_setting_out_of_range_is_one_line(tmp_path, capsys, value, shown):
+    sweep = ["-m", "debug=tiny", "hydra/launcher=batched", f"hydra.launcher.batch_size={value}", "seed=1,2"]
     code, err = run_cli(tmp_path, capsys, *sweep, f"hydra.sweep.dir={tmp_path / 'sweep'}")
-    assert code == 2 and err.strip() == "nst: error: hydra.launcher.batch_size=0 must be an integer >= 1"
+    assert code == 2 and err.strip() == f"nst: error: hydra.launcher.batch_size={shown} must be an integer >= 1"
