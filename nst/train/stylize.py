@@ -2,7 +2,8 @@
 
 One forward pass per photo, at any size (the network is fully convolutional); the
 photo is read at `size` px on its long side (default: as it is). `content=FOLDER
-out=FOLDER` stylises every photo below the folder. Controls at inference, for every
+out=FOLDER` stylises every photo below the folder, `content=clip.mp4 out=styled.mp4`
+every frame of a clip, its flicker measured (nst/train/video.py). Controls at inference, for every
 network kind: `strength` (a blend with the photo; an AdaIN decoder's α), `colour`
 (keep the photo's colours: `luminance` as image runs do; `histogram` recolours the
 result to the photo's colour mean and covariance), and `scale` (the network runs on
@@ -27,13 +28,15 @@ from nst.adain import encoder, transfer
 from nst.errors import NSTError
 from nst.images import load_image, open_rgb, save_image
 from nst.memory import free_memory
+from nst.outputs import write_json
 from nst.train.data import photo_files
 from nst.train.kinds import kind_of
 from nst.train.model_file import load_model, style_mix, stylize
 from nst.train.tiles import bytes_per_pixel, tile_side, tiled
+from nst.train.video import is_video, stylize_video
 
 USAGE = (
-    "usage: nst stylize model=RUN_DIR content=PHOTO|FOLDER out=FILE|FOLDER [size=PX] [device=cpu|cuda] "
+    "usage: nst stylize model=RUN_DIR content=PHOTO|FOLDER|CLIP out=FILE|FOLDER|CLIP [size=PX] [device=cpu|cuda] "
     "[strength=0..1] [colour=luminance|histogram] [scale=F] [tile=auto|0|PX] [style_index=K | style_mix=[W0,...]] "
     "[style=IMAGE (an AdaIN decoder)]"
 )
@@ -118,6 +121,8 @@ def main(argv: Sequence[str]) -> int:
         network.to(device)
         if Path(settings["content"]).is_dir():
             return _folder(network, settings, mix, control, device)
+        if is_video(settings["content"]):
+            return _video(network, settings, mix, control, device)
         image, seconds = _render(network, settings["content"], settings, mix, control, device)
         written = save_image(image, settings["out"])
     except NSTError as exc:
@@ -184,25 +189,75 @@ def _render(
         raise NSTError(f"content={content} is {size} px on its long side, more than the {MAX_SIDE} px a network "
                        f"stylises whole: give size={MAX_SIDE} or less")  # fmt: skip
     photo = load_image(content, size)
+    style = _style_image(network, settings.get("style"), size)  # read before the timed pass
+    return _styled(network, photo, style, settings.get("tile", "auto"), mix, control, device, content)
+
+
+def _styled(
+    network: torch.nn.Module,
+    photo: Tensor,
+    style: Tensor | None,
+    tile: str,
+    mix: list[float] | None,
+    control: Control,
+    device: torch.device,
+    name: str,
+) -> tuple[Tensor, float]:
+    """The network's image of `photo` (named `name` in errors) under `control`, and the pass's seconds: an AdaIN
+    decoder's with `style`, a network of fixed styles' whole or in tiles."""
     seen = photo if control.scale == 1 else F.interpolate(photo, scale_factor=1 / control.scale, mode="bilinear",
                                                           antialias=True)  # fmt: skip
     if min(seen.shape[-2:]) < MIN_SIDE:
-        raise NSTError(f"content={content} gives {seen.shape[-1]}x{seen.shape[-2]} px, smaller than the "
+        raise NSTError(f"content={name} gives {seen.shape[-1]}x{seen.shape[-2]} px, smaller than the "
                        f"{MIN_SIDE} px a network's downsampling needs: give a larger photo or size=")  # fmt: skip
-    style = _style_image(network, settings.get("style"), size)  # read before the timed pass
-    if style is not None and size > MAX_DECODED:
+    if style is not None and max(photo.shape[-2:]) > MAX_DECODED:
         raise NSTError(f"an AdaIN decoder stylises a photo whole: give size={MAX_DECODED} or less")
     started = time.perf_counter()
     if style is not None:
         image = _decoded(network, seen, style, control.strength)
     else:
         run = partial(stylize, network, mix=mix)
-        side = _tile(settings.get("tile", "auto"), network, run, seen, device)
+        side = _tile(tile, network, run, seen, device)
         image = tiled(run, network, seen, side) if side else run(seen)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
     return controlled(image.cpu(), photo, control, decoded=style is not None), seconds
+
+
+def _video(
+    network: torch.nn.Module, settings: dict[str, str], mix: list[float] | None, control: Control, device: torch.device
+) -> int:
+    """A clip frame by frame into `out` at its frame rate; its flicker (warping error) printed and written beside it
+    as OUT.json. Ctrl-C keeps the frames done as a shorter clip and says how far it got."""
+    source, target = Path(settings["content"]), Path(settings["out"])
+    size = int(settings["size"]) if settings.get("size") else None
+    style = _style_image(network, settings.get("style"), size or 512)
+    done = [0]
+
+    def render(frame: Tensor) -> Tensor:
+        if size:
+            frame = F.interpolate(frame, scale_factor=size / max(frame.shape[-2:]), mode="bilinear", antialias=True)
+        return _styled(network, frame, style, settings.get("tile", "auto"), mix, control, device, str(source))[0]
+
+    def progress(index: int, count: int) -> None:
+        done[0] = index
+        if index % 25 == 0 or index == count:
+            print(f"nst stylize: {index}/{count or '?'} frames", file=sys.stderr)
+
+    started = time.perf_counter()
+    try:
+        figures = stylize_video(render, source, target, progress)
+    except KeyboardInterrupt:
+        print(f"nst stylize: stopped by SIGINT after {done[0]} frames; {target} holds them", file=sys.stderr)
+        return 130
+    seconds = time.perf_counter() - started
+    figures = {**figures, "seconds": round(seconds, 3), "model": settings["model"], "content": str(source)}
+    write_json(target.with_name(target.name + ".json"), figures)
+    print(f"nst stylize: {target} ({figures['frames']} frames at {figures['fps']:g} fps) in {seconds:.1f} s on "
+          f"{device}; warping error {figures['warping_error']:.4f} (the input's own "
+          f"{figures['input_warping_error']:.4f})", file=sys.stderr)  # fmt: skip
+    return 0
 
 
 def _tile(given: str, network: torch.nn.Module, run: Callable[[Tensor], Tensor], photo: Tensor,
@@ -269,6 +324,9 @@ def _settings(argv: Sequence[str]) -> dict[str, str]:
             raise NSTError(f"out={out} is a file: a folder of photos goes to a folder, e.g. out={out.with_suffix('')}")
     elif out.is_dir():
         raise NSTError(f"out={out} is a directory: give the file to write, e.g. out={out / 'styled.png'}")
+    elif is_video(settings["content"]) != is_video(out):
+        kind = "a clip goes to a clip, e.g. out=styled.mp4" if is_video(settings["content"]) else "a photo to an image"
+        raise NSTError(f"out={out}: {kind}")
     if not out.parent.is_dir():
         raise NSTError(f"out={out}: its folder {out.parent} does not exist: create it or give another path")
     tile = settings.get("tile", "auto")
