@@ -132,6 +132,9 @@ SETTINGS = (
     Setting("schedule.gamma", "positive", "factor of each drop (schedule=step)", runs="train"),
     Setting("schedule.decay", "weight", "lr / (1 + decay · step) (schedule=inverse_time)", runs="train"),
     Setting("optimizer.lr", "positive", "the learning rate of Adam", runs="train"),
+    Setting("stability.weight", "weight", "how much a photo and its noisy copy must give the same image (0: off)",
+            runs="train"),
+    Setting("stability.noise", "positive", "the std of that noise, pixel values in [0, 1]", runs="train"),
     Setting("network.width", "int", "channels of the first convolution", 1, runs="train"),
     Setting("network.residual_blocks", "int", "residual blocks at the lowest resolution", 1, runs="train"),
     Setting(

@@ -54,6 +54,9 @@ def check_training(cfg: DictConfig, overrides: Sequence[str] = (), described: bo
     check_precision(cfg.trainer)
     if kind.any_style:
         _check_decoder(cfg)
+        if cfg.stability.weight:
+            raise NSTError("stability.weight is for networks of fixed styles; an AdaIN decoder's training has no "
+                           "such term yet: set stability.weight=0")  # fmt: skip
     else:
         if cfg.data.get("style") is not None:
             raise NSTError("data.style is the style folder of network=adain_decoder: for this network give style=…")
@@ -162,5 +165,6 @@ def _check_keys(cfg: DictConfig) -> None:
     """Keys nst would never read (`+data.typo=1`), and image-run keys that mean nothing to a training run."""
     primary = OmegaConf.load(CONF_DIR / "train.yaml")
     groups = {"backbone", "layers", "loss", "style_loss", "network", "schedule", "logger"}
-    nodes = {"": (cfg, (set(primary.keys()) - {"defaults"}) | groups), "data.": (cfg.data, set(primary.data.keys()))}
+    nodes = {"": (cfg, (set(primary.keys()) - {"defaults"}) | groups), "data.": (cfg.data, set(primary.data.keys())),
+             "stability.": (cfg.stability, set(primary.stability.keys()))}
     refuse_unknown(nodes, "a setting of `nst train`")

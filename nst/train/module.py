@@ -11,6 +11,7 @@ the logged terms are the mean over all processes: the curve one process would gi
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import pytorch_lightning as pl
 import torch
@@ -22,6 +23,24 @@ from nst.fastpath import FastPath
 from nst.train.network import one_hot
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+
+
+@dataclass(frozen=True)
+class Stability:
+    """Gupta, Johnson, Alahi & Fei-Fei 2017's remedy for flicker: the network should give nearly the same image for
+    a photo and for the photo with a little noise. Adds weight · mean((f(x) − f(x + ε))²), ε ~ N(0, noise²) per
+    pixel, drawn from (seed, step) so that a resumed run draws the same. Differs from the paper: noise only (they
+    also analyse shifts), on the training crops, one noisy copy per crop."""
+
+    weight: float = 0.0
+    noise: float = 0.02
+    seed: int = 0
+
+    def term(self, network: Callable[[Tensor], Tensor], photos: Tensor, images: Tensor, step: int) -> Tensor:
+        """Per image: weight times the mean squared change of the network's image under the noise."""
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        noisy = photos + self.noise * torch.randn(photos.shape, generator=generator).to(photos)
+        return self.weight * (images - network(noisy)).pow(2).mean((1, 2, 3))
 ScheduleFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 
 
@@ -41,12 +60,14 @@ class StyleNetTraining(pl.LightningModule):
         optimizer: OptimizerFactory,
         schedule: ScheduleFactory | None = None,
         fast: FastPath | None = None,
+        stability: Stability | None = None,
     ):
         super().__init__()
         self.network, self.criterion = network, criterion
         self.style_images, self.blend = list(styles), list(blend)
         self.make_optimizer, self.make_schedule = optimizer, schedule
         self.fast = fast or FastPath()
+        self.stability = stability or Stability()
         self.evaluations = 0  # training steps, the unit history.csv and the progress display count in
         self.last_terms: dict[str, Tensor] = {}
         self.good: tuple[int, dict[str, Tensor]] | None = None  # (step, weights on the CPU) at the last finite loss
@@ -75,7 +96,11 @@ class StyleNetTraining(pl.LightningModule):
         photos, style = batch["photos"], batch["style"]
         content = self.criterion.content_features(photos)
         targets = self.criterion.targets_of(style) if self.conditional else None
-        terms = self.criterion(self(photos, style), content, targets)
+        images = self(photos, style)
+        terms = self.criterion(images, content, targets)
+        if self.stability.weight:
+            terms["stability"] = self.stability.term(lambda x: self(x, style), photos, images, self.global_step)
+            terms["total"] = terms["total"] + terms["stability"]
         return {name: value.mean() for name, value in terms.items()}
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

@@ -127,7 +127,9 @@ def build_module(plan: TrainingPlan, encoder: VGG, data: TrainingData) -> StyleN
     torch.manual_seed(plan.seed)
     network = plan.network(**({"styles": len(data.styles)} if plan.kind.takes_styles else {}))
     criterion = PerceptualLoss(encoder, plan.weights, plan.statistic, plan.convention, plan.tv_beta)
-    return plan.kind.training(network, criterion, data.styles, data.blend, plan.optimizer, plan.schedule, plan.speed)
+    stability = {"stability": plan.stability} if plan.stability.weight else {}
+    return plan.kind.training(network, criterion, data.styles, data.blend, plan.optimizer, plan.schedule, plan.speed,
+                              **stability)  # fmt: skip
 
 
 @dataclass

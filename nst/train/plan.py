@@ -26,6 +26,7 @@ from nst.losses import Convention
 from nst.runs import Job
 from nst.statistics import StyleStatistic
 from nst.train.kinds import NetworkKind, kind_of_config
+from nst.train.module import Stability
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class TrainingPlan:
     optimizer: Callable[..., Any]
     schedule: Callable[..., Any] | None
     speed: FastPath
+    stability: Stability
     trainer: Callable[..., pl.Trainer]  # the `trainer` node, built with nst's own arguments
     val_every: int
     log_every: int
@@ -106,6 +108,7 @@ class TrainingPlan:
             optimizer=build(cfg.optimizer, "optimizer"),
             schedule=build(cfg.schedule, "schedule") if cfg.get("schedule") else None,
             speed=build(cfg.speed, "speed"),
+            stability=Stability(float(cfg.stability.weight), float(cfg.stability.noise), int(cfg.seed)),
             trainer=partial(build, cfg.trainer, "trainer"),
             val_every=int(cfg.val_every),
             log_every=int(cfg.log_every),
