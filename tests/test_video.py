@@ -81,7 +81,7 @@ def test_ctrl_c_keeps_the_frames_done_as_a_playable_clip_and_says_how_far_it_got
     torch.manual_seed(0)
     model = save_model(TransformNet(width=8, residual_blocks=1), tmp_path / "model.pt", {})
     clip, out = panned_clip(tmp_path / "pan.mp4"), tmp_path / "styled.mp4"
-    original, calls = stylize_module._styled, [0]
+    original, calls = stylize_module.styled, [0]
 
     def interrupted_at_the_fourth(*args, **kwargs):
         calls[0] += 1
@@ -89,7 +89,7 @@ def test_ctrl_c_keeps_the_frames_done_as_a_playable_clip_and_says_how_far_it_got
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(stylize_module, "_styled", interrupted_at_the_fourth)
+    monkeypatch.setattr(stylize_module, "styled", interrupted_at_the_fourth)
     code, err = run_cli(tmp_path, capsys, "stylize", f"model={model}", f"content={clip}", f"out={out}")
     assert code == 130 and f"stopped by SIGINT after 3 frames; {out} holds them" in err
     with av.open(str(out)) as container:

@@ -1,38 +1,27 @@
 """Using a trained network: `nst stylize model=RUN_DIR content=PHOTO out=FILE`, and `init=network`'s start image.
 
-One forward pass per photo, at any size (the network is fully convolutional); the
-photo is read at `size` px on its long side (default: as it is). `content=FOLDER
-out=FOLDER` stylises every photo below the folder, `content=clip.mp4 out=styled.mp4`
-every frame of a clip, its flicker measured (nst/train/video.py). Controls at inference, for every
-network kind: `strength` (a blend with the photo; an AdaIN decoder's α), `colour`
-(keep the photo's colours: `luminance` as image runs do; `histogram` recolours the
-result to the photo's colour mean and covariance), and `scale` (the network runs on
-the photo shrunk by that factor, then the result is resized back: larger strokes,
-as Johnson et al. suggest).
+One forward pass per photo, at any size; the photo is read at `size` px on its long
+side (default: as it is). `content=FOLDER out=FOLDER` stylises every photo below the
+folder, `content=clip.mp4 out=styled.mp4` every frame of a clip with its flicker
+measured (nst/train/video.py). What one image goes through, controls and tiles
+included, is nst/train/inference.py.
 """
 
-import math
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nst import colour
-from nst.adain import encoder, transfer
 from nst.errors import NSTError
 from nst.images import load_image, open_rgb, save_image
-from nst.memory import free_memory
 from nst.outputs import write_json
 from nst.train.data import photo_files
-from nst.train.kinds import kind_of
+from nst.train.inference import MIN_SIDE, Control, style_image, styled
 from nst.train.model_file import load_model, style_mix, stylize
-from nst.train.tiles import bytes_per_pixel, tile_side, tiled
 from nst.train.video import is_video, stylize_video
 
 USAGE = (
@@ -40,41 +29,9 @@ USAGE = (
     "[strength=0..1] [colour=luminance|histogram] [scale=F] [tile=auto|0|PX] [style_index=K | style_mix=[W0,...]] "
     "[style=IMAGE (an AdaIN decoder)]"
 )
-MIN_SIDE = 16  # the smallest side a network's two stride-2 convolutions (and AdaIN's encoder) run at
 MAX_SIDE = 30000  # a photo's long side: a network of fixed styles runs in tiles where the whole does not fit
-MAX_DECODED = 8192  # an AdaIN decoder's photo, which runs whole (its AdaIN statistics are the whole photo's)
 KEYS = {"model", "content", "out", "size", "device", "style_index", "style_mix", "style", "strength", "colour", "scale",
         "tile"}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Control:
-    """What `nst stylize` changes at inference: `strength` in [0, 1], `colour` None | luminance | histogram, `scale`
-    the factor the photo is shrunk by before the pass (>= 1)."""
-
-    strength: float = 1.0
-    colour: str | None = None
-    scale: float = 1.0
-
-    @classmethod
-    def of(cls, settings: dict[str, str]) -> "Control":
-        """From the command line's settings; one line naming the key where a value is out of range."""
-        values = {}
-        for key, low, high in (("strength", 0.0, 1.0), ("scale", 1.0, 16.0)):
-            given = settings.get(key)
-            if given is None:
-                continue
-            try:
-                value = float(given)
-            except ValueError:
-                value = math.nan
-            if not low <= value <= high:
-                raise NSTError(f"{key}={given} must be a number from {low:g} to {high:g}")
-            values[key] = value
-        mode = settings.get("colour")
-        if mode is not None and mode not in colour.MODES:
-            raise NSTError(f"colour={mode}: choose {' or '.join(colour.MODES)} (or leave it out)")
-        return cls(**values, colour=mode)
 
 
 class NetworkStart:
@@ -189,40 +146,8 @@ def _render(
         raise NSTError(f"content={content} is {size} px on its long side, more than the {MAX_SIDE} px a network "
                        f"stylises whole: give size={MAX_SIDE} or less")  # fmt: skip
     photo = load_image(content, size)
-    style = _style_image(network, settings.get("style"), size)  # read before the timed pass
-    return _styled(network, photo, style, settings.get("tile", "auto"), mix, control, device, content)
-
-
-def _styled(
-    network: torch.nn.Module,
-    photo: Tensor,
-    style: Tensor | None,
-    tile: str,
-    mix: list[float] | None,
-    control: Control,
-    device: torch.device,
-    name: str,
-) -> tuple[Tensor, float]:
-    """The network's image of `photo` (named `name` in errors) under `control`, and the pass's seconds: an AdaIN
-    decoder's with `style`, a network of fixed styles' whole or in tiles."""
-    seen = photo if control.scale == 1 else F.interpolate(photo, scale_factor=1 / control.scale, mode="bilinear",
-                                                          antialias=True)  # fmt: skip
-    if min(seen.shape[-2:]) < MIN_SIDE:
-        raise NSTError(f"content={name} gives {seen.shape[-1]}x{seen.shape[-2]} px, smaller than the "
-                       f"{MIN_SIDE} px a network's downsampling needs: give a larger photo or size=")  # fmt: skip
-    if style is not None and max(photo.shape[-2:]) > MAX_DECODED:
-        raise NSTError(f"an AdaIN decoder stylises a photo whole: give size={MAX_DECODED} or less")
-    started = time.perf_counter()
-    if style is not None:
-        image = _decoded(network, seen, style, control.strength)
-    else:
-        run = partial(stylize, network, mix=mix)
-        side = _tile(tile, network, run, seen, device)
-        image = tiled(run, network, seen, side) if side else run(seen)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - started
-    return controlled(image.cpu(), photo, control, decoded=style is not None), seconds
+    style = style_image(network, settings.get("style"), size)  # read before the timed pass
+    return styled(network, photo, style, settings.get("tile", "auto"), mix, control, device, content)
 
 
 def _video(
@@ -232,13 +157,13 @@ def _video(
     as OUT.json. Ctrl-C keeps the frames done as a shorter clip and says how far it got."""
     source, target = Path(settings["content"]), Path(settings["out"])
     size = int(settings["size"]) if settings.get("size") else None
-    style = _style_image(network, settings.get("style"), size or 512)
+    style = style_image(network, settings.get("style"), size or 512)
     done = [0]
 
     def render(frame: Tensor) -> Tensor:
         if size:
             frame = F.interpolate(frame, scale_factor=size / max(frame.shape[-2:]), mode="bilinear", antialias=True)
-        return _styled(network, frame, style, settings.get("tile", "auto"), mix, control, device, str(source))[0]
+        return styled(network, frame, style, settings.get("tile", "auto"), mix, control, device, str(source))[0]
 
     def progress(index: int, count: int) -> None:
         done[0] = index
@@ -258,50 +183,6 @@ def _video(
           f"{device}; warping error {figures['warping_error']:.4f} (the input's own "
           f"{figures['input_warping_error']:.4f})", file=sys.stderr)  # fmt: skip
     return 0
-
-
-def _tile(given: str, network: torch.nn.Module, run: Callable[[Tensor], Tensor], photo: Tensor,
-          device: torch.device) -> int:  # fmt: skip
-    """The tile side: `tile=PX`, 0 for the whole photo, or `auto`: the whole photo where a quarter of the device's
-    free memory takes it, else the largest tile that does (nst/train/tiles.py)."""
-    if given != "auto":
-        return int(given)
-    height, width = photo.shape[-2:]
-    return tile_side(height, width, bytes_per_pixel(run, network, device), free_memory(device))
-
-
-def controlled(image: Tensor, photo: Tensor, control: Control, decoded: bool = False) -> Tensor:
-    """The network's `image` of `photo` under `control`: back to the photo's size, blended with the photo by the
-    strength (an AdaIN decoder has blended its features already), recoloured as `colour` asks."""
-    if image.shape[-2:] != photo.shape[-2:]:
-        image = F.interpolate(image, size=photo.shape[-2:], mode="bicubic").clamp(0, 1)
-    if control.strength != 1 and not decoded:
-        image = control.strength * image + (1 - control.strength) * photo
-    if control.colour == "luminance":
-        image = colour.finish("luminance", image, photo)
-    elif control.colour == "histogram":
-        image = colour.match_colour(image, photo)
-    return image.clamp(0, 1)
-
-
-def _style_image(network: torch.nn.Module, style: str | None, size: int) -> Tensor | None:
-    """The `style=` image an any-style network needs (read at the photo's size); refused for one of fixed styles."""
-    if not kind_of(network).any_style:
-        if style:
-            raise NSTError("style= is for an AdaIN decoder; this network has its style built in: drop style=")
-        return None
-    if not style:
-        raise NSTError("this model is an AdaIN decoder: give the style image with style=IMAGE")
-    return load_image(style, size)
-
-
-def _decoded(decoder: torch.nn.Module, photo: Tensor, style: Tensor, alpha: float = 1.0) -> Tensor:
-    """An AdaIN decoder's image of `photo` in the style of `style`; `alpha` blends the features (Huang & Belongie)."""
-    device = next(decoder.parameters()).device
-    encode = encoder().to(device)
-    with torch.no_grad():
-        image = transfer(decoder, encode, photo.to(device), [style.to(device)], [1.0], alpha)
-    return image.clamp(0, 1)
 
 
 def _settings(argv: Sequence[str]) -> dict[str, str]:

@@ -1,0 +1,138 @@
+"""One image through a trained network, as `nst stylize` controls it: strength, colour, stroke scale, tiles.
+
+For every network kind: `strength` blends the network's image with the photo (an
+AdaIN decoder blends its features: Huang & Belongie's α); `colour=luminance` keeps
+the photo's chrominance under the result's luminance, as image runs do, and
+`colour=histogram` recolours the result to the photo's colour mean and covariance;
+`scale` runs the network on the photo shrunk by that factor and resizes the result
+back (larger strokes, as Johnson et al. suggest). A network of fixed styles runs in
+seam-free tiles where the whole photo would not fit (nst/train/tiles.py).
+"""
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from nst import colour
+from nst.adain import encoder, transfer
+from nst.errors import NSTError
+from nst.images import load_image
+from nst.memory import free_memory
+from nst.train.kinds import kind_of
+from nst.train.model_file import stylize
+from nst.train.tiles import bytes_per_pixel, tile_side, tiled
+
+MIN_SIDE = 16  # the smallest side a network's two stride-2 convolutions (and AdaIN's encoder) run at
+MAX_DECODED = 8192  # an AdaIN decoder's photo, which runs whole (its AdaIN statistics are the whole photo's)
+
+
+@dataclass(frozen=True)
+class Control:
+    """What `nst stylize` changes at inference: `strength` in [0, 1], `colour` None | luminance | histogram, `scale`
+    the factor the photo is shrunk by before the pass (>= 1)."""
+
+    strength: float = 1.0
+    colour: str | None = None
+    scale: float = 1.0
+
+    @classmethod
+    def of(cls, settings: dict[str, str]) -> "Control":
+        """From the command line's settings; one line naming the key where a value is out of range."""
+        values = {}
+        for key, low, high in (("strength", 0.0, 1.0), ("scale", 1.0, 16.0)):
+            given = settings.get(key)
+            if given is None:
+                continue
+            try:
+                value = float(given)
+            except ValueError:
+                value = math.nan
+            if not low <= value <= high:
+                raise NSTError(f"{key}={given} must be a number from {low:g} to {high:g}")
+            values[key] = value
+        mode = settings.get("colour")
+        if mode is not None and mode not in colour.MODES:
+            raise NSTError(f"colour={mode}: choose {' or '.join(colour.MODES)} (or leave it out)")
+        return cls(**values, colour=mode)
+
+
+def styled(
+    network: torch.nn.Module,
+    photo: Tensor,
+    style: Tensor | None,
+    tile: str,
+    mix: list[float] | None,
+    control: Control,
+    device: torch.device,
+    name: str,
+) -> tuple[Tensor, float]:
+    """The network's image of `photo` (named `name` in errors) under `control`, and the pass's seconds: an AdaIN
+    decoder's with `style`, a network of fixed styles' whole or in tiles."""
+    seen = photo if control.scale == 1 else F.interpolate(photo, scale_factor=1 / control.scale, mode="bilinear",
+                                                          antialias=True)  # fmt: skip
+    if min(seen.shape[-2:]) < MIN_SIDE:
+        raise NSTError(f"content={name} gives {seen.shape[-1]}x{seen.shape[-2]} px, smaller than the "
+                       f"{MIN_SIDE} px a network's downsampling needs: give a larger photo or size=")  # fmt: skip
+    if style is not None and max(photo.shape[-2:]) > MAX_DECODED:
+        raise NSTError(f"an AdaIN decoder stylises a photo whole: give size={MAX_DECODED} or less")
+    started = time.perf_counter()
+    if style is not None:
+        image = decoded(network, seen, style, control.strength)
+    else:
+        run = partial(stylize, network, mix=mix)
+        side = tile_of(tile, network, run, seen, device)
+        image = tiled(run, network, seen, side) if side else run(seen)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    return controlled(image.cpu(), photo, control, decoded=style is not None), seconds
+
+
+def tile_of(given: str, network: torch.nn.Module, run: Callable[[Tensor], Tensor], photo: Tensor,
+          device: torch.device) -> int:  # fmt: skip
+    """The tile side: `tile=PX`, 0 for the whole photo, or `auto`: the whole photo where a quarter of the device's
+    free memory takes it, else the largest tile that does (nst/train/tiles.py)."""
+    if given != "auto":
+        return int(given)
+    height, width = photo.shape[-2:]
+    return tile_side(height, width, bytes_per_pixel(run, network, device), free_memory(device))
+
+
+def controlled(image: Tensor, photo: Tensor, control: Control, decoded: bool = False) -> Tensor:
+    """The network's `image` of `photo` under `control`: back to the photo's size, blended with the photo by the
+    strength (an AdaIN decoder has blended its features already), recoloured as `colour` asks."""
+    if image.shape[-2:] != photo.shape[-2:]:
+        image = F.interpolate(image, size=photo.shape[-2:], mode="bicubic").clamp(0, 1)
+    if control.strength != 1 and not decoded:
+        image = control.strength * image + (1 - control.strength) * photo
+    if control.colour == "luminance":
+        image = colour.finish("luminance", image, photo)
+    elif control.colour == "histogram":
+        image = colour.match_colour(image, photo)
+    return image.clamp(0, 1)
+
+
+def style_image(network: torch.nn.Module, style: str | None, size: int) -> Tensor | None:
+    """The `style=` image an any-style network needs (read at the photo's size); refused for one of fixed styles."""
+    if not kind_of(network).any_style:
+        if style:
+            raise NSTError("style= is for an AdaIN decoder; this network has its style built in: drop style=")
+        return None
+    if not style:
+        raise NSTError("this model is an AdaIN decoder: give the style image with style=IMAGE")
+    return load_image(style, size)
+
+
+def decoded(decoder: torch.nn.Module, photo: Tensor, style: Tensor, alpha: float = 1.0) -> Tensor:
+    """An AdaIN decoder's image of `photo` in the style of `style`; `alpha` blends the features (Huang & Belongie)."""
+    device = next(decoder.parameters()).device
+    encode = encoder().to(device)
+    with torch.no_grad():
+        image = transfer(decoder, encode, photo.to(device), [style.to(device)], [1.0], alpha)
+    return image.clamp(0, 1)
