@@ -161,23 +161,28 @@ def _command_line_problem(registration: Registration) -> str | None:
     a `resume=` that is no directory."""
     command = " ".join(("nst", *([registration.command] if registration.command else [])))
     return (
-        command_line.unknown_flag(sys.argv[1:])
+        command_line.unknown_flag(sys.argv[1:], lambda: command_line.flat_keys(_defaults(registration) or {}))
         or command_line.wrong_experiment(sys.argv[1:], str(registration.config_dir), command)
         or _resume_in_place()
     )
 
 
-def _command_line_error(exc: BaseException, registration: Registration) -> str:
-    """Hydra's error as one line, with the config composed without the command line for a did-you-mean."""
+def _defaults(registration: Registration) -> DictConfig | None:
+    """The branch's config composed without the command line (for a did-you-mean); None if it cannot be."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(registration.config_dir), version_base="1.3"):
-            defaults = compose(registration.config_name)
+            return compose(registration.config_name)
     except Exception:
-        defaults = None
+        return None
+
+
+def _command_line_error(exc: BaseException, registration: Registration) -> str:
+    """Hydra's error as one line, with the config composed without the command line for a did-you-mean."""
+    defaults = _defaults(registration)
     groups = command_line.group_options(str(registration.config_dir), registration.config_name)
     return command_line.error_line(exc, defaults, groups)
 

@@ -8,7 +8,7 @@ line, with exit code 2 like every other bad input. Nothing here imports torch.
 
 import difflib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,8 +21,10 @@ HYDRA_FLAGS = {
 }  # fmt: skip
 
 
-def unknown_flag(argv: Sequence[str]) -> str | None:
-    """The one-line error for the first flag (an argument starting with -) that Hydra does not know, if any."""
+def unknown_flag(argv: Sequence[str], keys: Callable[[], Iterable[str]] = tuple) -> str | None:
+    """The one-line error for the first flag (an argument starting with -) that Hydra does not know, if any;
+    `keys` gives the command's settings (dotted), asked only then, to name the one meant (`--max_steps`:
+    trainer.max_steps)."""
     takes_value = False
     for arg in argv:
         if takes_value:
@@ -34,9 +36,11 @@ def unknown_flag(argv: Sequence[str]) -> str | None:
         if flag in HYDRA_FLAGS:
             takes_value = HYDRA_FLAGS[flag] and "=" not in arg
             continue
+        name = flag.lstrip("-").replace("-", "_")
+        meant = next((k for k in keys() if k == name or k.endswith(f".{name}")), name)
         return (
             f"{flag} is not an option of nst: settings are written key=value, without dashes "
-            f"(e.g. {flag.lstrip('-')}=…); nst --help lists them"
+            f"(e.g. {meant}=…); nst --help lists them"
         )
     return None
 

@@ -77,6 +77,7 @@ def test_relative_image_paths_are_read_from_where_nst_was_started(tmp_path, caps
         (["optimizer=lbgfs"], "optimizer=lbgfs: no such option (did you mean lbfgs?); optimizer is one of adam, lbfgs"),
         (["image_size=128"], "image_size is not a setting (did you mean image.size?); to add a key on purpose write"),
         (["--content", "x.jpg"], "--content is not an option of nst: settings are written key=value, without dashes"),
+        (["train", "--max_steps", "5"], "without dashes (e.g. trainer.max_steps=…)"),
         (["optimizer.torch.lr=[1"], "no viable alternative at input '[1'"),
         (["train", "netwrk.width=8"], "netwrk.width is not a setting (did you mean network.width?)"),
         (["train", "schedule=cosine"], "schedule=cosine: no such option; schedule is one of inverse_time, step"),
