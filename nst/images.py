@@ -21,21 +21,7 @@ def open_rgb(path: str | Path) -> Image.Image:
     Greyscale, palette, CMYK and 16-bit images are converted; an image over Pillow's
     decompression-bomb limit (about 179 Mpx) is refused rather than decoded.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise NSTError(f"image {path} does not exist or is not a file: check the path")
-    if path.stat().st_size == 0:
-        raise NSTError(f"image {path} is an empty file (0 bytes): give a PNG or JPEG file")
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            img.load()
-    except Image.DecompressionBombError as exc:
-        raise NSTError(f"image {path} is too large to decode safely ({exc}): downsize it first") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise NSTError(f"cannot read image {path} ({exc}): give a PNG or JPEG file") from None
-    if min(img.size) < 2:
-        raise NSTError(f"image {path} is {img.width}x{img.height} px: too small to hold content or style")
+    img, _ = _decoded(path, upright=True)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         img = img.convert("I").point(lambda v: v / 256).convert("L")  # 16-bit grey to 8-bit
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
@@ -44,6 +30,41 @@ def open_rgb(path: str | Path) -> Image.Image:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, rgba)
     return img.convert("RGB")
+
+
+def check_image(path: str | Path, long_side: int) -> tuple[int, int]:
+    """Refuse a file `open_rgb` would refuse, and give the (width, height) `load_image` will give it.
+
+    Every byte is read as a load reads it, but a JPEG is decoded at an eighth of its
+    size: cheap enough to run among a job's checks, before any run directory exists.
+    """
+    _, size = _decoded(path, upright=False)
+    return scaled(size, long_side)
+
+
+def _decoded(path: str | Path, upright: bool) -> tuple[Image.Image, tuple[int, int]]:
+    """The image decoded (upright per its EXIF, or at a JPEG's cheapest draft scale) and its upright (width,
+    height) at full size; or the line saying why not."""
+    path = Path(path)
+    if not path.is_file():
+        raise NSTError(f"image {path} does not exist or is not a file: check the path")
+    if path.stat().st_size == 0:
+        raise NSTError(f"image {path} is an empty file (0 bytes): give a PNG or JPEG file")
+    try:
+        with Image.open(path) as img:
+            if min(img.size) < 2:
+                raise NSTError(f"image {path} is {img.width}x{img.height} px: too small to hold content or style")
+            size = img.size[::-1] if img.getexif().get(0x0112) in (5, 6, 7, 8) else img.size  # turned by 90°
+            if upright:
+                img = ImageOps.exif_transpose(img)
+            else:
+                img.draft(img.mode, (1, 1))
+            img.load()
+    except Image.DecompressionBombError as exc:
+        raise NSTError(f"image {path} is too large to decode safely ({exc}): downsize it first") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise NSTError(f"cannot read image {path} ({exc}): give a PNG or JPEG file") from None
+    return img, size
 
 
 def size_at(path: str | Path, long_side: int) -> tuple[int, int]:
@@ -55,8 +76,13 @@ def size_at(path: str | Path, long_side: int) -> tuple[int, int]:
                 width, height = height, width
     except (Image.DecompressionBombError, UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return 0, 0  # `load_image` says what is wrong with it
-    scale = long_side / max(width, height, 1)
-    return max(1, round(width * scale)), max(1, round(height * scale))
+    return scaled((width, height), long_side)
+
+
+def scaled(size: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """(width, height) resized so that the longer side is `long_side`, as `load_image` resizes."""
+    scale = long_side / max(*size, 1)
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
 def load_image(path: str | Path, long_side: int) -> Tensor:
@@ -64,9 +90,7 @@ def load_image(path: str | Path, long_side: int) -> Tensor:
     if long_side <= 0:
         raise NSTError(f"image size {long_side} must be a positive number of pixels, e.g. image.size=256")
     img = open_rgb(path)
-    scale = long_side / max(img.size)
-    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-    img = img.resize(size, Image.Resampling.LANCZOS)
+    img = img.resize(scaled(img.size, long_side), Image.Resampling.LANCZOS)
     return pil_to_tensor(img).float().div(255).unsqueeze(0).contiguous()
 
 
@@ -96,9 +120,11 @@ INITS = ("content", "random", "noisy", "style", "adain", "network")  # adain, ne
 
 
 def check_init(init: str) -> None:
-    """`init` names a start or an existing image file."""
+    """`init` names a start or an existing image file that decodes."""
     if init not in INITS and not Path(init).is_file():
         raise NSTError(f"init={init!r} is neither {', '.join(INITS)} nor an existing image file")
+    if init not in INITS:
+        _decoded(init, upright=False)
 
 
 def initial_image(init: str, content: Tensor, style: Tensor, generator: torch.Generator, noise: float = 0.6) -> Tensor:

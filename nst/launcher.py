@@ -26,6 +26,7 @@ from omegaconf import DictConfig, open_dict
 from nst.batching import batches, unbatchable
 from nst.checkpoints import Interrupted
 from nst.checks import check_job
+from nst.configs import task_overrides
 from nst.errors import NSTError
 from nst.lifecycle import refused
 from nst.module import NonFiniteLoss
@@ -58,7 +59,7 @@ class BatchedLauncher(Launcher):
 
         def collect(cfg: DictConfig) -> None:
             hydra_cfg = HydraConfig.get()
-            out_dir, overrides = Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
+            out_dir, overrides = Path(hydra_cfg.runtime.output_dir), task_overrides(hydra_cfg)
             collected.append(Job(cfg, out_dir, run_identity(hydra_cfg), overrides))
 
         ret = run_job(

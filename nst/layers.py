@@ -7,7 +7,7 @@ ReLUs ran in place, so their "conv" features were in fact post-ReLU too.
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from nst.errors import NSTError
 
@@ -28,6 +28,13 @@ def layer_names(arch: str) -> list[str]:
             names += [f"conv{block}_{i}", f"relu{block}_{i}"]
         names.append(f"pool{block}")
     return names
+
+
+def min_side(names: Iterable[str], arch: str) -> int:
+    """The smallest image side whose deepest layer of `names` still has a pixel: 2 to the pools up to it."""
+    order = layer_names(arch)
+    last = max(order.index(canonical(name, arch)) for name in names)
+    return 2 ** sum(name.startswith("pool") for name in order[: last + 1])
 
 
 def canonical(name: str, arch: str) -> str:

@@ -4,13 +4,15 @@ import ctypes
 import gc
 import resource
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from nst.backbones import VGG
+from nst.backbones import activation_bytes
 from nst.errors import NSTError
+from nst.images import size_at
 
 if TYPE_CHECKING:
     from nst.module import StyleTransfer
@@ -97,19 +99,38 @@ def memory_estimate(module: "StyleTransfer", lbfgs_history: int = 0) -> int:
     optimizers), for every image of the module.
     """
     batch, _, height, width = module.image.shape
-    return memory_need(module.criterion.encoder, height, width, batch, lbfgs_history)
+    encoder = module.criterion.encoder
+    return memory_need(encoder.arch, list(encoder.layers._modules), height, width, batch, lbfgs_history)
 
 
-def memory_need(encoder: VGG, height: int, width: int, batch: int = 1, lbfgs_history: int = 0) -> int:
-    """`memory_estimate` for `batch` images of `height` x `width` px through `encoder` (trimmed to its layers)."""
+def memory_need(arch: str, layers: Iterable[str], height: int, width: int, batch: int = 1, lbfgs_history: int = 0
+                ) -> int:  # fmt: skip
+    """`memory_estimate` for `batch` images of `height` x `width` px through `arch` up to the deepest of `layers`."""
     pixels = batch * 3 * height * width * 4
-    return int(1.2 * encoder.activation_bytes(height, width, batch)) + (2 * lbfgs_history + 8) * pixels
+    return int(1.2 * activation_bytes(arch, layers, height, width, batch)) + (2 * lbfgs_history + 8) * pixels
 
 
 def check_memory(module: "StyleTransfer", device: torch.device, lbfgs_history: int = 0) -> None:
     """Fail before the first step, not with an out-of-memory traceback in the middle of the run."""
     runs, _, height, width = module.image.shape
     check_need(memory_estimate(module, lbfgs_history), device, height, width, runs)
+
+
+def check_stages(
+    arch: str, layers: Iterable[str], content: Path, styles: Sequence[Path], sizes: Sequence[int],
+    style_scale: float, runs: int, lbfgs_history: int, accelerator: str,
+) -> None:  # fmt: skip
+    """Every stage's images fit the device the run will use, read from their headers: refused before the first
+    stage, not when a late (larger) one starts. Each style image passes the network (to the deepest of `layers`)
+    once, without gradients: a third of the need."""
+    device = planned_device(accelerator)
+    for size in sizes:
+        width, height = size_at(content, size)
+        check_need(memory_need(arch, layers, height, width, runs, lbfgs_history), device, height, width, runs)
+        for path in styles:
+            style_width, style_height = size_at(path, max(1, round(size * style_scale)))
+            need = memory_need(arch, layers, style_height, style_width) // 3
+            check_need(need, device, style_height, style_width, style=True)
 
 
 def planned_device(accelerator: str) -> torch.device:

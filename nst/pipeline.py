@@ -31,21 +31,15 @@ from nst import batching, colour, lifecycle
 from nst.backbones import VGG
 from nst.callbacks import Snapshots
 from nst.checkpoints import RESUME_CHECKPOINT, Interrupted, Stage, stage_of
-from nst.checks import check_image_sizes, check_job
+from nst.checks import check_job
 from nst.criterion import LossWeights, PerceptualLoss
 from nst.curvature import stuck
-from nst.images import initial_image, load_image, save_image, size_at
+from nst.images import initial_image, load_image, save_image
 from nst.judge import quality
 from nst.lbfgs import build_optimizer, curvature_pairs, restarts
 from nst.lifecycle import live
 from nst.loggers import log_images, log_summary
-from nst.memory import (
-    check_memory,
-    check_need,
-    memory_estimate,
-    memory_need,
-    planned_device,
-)
+from nst.memory import check_memory, check_stages, memory_estimate
 from nst.module import NonFiniteLoss, StyleTransfer
 from nst.plan import ImagePlan, RunPlan
 from nst.progress import EvaluationProgress
@@ -83,7 +77,10 @@ class ImageBranch:
 
     def prepare(self, jobs: Sequence[Job], encoder: VGG) -> Prepared:
         plan = ImagePlan.read(jobs, encoder.arch)
-        return Prepared(plan, encoder, load_stage(plan, plan.sizes[0], encoder, starts=True))
+        layers = {name for run in plan.runs for name in (*run.content_layers, *run.style_layers)}
+        check_stages(encoder.arch, layers, plan.content, plan.styles, plan.sizes, plan.style_scale, len(plan.runs),
+                     plan.lbfgs_history, plan.accelerator)  # a batch's need: each job alone was checked (checks.py)
+        return Prepared(plan, encoder, load_stage(plan, plan.sizes[0], starts=True))
 
     def fit(self, jobs: Sequence[Job], loggers: Sequence[Logger | bool], prepared: Prepared, resume: Path | None,
             signals: RunSignals) -> "Fitted":  # fmt: skip
@@ -107,27 +104,13 @@ class StageInputs:
     starts: list[Tensor] = field(default_factory=list)
 
 
-def load_stage(plan: ImagePlan, size: int, encoder: VGG, starts: bool = False) -> StageInputs:
-    """Content at `size` px, styles at `size * image.style_scale`, checked against what the layers need; with
-    `starts`, each job's start image too (AdaIN's reads its decoder: before any logger opens)."""
-    layers = {name for run in plan.runs for name in (*run.content_layers, *run.style_layers)}
-    width, height = size_at(plan.content, size)  # a size the device cannot take is refused before it is loaded
-    trimmed = encoder.trim(layers)
-    need = memory_need(trimmed, height, width, len(plan.runs), plan.lbfgs_history)
-    device = planned_device(plan.accelerator)
-    check_need(need, device, height, width, len(plan.runs))
+def load_stage(plan: ImagePlan, size: int, starts: bool = False) -> StageInputs:
+    """Content at `size` px, styles at `size * image.style_scale` (each decodes, is large enough for the layers
+    and fits the device: checked before, `check_image_sizes` and `check_stages`); with `starts`, each job's start
+    image too (AdaIN's reads its decoder: before any logger opens)."""
     style_size = max(1, round(size * plan.style_scale))
-    for path in plan.styles:  # each style image passes the network once, without gradients: a third of the need
-        style_width, style_height = size_at(path, style_size)
-        need = memory_need(trimmed, style_height, style_width) // 3
-        check_need(need, device, style_height, style_width, style=True)
-    content = load_image(plan.content, size)
+    content = load_image(plan.content, size)  # decoded and large enough: checked with the job (nst/checks.py)
     styles = [load_image(path, style_size) for path in plan.styles]
-    style_layers = {name for run in plan.runs for name in run.style_layers}
-    patch = plan.statistic().min_size  # MRF's patches need k positions a side, not one
-    minimum = max(encoder.min_input_size_for(layers), patch * encoder.min_input_size_for(style_layers or layers))
-    named = {"the content image": content, **{f"style image {i + 1}": s for i, s in enumerate(styles)}}
-    check_image_sizes(named, minimum)
     seen_content, seen_styles = colour.prepare(plan.colour, content, styles)
     inputs = StageInputs(size, content, styles, seen_content, seen_styles)
     if starts:
@@ -164,7 +147,7 @@ def fit_stages(
     for index, size in enumerate(sizes):
         if index < start.index:  # finished before the interruption: its stage image is on disk
             continue
-        inputs = first if index == 0 else load_stage(plan, size, encoder)
+        inputs = first if index == 0 else load_stage(plan, size)
         stage = Stage(index, evaluations, fit_time)
         module = build_module(plan, encoder, inputs, images, stage, failures)
         last = index == len(sizes) - 1

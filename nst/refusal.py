@@ -4,12 +4,14 @@ Hydra creates the run directory, `.hydra/` and the log before the job starts; ns
 lock and `metrics.json` follow. This callback runs the job's own checks first
 (nst/settings.py's, which need no torch, then the branch's own: nst/branches.py),
 in Hydra's `on_run_start`, and ends a refused run there with its one line and exit
-code 2. The job then skips its own check of the same config (`passed`); a sweep's
-jobs, a resumed run's saved config and a SLURM job are checked by the job alone.
+code 2. The job then skips its own check of the same config (`passed`); a resume's
+directory, checkpoint and overrides are checked here too (its saved config by the job);
+a sweep's jobs and a SLURM job are checked by the job alone.
 """
 
 import copy
 import sys
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -18,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from nst import settings
 from nst.branches import by_config
+from nst.configs import task_overrides
 from nst.errors import NSTError
 from nst.processes import first_process
 
@@ -33,13 +36,16 @@ class RefuseBadSettings(Callback):
     """Before a single run starts: its settings checked, a bad one refused with nothing written."""
 
     def on_run_start(self, config: DictConfig, config_name: str | None = None, **kwargs: Any) -> None:
-        if config.get("resume") or not first_process():  # checked against the run's own config, by the first
+        if not first_process():  # checked by the first process of a DDP run
+            return
+        overrides = task_overrides(config.hydra)
+        registration = by_config(config_name)
+        if config.get("resume"):
+            self._check_resume(config.resume, overrides, registration.steps_key)
             return
         job = copy.deepcopy(config)
         with read_write(job), open_dict(job):
             del job["hydra"]
-        overrides = list(config.hydra.overrides.task)
-        registration = by_config(config_name)
         try:
             settings.check(job, registration.settings)  # no torch needed: fast
             registration.checker()(job, overrides, described=False)
@@ -48,6 +54,18 @@ class RefuseBadSettings(Callback):
             self._refuse(str(exc))
         except OmegaConfBaseException as exc:
             self._refuse(f"a setting cannot be read: {str(exc).splitlines()[0]} (quote it, or escape $ as \\$)")
+
+    def _check_resume(self, given: str, overrides: list[str], steps_key: str) -> None:
+        """A resume's directory, checkpoint and overrides, as the job will read them (its config is the run's own,
+        checked by the job)."""
+        from hydra.utils import to_absolute_path
+
+        from nst.checkpoints import resumable
+
+        try:
+            resumable(Path(to_absolute_path(str(given))), overrides, steps_key, write=False)
+        except NSTError as exc:
+            self._refuse(str(exc))
 
     @staticmethod
     def _refuse(problem: str) -> None:

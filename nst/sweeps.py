@@ -16,6 +16,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from nst.configs import task_overrides
+
 log = logging.getLogger(__name__)
 
 # Returned to a sweeper for a failed job: large but finite, since a NaN crashes Optuna (hydra#2237).
@@ -33,7 +35,7 @@ class RunIdentity(TypedDict, total=False):
 
 def run_identity(hydra_cfg: DictConfig) -> RunIdentity:
     """Name, group and tags of this job's W&B run, from Hydra's view of the job."""
-    overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra")]
+    overrides = [o for o in task_overrides(hydra_cfg) if not o.startswith("hydra")]
     group = None
     if hydra_cfg.mode == RunMode.MULTIRUN:
         group = str(hydra_cfg.sweep.dir).strip("/").replace("/", "_")

@@ -188,6 +188,7 @@ def test_bad_input_is_one_clear_line_and_a_failing_exit_code(tmp_path, capsys, m
     if code == 2:
         lines = [line for line in stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("nst: error: "), stderr
+        assert not (tmp_path / "run").exists(), "refused, yet Hydra made the run directory"
 
 
 # Inputs that look odd but are fine: they must run, not fail.

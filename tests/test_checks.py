@@ -84,7 +84,14 @@ EDGES = [
     ("trainer.devices", "1", "2", "trainer.devices=2: nst runs on one device of one node"),
 ]
 # Settings read only under another one, and the override that makes them count.
-NEEDS = {"adain.alpha": ["init=adain"], "style_loss.stride": ["style_loss=mrf"]}
+# Sizes at their edges need layers a 1-px image still reaches (relu1_1: no pooling before it).
+FIRST_LAYER_ONLY = ["~layers", "+layers.content.relu1_1=1", "+layers.style.relu1_1=1"]
+NEEDS = {
+    "adain.alpha": ["init=adain"],
+    "style_loss.stride": ["style_loss=mrf", "image.size=96"],
+    "image.size": FIRST_LAYER_ONLY,
+    "image.style_scale": FIRST_LAYER_ONLY,
+}
 ADAM_EDGES = [
     (
         "optimizer.torch.betas",

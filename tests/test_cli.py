@@ -102,3 +102,13 @@ def test_each_command_s_help_names_the_other_commands_and_only_its_own_experimen
     assert "gatys2016_fig2" in image_experiments and "johnson2016_fast" not in image_experiments
     assert train_experiments == "experiment: dumoulin2017_multistyle, johnson2016_fast, ulyanov2017_instance_norm"
     assert "debug/image" not in train_help
+
+
+def test_help_says_where_the_defaults_resolver_strings_point(tmp_path, capsys):
+    from nst.configs import EXAMPLES, PHOTOS
+    from tests.helpers import run_cli_output
+
+    _, image_help, _ = run_cli_output(tmp_path, capsys, "--help")
+    _, train_help, _ = run_cli_output(tmp_path, capsys, "train", "--help")
+    assert f"${{photos:}}                    {PHOTOS}" in train_help
+    assert f"${{example:tubingen.jpg}}       {EXAMPLES / 'tubingen.jpg'}" in image_help
