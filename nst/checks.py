@@ -20,9 +20,10 @@ from nst import settings
 from nst.backbones import check_backbone
 from nst.configs import CONF_DIR, EXAMPLES, build
 from nst.errors import NSTError
-from nst.images import check_image, check_init
+from nst.images import check_image, check_init, size_at
 from nst.layers import config_layers, min_side
 from nst.memory import check_stages
+from nst.regions import regions_of
 from nst.statistics import MRF, StyleStatistic
 from nst.targets import blend_weights
 
@@ -52,6 +53,7 @@ def check_job(cfg: DictConfig, overrides: Sequence[str] = (), described: bool = 
     styles = image_paths(cfg.style, "style")
     blend_weights(len(styles), cfg.style_blend)
     check_images(cfg, image_paths(cfg.content, "content")[0], styles, statistic.min_size)
+    check_regions(cfg, statistic)
 
 
 def check_shared(cfg: DictConfig, overrides: Sequence[str], run: str | None) -> None:
@@ -327,6 +329,30 @@ def image_paths(value: object, key: str) -> list[str]:
                 hint = f"; the bundled one is {key}=${{example:{Path(str(given)).name}}}"
             raise NSTError(f"image {path} does not exist or is not a file: check the path{hint}")
     return paths
+
+
+def check_regions(cfg: DictConfig, statistic: StyleStatistic) -> None:
+    """Spatial control's masks read and checked against the images (nst/regions.py's rules), and what it needs."""
+    if cfg.get("regions") is None:
+        for key in ("region_styles", "style_regions"):
+            if cfg.get(key) is not None:
+                raise NSTError(f"{key} changes nothing without regions=MASK: give the photo's mask, or drop {key}")
+        return
+    for key in ("region_styles", "style_regions"):
+        if cfg.get(key) is not None and not isinstance(cfg[key], ListConfig):
+            raise NSTError(f"{key}={cfg[key]!r} must be a list, one entry per "
+                           f"{'region' if key == 'region_styles' else 'style image'}: e.g. {key}=[0,1]")  # fmt: skip
+    if not hasattr(statistic, "region_target"):
+        raise NSTError("regions need a statistic that can be taken per region: style_loss=gram or mean_std, not mrf")
+    if cfg.style_blend is not None:
+        raise NSTError("style_blend mixes the styles everywhere, but with regions each region takes its own: drop "
+                       "style_blend (region_styles says which region takes which)")  # fmt: skip
+    content = image_paths(cfg.regions, "regions")[0]
+    paths = [image_paths(p, "style_regions") for p in cfg.style_regions or [] if p is not None]
+    for path in [content, *(p[0] for p in paths)]:
+        check_image(path, 64)
+    regions_of(cfg)(size_at(image_paths(cfg.content, "content")[0], 1024),
+                       [size_at(p, 1024) for p in image_paths(cfg.style, "style")])  # fmt: skip
 
 
 def check_images(cfg: DictConfig, content: str, styles: list[str], patch: int) -> None:

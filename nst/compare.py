@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import math
+import re
 import sys
 import textwrap
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from nst.outputs import atomic_write
 log = logging.getLogger(__name__)
 
 COLUMNS = ("content_error", "style_error", "style_swd", "error_sum", "loss/total", "evaluations", "wall_time_s")
+REGION_FIGURE = re.compile(r"region_\d+/style_(error|swd)")  # a region's judged figures, beside the columns
 SHEET_TILES = 64  # the contact sheet shows the first runs by the table's order; thousands would make a huge image
 LEGEND_RUNS = 20  # the loss curves name at most this many runs
 # The judge's two style figures (nst/judge.py), either of which the Pareto plot can put against the content error.
@@ -354,13 +356,24 @@ def _error(run: Run) -> str:
     return run.metrics.get("error", "")
 
 
+def region_columns(runs: list[Run]) -> list[str]:
+    """The judge's per-region figures any run has (spatial control: nst/regions.py), in region order."""
+    keys = {k for run in runs for k, v in run.metrics.items() if REGION_FIGURE.fullmatch(k) and _number(v)}
+    return sorted(keys, key=lambda k: (int(k.split("/")[0].removeprefix("region_")), k))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def table_rows(runs: list[Run]) -> list[dict[str, str]]:
+    regions = region_columns(runs)
     return [
         {
             "#": str(run.number),
             "run": run.label,
             "status": run.metrics.get("status", "finished"),
-            **{c: _cell(run.metrics.get(c)) for c in COLUMNS},
+            **{c: _cell(run.metrics.get(c)) for c in (*COLUMNS, *regions)},
             "error": _error(run),
             "dir": str(run.path),
         }

@@ -9,6 +9,9 @@ measured here, so runs of different configs can be compared in one dashboard:
 - style SWD: the mean over the same layers of the relative sliced Wasserstein
   distance between the feature distributions of result and style (`sliced_wasserstein`).
 
+With regions (spatial control, nst/regions.py), each region that takes a style is
+also judged against its own style (`region_quality`).
+
 The style error is a Gram distance, the very thing a Gram run optimises; the
 sliced Wasserstein distance compares whole distributions, which none of the style
 losses (Gram, mean/std, MRF patches) optimises, so it is the fairer figure
@@ -22,6 +25,7 @@ from torch import Tensor
 
 from nst.backbones import VGG, backbone
 from nst.losses import gram, relative_error
+from nst.regions import Regions
 
 CONTENT_LAYER = "relu4_2"
 SWD_SEED = 0  # the projections are drawn from this seed, the same for every run: the figure repeats exactly
@@ -57,14 +61,19 @@ def sliced_wasserstein(features: Tensor, styles: Sequence[Tensor], blend: Sequen
     Differs from Heitz et al.: divided by the style's second moment, so the figure is
     scale-free like the Gram error and layers of any magnitude count alike.
     """
-    channels = features.shape[1]
+    return _sliced_wasserstein(features.flatten(2)[0], [style.flatten(2)[0] for style in styles], blend, seed)
+
+
+def _sliced_wasserstein(positions: Tensor, styles: Sequence[Tensor], blend: Sequence[float], seed: int) -> Tensor:
+    """`sliced_wasserstein` of feature vectors as columns, (C, N) and each style's (C, Nⱼ)."""
+    channels = positions.shape[0]
     generator = torch.Generator().manual_seed(seed)
-    directions = torch.randn(channels, channels, generator=generator).to(features.device)
+    directions = torch.randn(channels, channels, generator=generator).to(positions.device)
     directions = directions / directions.norm(dim=0, keepdim=True)
-    result = (features.flatten(2)[0].T @ directions).T.sort(1).values  # (K, N)
+    result = (positions.T @ directions).T.sort(1).values  # (K, N)
     n = result.shape[1]
     target = sum(
-        weight * _quantiles((style.flatten(2)[0].T @ directions).T.sort(1).values, n)
+        weight * _quantiles((style.T @ directions).T.sort(1).values, n)
         for style, weight in zip(styles, blend, strict=True)
     )
     return ((result - target) ** 2).sum() / (target**2).sum()
@@ -89,3 +98,38 @@ def quality(image: Tensor, content: Tensor, styles: Sequence[Tensor], blend: Seq
         "style_error": torch.stack(style_errors).mean().item(),
         "style_swd": torch.stack(swd).mean().item(),
     }
+
+
+@torch.no_grad()
+def region_quality(image: Tensor, styles: Sequence[Tensor], regions: Regions) -> dict[str, float]:
+    """Each styled region's style error and SWD against its own style (its part of it, with `style_regions`).
+
+    A region's features at a layer are those of the positions its guidance covers at
+    least half; a layer where it covers none is left out of its mean. Keys
+    `region_K/style_error` and `region_K/style_swd`, K the region's index.
+    """
+    net = judge_network().to(image.device)
+    features = net(image[:1].float().clamp(0, 1), STYLE_LAYERS)
+    style_features = [net(s.to(image.device), STYLE_LAYERS) for s in styles]
+    figures: dict[str, float] = {}
+    for region in regions.styled:
+        style = style_features[regions.styles[region]]
+        errors, swd = [], []
+        for index, name in enumerate(STYLE_LAYERS):
+            inside = _covered(features[name], regions.guide(region, tuple(features[name].shape[-2:])))
+            guide = regions.style_guide(region, tuple(style[name].shape[-2:]))
+            target = style[name].flatten(2)[0] if guide is None else _covered(style[name], guide)
+            if inside.shape[1] == 0 or target.shape[1] == 0:
+                continue
+            grams = [x @ x.T / (x.shape[0] * x.shape[1]) for x in (inside, target)]
+            errors.append(((grams[0] - grams[1]) ** 2).sum() / (grams[1] ** 2).sum())
+            swd.append(_sliced_wasserstein(inside, [target], [1.0], SWD_SEED + index))
+        if errors:
+            figures[f"region_{region}/style_error"] = torch.stack(errors).mean().item()
+            figures[f"region_{region}/style_swd"] = torch.stack(swd).mean().item()
+    return figures
+
+
+def _covered(features: Tensor, guide: Tensor) -> Tensor:
+    """(C, N): the feature vectors of the first image at the positions `guide` covers at least half."""
+    return features[0].flatten(1)[:, guide.flatten().to(features.device) >= 0.5]

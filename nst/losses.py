@@ -73,12 +73,39 @@ def content_loss(features: Tensor, target: Tensor, convention: Convention) -> Te
 def style_loss(features: Tensor, target_gram: Tensor, convention: Convention) -> Tensor:
     """Gram-matrix loss between `features` and the style's target Gram (from `style_gram`)."""
     _, c, h, w = features.shape
-    sq = _squared_distance(style_gram(features, convention), target_gram)
+    return _scaled_gram_distance(_squared_distance(style_gram(features, convention), target_gram), c, h * w, convention)
+
+
+def _scaled_gram_distance(sq: Tensor, c: int, m: int, convention: Convention) -> Tensor:
+    """Σ (G − A)² of C channels over M positions, scaled as `convention` scales the style term."""
     if convention in ("gatys", "keras"):
-        return sq / (4 * c**2 * (h * w) ** 2)
+        return sq / (4 * c**2 * m**2)
     if convention == "johnson":
         return sq
     return sq / c**2
+
+
+def guided_gram(features: Tensor, guide: Tensor, convention: Convention) -> Tensor:
+    """Gatys et al. 2017's guided Gram of one region, (B, C, C), in the units `style_gram` gives a whole image.
+
+    With the guidance channel T (H, W) of the region at this layer (its mask resized to
+    the layer, values in [0, 1]): G_T = (F∘T)(F∘T)ᵀ / Σ T², the mean outer product of the
+    region's features, then divided by C (normalised conventions) or multiplied by H W
+    (the raw Gram of gatys and keras). With T ≡ 1 it is exactly `style_gram`.
+    Differs from the paper, whose G_T = (F∘T)(F∘T)ᵀ is not divided by the region's area:
+    divided, a small region's Gram is comparable with a whole style image's.
+    """
+    b, c, h, w = features.shape
+    weighted = (features * guide).reshape(b, c, h * w)
+    g = torch.bmm(weighted, weighted.transpose(1, 2)) / (guide**2).sum().clamp_min(1e-12)
+    return g / c if _NORMALISED_GRAM[convention] else g * (h * w)
+
+
+def guided_style_loss(features: Tensor, guide: Tensor, target_gram: Tensor, convention: Convention) -> Tensor:
+    """`style_loss` of one region: its `guided_gram` against its style's target, scaled as the whole image's is."""
+    _, c, h, w = features.shape
+    return _scaled_gram_distance(_squared_distance(guided_gram(features, guide, convention), target_gram), c, h * w,
+                                 convention)  # fmt: skip
 
 
 def channel_mean_std(features: Tensor, eps: float = 1e-5) -> Tensor:
@@ -97,6 +124,21 @@ def mean_std_loss(features: Tensor, target: Tensor) -> Tensor:
     Belongie 2017, whose AdaIN training loss sums unsquared norms ‖μ − μˢ‖₂ + ‖σ − σˢ‖₂.
     """
     return _squared_distance(channel_mean_std(features), target) / features.shape[1]
+
+
+def guided_mean_std(features: Tensor, guide: Tensor, eps: float = 1e-5) -> Tensor:
+    """(B, 2, C): `channel_mean_std` of one region, each position weighted by its guidance T (H, W):
+    μ = Σ T F / Σ T and σ = √(Σ T (F − μ)² / Σ T + ε). With T ≡ 1 it is `channel_mean_std`."""
+    weights = guide.flatten() / guide.sum().clamp_min(1e-12)
+    flat = features.flatten(2)
+    mean = flat @ weights
+    var = ((flat - mean[..., None]) ** 2) @ weights
+    return torch.stack([mean, (var + eps).sqrt()], 1)
+
+
+def guided_mean_std_loss(features: Tensor, guide: Tensor, target: Tensor) -> Tensor:
+    """`mean_std_loss` of one region: its `guided_mean_std` against its style's target."""
+    return _squared_distance(guided_mean_std(features, guide), target) / features.shape[1]
 
 
 def patches(features: Tensor, size: int, stride: int) -> Tensor:

@@ -35,7 +35,7 @@ from nst.checks import check_job
 from nst.criterion import LossWeights, PerceptualLoss
 from nst.curvature import stuck
 from nst.images import initial_image, load_image, save_image
-from nst.judge import quality
+from nst.judge import quality, region_quality
 from nst.lbfgs import build_optimizer, curvature_pairs, restarts
 from nst.lifecycle import live
 from nst.loggers import log_images, log_summary
@@ -43,6 +43,7 @@ from nst.memory import check_memory, check_stages, memory_estimate
 from nst.module import NonFiniteLoss, StyleTransfer
 from nst.plan import ImagePlan, RunPlan
 from nst.progress import EvaluationProgress
+from nst.regions import Guided, Regions
 from nst.runs import Job, RunSignals
 from nst.targets import blend_weights
 
@@ -101,6 +102,7 @@ class StageInputs:
     styles: list[Tensor]
     seen_content: Tensor
     seen_styles: list[Tensor]
+    regions: Regions | None = None  # spatial control: each region of the content its own style
     starts: list[Tensor] = field(default_factory=list)
 
 
@@ -112,11 +114,16 @@ def load_stage(plan: ImagePlan, size: int, starts: bool = False) -> StageInputs:
     content = load_image(plan.content, size)  # decoded and large enough: checked with the job (nst/checks.py)
     styles = [load_image(path, style_size) for path in plan.styles]
     seen_content, seen_styles = colour.prepare(plan.colour, content, styles)
-    inputs = StageInputs(size, content, styles, seen_content, seen_styles)
+    regions = None if plan.regions is None else plan.regions(_size(content), [_size(s) for s in styles])
+    inputs = StageInputs(size, content, styles, seen_content, seen_styles, regions)
     if starts:
         blend = blend_weights(len(styles), plan.style_blend)
         inputs.starts = [_start_image(run, inputs, blend) for run in plan.runs]
     return inputs
+
+
+def _size(image: Tensor) -> tuple[int, int]:
+    return image.shape[-1], image.shape[-2]
 
 
 @dataclass
@@ -192,8 +199,11 @@ def build_module(
         if len(plan.runs) == 1
         else batching.batch_optimizer(factories, plan.restart_stuck)
     )
+    statistic = plan.statistic()
+    if inputs.regions is not None:  # each region against its own style (nst/regions.py)
+        statistic = Guided(statistic, inputs.regions)
     return StyleTransfer(
-        criterion=PerceptualLoss(encoder, weights, plan.statistic(), plan.convention, plan.tv_beta),
+        criterion=PerceptualLoss(encoder, weights, statistic, plan.convention, plan.tv_beta),
         content=inputs.seen_content,
         styles=inputs.seen_styles,
         init=init,
@@ -209,7 +219,7 @@ def _start_image(run: RunPlan, inputs: StageInputs, blend: Sequence[float]) -> T
     """A job's start image (`init`), drawn from its own seed; `adain` is Huang & Belongie's feed-forward result,
     `network` a trained style network's image of the content (nst train)."""
     if run.init == "adain":
-        return run.start()(inputs.seen_content, inputs.seen_styles, blend)
+        return run.start()(inputs.seen_content, inputs.seen_styles, blend, inputs.regions)
     if run.init == "network":
         return run.start()(inputs.seen_content)
     generator = torch.Generator().manual_seed(run.seed)
@@ -294,6 +304,8 @@ def write_final(plan: ImagePlan, run: RunPlan, logger: Logger | bool, index: int
     save_image(final, run.out_dir / "final.png")
     log_images(logger, {"final": final}, step=step)
     figures = quality(final, inputs.content, inputs.styles, fitted.module.blend) if run.judge else {}
+    if figures and inputs.regions is not None:
+        figures.update(region_quality(final, inputs.styles, inputs.regions))
     if figures:
         figures["error_sum"] = figures["content_error"] + figures["style_error"]
         if logger:

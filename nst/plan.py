@@ -23,6 +23,7 @@ from nst.fastpath import FastPath
 from nst.layers import config_layers
 from nst.lbfgs import lbfgs_settings
 from nst.losses import Convention
+from nst.regions import Regions, regions_of
 from nst.runs import Job
 from nst.statistics import StyleStatistic
 
@@ -54,6 +55,7 @@ class ImagePlan:
     sizes: tuple[int, ...]  # one stage, or coarse to fine
     style_scale: float
     style_blend: tuple[float, ...] | None
+    regions: Callable[..., Regions] | None  # spatial control: `read_regions` given the images' sizes
     colour: str | None
     statistic: Callable[[], StyleStatistic]  # a fresh statistic per stage, as each module holds its own
     convention: Convention
@@ -88,6 +90,7 @@ class ImagePlan:
             sizes=tuple(int(s) for s in cfg.image.get("scales") or [cfg.image.size]),
             style_scale=float(cfg.image.style_scale),
             style_blend=None if cfg.style_blend is None else tuple(float(w) for w in cfg.style_blend),
+            regions=regions_of(cfg),
             colour=cfg.colour,
             statistic=partial(build, cfg.style_loss, "style_loss"),
             convention=cfg.loss.convention,

@@ -11,6 +11,9 @@ gram       blended Gram matrix, under `loss.convention`  Gatys et al. 2015/2016
 mean_std   blended per-channel mean and std              Li et al. 2017
 mrf        every k x k feature patch of every style      Li & Wand 2016
 =========  ===========================================  =======================
+
+Gram and mean/std can also be taken over one region of an image (`region_target`,
+`region_loss`): the guided statistics of spatial control (nst/regions.py).
 """
 
 import math
@@ -26,6 +29,10 @@ from nst.losses import (
     CONVENTIONS,
     Convention,
     channel_mean_std,
+    guided_gram,
+    guided_mean_std,
+    guided_mean_std_loss,
+    guided_style_loss,
     mean_std_loss,
     mrf_loss,
     patches,
@@ -47,6 +54,14 @@ class StyleStatistic(Protocol):
     def loss(self, features: Tensor, target: Tensor) -> Tensor: ...
 
 
+class RegionStatistic(StyleStatistic, Protocol):
+    """A statistic that can also be taken over one region (nst/regions.py): Gram and mean/std, not MRF's patches."""
+
+    def region_target(self, features: Tensor, guide: Tensor) -> Tensor: ...
+
+    def region_loss(self, features: Tensor, guide: Tensor, target: Tensor) -> Tensor: ...
+
+
 class Gram:
     """Gatys et al.: the Gram matrices of the style layers, normalised as `convention` says (nst/losses.py)."""
 
@@ -65,6 +80,12 @@ class Gram:
     def loss(self, features: Tensor, target: Tensor) -> Tensor:
         return style_loss(features, target, self.convention)
 
+    def region_target(self, features: Tensor, guide: Tensor) -> Tensor:
+        return guided_gram(features, guide, self.convention)
+
+    def region_loss(self, features: Tensor, guide: Tensor, target: Tensor) -> Tensor:
+        return guided_style_loss(features, guide, target, self.convention)
+
 
 class MeanStd:
     """Li et al. 2017 / Huang & Belongie 2017: each channel's mean and standard deviation, blended linearly."""
@@ -78,6 +99,12 @@ class MeanStd:
 
     def loss(self, features: Tensor, target: Tensor) -> Tensor:
         return mean_std_loss(features, target)
+
+    def region_target(self, features: Tensor, guide: Tensor) -> Tensor:
+        return guided_mean_std(features, guide)
+
+    def region_loss(self, features: Tensor, guide: Tensor, target: Tensor) -> Tensor:
+        return guided_mean_std_loss(features, guide, target)
 
 
 class MRF:

@@ -24,6 +24,7 @@ from nst.adain import encoder, transfer
 from nst.errors import NSTError
 from nst.images import load_image
 from nst.memory import free_memory
+from nst.regions import Regions
 from nst.train.kinds import kind_of
 from nst.train.model_file import stylize
 from nst.train.tiles import bytes_per_pixel, tile_side, tiled
@@ -65,25 +66,29 @@ class Control:
 def styled(
     network: torch.nn.Module,
     photo: Tensor,
-    style: Tensor | None,
+    styles: list[Tensor] | None,
     tile: str,
     mix: list[float] | None,
     control: Control,
     device: torch.device,
     name: str,
+    regions: Regions | None = None,
 ) -> tuple[Tensor, float]:
     """The network's image of `photo` (named `name` in errors) under `control`, and the pass's seconds: an AdaIN
-    decoder's with `style`, a network of fixed styles' whole or in tiles."""
+    decoder's with `styles`, a network of fixed styles' whole or in tiles; with `regions`, whole, each region in
+    its own style (`by_region`)."""
     seen = photo if control.scale == 1 else F.interpolate(photo, scale_factor=1 / control.scale, mode="bilinear",
                                                           antialias=True)  # fmt: skip
     if min(seen.shape[-2:]) < MIN_SIDE:
         raise NSTError(f"content={name} gives {seen.shape[-1]}x{seen.shape[-2]} px, smaller than the "
                        f"{MIN_SIDE} px a network's downsampling needs: give a larger photo or size=")  # fmt: skip
-    if style is not None and max(photo.shape[-2:]) > MAX_DECODED:
+    if styles is not None and max(photo.shape[-2:]) > MAX_DECODED:
         raise NSTError(f"an AdaIN decoder stylises a photo whole: give size={MAX_DECODED} or less")
     started = time.perf_counter()
-    if style is not None:
-        image = decoded(network, seen, style, control.strength)
+    if styles is not None:
+        image = decoded(network, seen, styles, control.strength, regions)
+    elif regions is not None:
+        image = by_region(network, seen, regions)
     else:
         run = partial(stylize, network, mix=mix)
         side = tile_of(tile, network, run, seen, device)
@@ -91,7 +96,7 @@ def styled(
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
-    return controlled(image.cpu(), photo, control, decoded=style is not None), seconds
+    return controlled(image.cpu(), photo, control, decoded=styles is not None), seconds
 
 
 def tile_of(given: str, network: torch.nn.Module, run: Callable[[Tensor], Tensor], photo: Tensor,
@@ -118,21 +123,41 @@ def controlled(image: Tensor, photo: Tensor, control: Control, decoded: bool = F
     return image.clamp(0, 1)
 
 
-def style_image(network: torch.nn.Module, style: str | None, size: int) -> Tensor | None:
-    """The `style=` image an any-style network needs (read at the photo's size); refused for one of fixed styles."""
+def style_images(network: torch.nn.Module, style: str | None, size: int) -> list[Tensor] | None:
+    """The `style=` image (or `[a.jpg,b.jpg]`: one per region, or blended) an any-style network needs, read at the
+    photo's size; refused for a network of fixed styles."""
     if not kind_of(network).any_style:
         if style:
             raise NSTError("style= is for an AdaIN decoder; this network has its style built in: drop style=")
         return None
     if not style:
         raise NSTError("this model is an AdaIN decoder: give the style image with style=IMAGE")
-    return load_image(style, size)
+    paths = [p.strip() for p in style.strip("[]").split(",")] if style.startswith("[") else [style]
+    return [load_image(path, size) for path in paths]
 
 
-def decoded(decoder: torch.nn.Module, photo: Tensor, style: Tensor, alpha: float = 1.0) -> Tensor:
-    """An AdaIN decoder's image of `photo` in the style of `style`; `alpha` blends the features (Huang & Belongie)."""
+def decoded(decoder: torch.nn.Module, photo: Tensor, styles: list[Tensor], alpha: float = 1.0,
+            regions: Regions | None = None) -> Tensor:  # fmt: skip
+    """An AdaIN decoder's image of `photo` in the style of `styles` (blended equally, or one per region: region-wise
+    AdaIN); `alpha` blends the features (Huang & Belongie)."""
     device = next(decoder.parameters()).device
     encode = encoder().to(device)
+    blend = [1 / len(styles)] * len(styles)
     with torch.no_grad():
-        image = transfer(decoder, encode, photo.to(device), [style.to(device)], [1.0], alpha)
+        image = transfer(decoder, encode, photo.to(device), [s.to(device) for s in styles], blend, alpha, regions)
     return image.clamp(0, 1)
+
+
+def by_region(network: torch.nn.Module, photo: Tensor, regions: Regions) -> Tensor:
+    """A multi-style network's image with each region in its own style: the conditional instance norm's scale and
+    shift chosen per pixel (a mix map over its styles, soft at the borders); the photo where no region takes one."""
+    device = next(network.parameters()).device
+    guides = regions.soft(tuple(photo.shape[-2:])).to(device)
+    mix = torch.zeros(1, int(network.styles), *photo.shape[-2:], device=device)
+    for region in regions.styled:
+        mix[0, regions.styles[region]] += guides[region]
+    covered = mix.sum(1, keepdim=True)
+    mix = torch.where(covered > 0, mix / covered.clamp_min(1e-8), torch.full_like(mix, 1 / mix.shape[1]))
+    with torch.no_grad():
+        image = network(photo.to(device), mix).clamp(0, 1)
+    return covered * image + (1 - covered) * photo.to(device)

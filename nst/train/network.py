@@ -40,8 +40,9 @@ class ConditionalInstanceNorm(nn.Module):
     """Dumoulin et al. 2017: x̂ = (x − μ(x)) / σ(x), then γ_s x̂ + β_s with the scale and shift of style s.
 
     `mix` (B, N) weighs the N styles' parameters per image: one-hot picks a style,
-    any convex combination mixes them (the paper's interpolation, Fig. 7).
-    γ starts at 1 and β at 0 for every style, as Magenta's code does.
+    any convex combination mixes them (the paper's interpolation, Fig. 7). A mix
+    map (B, N, H, W) weighs them per pixel (spatial control: nst/regions.py), resized
+    to each layer by area. γ starts at 1 and β at 0 for every style, as Magenta's code does.
     """
 
     def __init__(self, channels: int, styles: int):
@@ -51,6 +52,10 @@ class ConditionalInstanceNorm(nn.Module):
         self.shift = nn.Parameter(torch.zeros(styles, channels))
 
     def forward(self, x: Tensor, mix: Tensor) -> Tensor:
+        if mix.dim() == 4:
+            mix = nn.functional.interpolate(mix, size=x.shape[-2:], mode="area")
+            scale = torch.einsum("bnhw,nc->bchw", mix, self.scale)
+            return self.norm(x) * scale + torch.einsum("bnhw,nc->bchw", mix, self.shift)
         scale, shift = mix @ self.scale, mix @ self.shift
         return self.norm(x) * scale[:, :, None, None] + shift[:, :, None, None]
 
@@ -148,12 +153,15 @@ class TransformNet(nn.Module):
     def forward(self, photo: Tensor, mix: Tensor | None = None) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, 3, H, W); a side that is no multiple of 4 is padded by reflection, then cut.
 
-        `mix` (B, N): a conditional network's weights over its N styles per image (`style_mix`); default style 0.
+        `mix` (B, N): a conditional network's weights over its N styles per image (`style_mix`), or (B, N, H, W)
+        per pixel (regions); default style 0.
         """
         h, w = photo.shape[-2:]
         pad_h, pad_w = -h % 4, -w % 4
         if pad_h or pad_w:
             photo = nn.functional.pad(photo, (0, pad_w, 0, pad_h), mode="reflect")
+            if mix is not None and mix.dim() == 4:  # a mix map (B, N, H, W) covers the padding as its border does
+                mix = nn.functional.pad(mix, (0, pad_w, 0, pad_h), mode="replicate")
         return self.run(photo, mix)[..., :h, :w]
 
     def run(self, photo: Tensor, mix: Tensor | None = None) -> Tensor:

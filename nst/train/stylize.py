@@ -19,19 +19,20 @@ from torch import Tensor
 from nst.errors import NSTError
 from nst.images import load_image, open_rgb, save_image
 from nst.outputs import write_json
+from nst.regions import Regions, parse_region_styles, read_regions
 from nst.train.data import photo_files
-from nst.train.inference import MIN_SIDE, Control, style_image, styled
+from nst.train.inference import MIN_SIDE, Control, style_images, styled
 from nst.train.model_file import load_model, style_mix, stylize
 from nst.train.video import is_video, stylize_video
 
 USAGE = (
     "usage: nst stylize model=RUN_DIR content=PHOTO|FOLDER|CLIP out=FILE|FOLDER|CLIP [size=PX] [device=cpu|cuda] "
     "[strength=0..1] [colour=luminance|histogram] [scale=F] [tile=auto|0|PX] [style_index=K | style_mix=[W0,...]] "
-    "[style=IMAGE (an AdaIN decoder)]"
+    "[style=IMAGE (an AdaIN decoder)] [regions=MASK [region_styles=[K0,K1,...]]]"
 )
 MAX_SIDE = 30000  # a photo's long side: a network of fixed styles runs in tiles where the whole does not fit
 KEYS = {"model", "content", "out", "size", "device", "style_index", "style_mix", "style", "strength", "colour", "scale",
-        "tile"}  # fmt: skip
+        "tile", "regions", "region_styles"}  # fmt: skip
 
 
 class NetworkStart:
@@ -90,7 +91,8 @@ def main(argv: Sequence[str]) -> int:
               "writable path", file=sys.stderr)  # fmt: skip
         return 2
     height, width = image.shape[-2:]
-    names = [Path(s).name for s in ([settings["style"]] if settings.get("style") else info.get("style", []))]
+    given = settings.get("style", "").strip("[]").split(",") if settings.get("style") else info.get("style", [])
+    names = [Path(s.strip()).name for s in given]
     if mix is not None and len(names) == len(mix):
         names = [f"{w:g} {name}" for w, name in zip(mix, names, strict=True) if w]
     styles = ", ".join(names) or "its style"
@@ -146,8 +148,29 @@ def _render(
         raise NSTError(f"content={content} is {size} px on its long side, more than the {MAX_SIDE} px a network "
                        f"stylises whole: give size={MAX_SIDE} or less")  # fmt: skip
     photo = load_image(content, size)
-    style = style_image(network, settings.get("style"), size)  # read before the timed pass
-    return styled(network, photo, style, settings.get("tile", "auto"), mix, control, device, content)
+    styles = style_images(network, settings.get("style"), size)  # read before the timed pass
+    regions = regions_for(network, settings, photo, styles)
+    return styled(network, photo, styles, settings.get("tile", "auto"), mix, control, device, content, regions)
+
+
+def regions_for(network: torch.nn.Module, settings: dict[str, str], photo: Tensor, styles: list[Tensor] | None
+                ) -> Regions | None:  # fmt: skip
+    """`regions=MASK` read over the photo: each region to a style of the decoder's `style=[…]` or of the
+    multi-style network (nst/regions.py's rules; a network's styles need not all be used)."""
+    if not settings.get("regions"):
+        if settings.get("region_styles"):
+            raise NSTError("region_styles changes nothing without regions=MASK: give the photo's mask")
+        return None
+    if styles is None and not getattr(network, "styles", 0):
+        raise NSTError("regions need several styles: a multi-style network (network.norm=conditional_instance) or "
+                       "an AdaIN decoder with style=[a.jpg,b.jpg]; this network has one style")  # fmt: skip
+    if settings.get("style_index") or settings.get("style_mix"):
+        raise NSTError("regions choose each region's style (region_styles=[…]): drop style_index and style_mix")
+    given = settings.get("region_styles")
+    region_styles = None if given is None else parse_region_styles(given)
+    sizes = [(s.shape[-1], s.shape[-2]) for s in styles] if styles else [(1, 1)] * int(network.styles)
+    return read_regions(settings["regions"], (photo.shape[-1], photo.shape[-2]), sizes, region_styles,
+                        every_style=styles is not None)  # fmt: skip
 
 
 def _video(
@@ -157,7 +180,7 @@ def _video(
     as OUT.json. Ctrl-C keeps the frames done as a shorter clip and says how far it got."""
     source, target = Path(settings["content"]), Path(settings["out"])
     size = int(settings["size"]) if settings.get("size") else None
-    style = style_image(network, settings.get("style"), size or 512)
+    style = style_images(network, settings.get("style"), size or 512)
     done = [0]
 
     def render(frame: Tensor) -> Tensor:
@@ -210,6 +233,10 @@ def _settings(argv: Sequence[str]) -> dict[str, str]:
         raise NSTError(f"out={out}: {kind}")
     if not out.parent.is_dir():
         raise NSTError(f"out={out}: its folder {out.parent} does not exist: create it or give another path")
+    if settings.get("regions") and (Path(settings["content"]).is_dir() or is_video(settings["content"])):
+        raise NSTError("regions=MASK is drawn over one photo: give content=PHOTO (not a folder or a clip)")
+    if settings.get("regions") and settings.get("tile", "auto") not in ("auto", "0"):
+        raise NSTError("with regions the photo runs whole: drop tile= (or give tile=0)")
     tile = settings.get("tile", "auto")
     if tile != "auto" and not (tile.isdigit() and (int(tile) == 0 or 64 <= int(tile) <= MAX_SIDE)):
         raise NSTError(f"tile={tile}: give auto, 0 (the whole photo at once) or a side of 64 to {MAX_SIDE} px")
