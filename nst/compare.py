@@ -18,6 +18,7 @@ import logging
 import math
 import re
 import sys
+import tempfile
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -463,6 +464,14 @@ def compare(
     return files
 
 
+def _probe(out: Path) -> None:
+    """Create `out` and write a file there first: a folder that cannot take the report (read-only, not ours) is
+    one line before any figure is drawn, not a report half written or rescued elsewhere."""
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=out, prefix=".nst-probe-"):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nst compare", description=__doc__.splitlines()[0])
     parser.add_argument("dirs", nargs="+", type=Path, help="run or sweep directories (outputs/…, multirun/…)")
@@ -481,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
             raise NSTError(f"--sort {args.sort}: choose one of {', '.join(COLUMNS)}")
         if out.exists() and not out.is_dir():
             raise NSTError(f"--out {out} is a file: give a directory for the report (it is created if missing)")
+        _probe(out)
         files = compare(args.dirs, out, args.sort, args.x, args.style)
     except NSTError as exc:
         print(f"nst compare: error: {exc}", file=sys.stderr)

@@ -64,9 +64,18 @@ def photo(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 150 KiB tmpfs: room for a run's start, not for its snapshots and W&B files (needs root, as CI has)."""
-    mount = tmp_path / "disk"
+    yield from _tmpfs(tmp_path / "disk", "size=150k")
+
+
+@pytest.fixture
+def read_only_disk(tmp_path: Path) -> Iterator[Path]:
+    """A read-only tmpfs: what root cannot write to either, unlike a folder without write permission."""
+    yield from _tmpfs(tmp_path / "read_only", "ro,size=64k")
+
+
+def _tmpfs(mount: Path, options: str) -> Iterator[Path]:
     mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=150k", "tmpfs", str(mount)], capture_output=True)
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True)
     if made.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({made.stderr.decode().strip()}): needs root")
     try:

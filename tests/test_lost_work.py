@@ -12,6 +12,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -250,3 +251,16 @@ def test_nst_compare_lists_damaged_runs_with_why_and_still_writes_the_report(tmp
     assert code == 2 and "is a file: give a directory for the report" in err
     code, err = run_cli(tmp_path, capsys, "compare", str(sweep), "--out", "/proc/nst-report")
     assert code == 2 and err.startswith("nst compare: error: cannot write the report to /proc/nst-report")
+
+
+def test_nst_compare_into_a_read_only_folder_is_one_line_and_writes_nothing_elsewhere(tmp_path, capsys,
+                                                                                      read_only_disk):  # fmt: skip
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.json").write_text('{"status": "finished", "content_error": 0.5, "style_error": 0.1}')
+    rescued = set(Path(tempfile.gettempdir(), "nst-rescued").glob("*"))
+    for out in (read_only_disk, read_only_disk / "report"):
+        code, err = run_cli(tmp_path, capsys, "compare", str(run_dir), "--out", str(out))
+        assert code == 2 and err == f"nst compare: error: cannot write the report to {out} (Read-only file system): " \
+            "choose another --out\n"
+    assert set(Path(tempfile.gettempdir(), "nst-rescued").glob("*")) == rescued
