@@ -218,8 +218,8 @@ def check_optimizer(optimizer: DictConfig) -> None:
 def check_torch_optimizer(node: DictConfig, key: str) -> None:
     """A torch optimizer's node (`key` names it): lr and the numbers in range, and it builds over a parameter."""
     lr = node.get("lr")
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0):
-        raise NSTError(f"{key}.lr={lr!r} must be a number > 0")
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf):
+        raise NSTError(f"{key}.lr={lr!r} must be a finite number > 0")
     for name, (kind, minimum, maximum) in OPTIMIZER_NUMBERS.items():
         if node.get(name) is not None:
             number(node, name, kind, minimum, f"{key}.", maximum)

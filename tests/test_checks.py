@@ -77,7 +77,7 @@ EDGES = [
     ("loss.content_weight", "0", "-1e-9", "loss.content_weight=-1e-09 must be a finite number >= 0"),
     ("loss.tv_weight", "0", "-1", "loss.tv_weight=-1 must be a finite number >= 0"),
     ("loss.tv_beta", "1e-3", "0", "loss.tv_beta=0 must be a number > 0"),
-    ("optimizer.torch.lr", "1e-9", "0", "optimizer.torch.lr=0 must be a number > 0"),
+    ("optimizer.torch.lr", "1e-9", "0", "optimizer.torch.lr=0 must be a finite number > 0"),
     ("optimizer.torch.max_iter", "1", "0", "optimizer.torch.max_iter=0 must be an integer >= 1"),
     ("optimizer.torch.history_size", "1", "0", "optimizer.torch.history_size=0 must be an integer >= 1"),
     ("optimizer.torch.max_eval", "1", "0", "optimizer.torch.max_eval=0 must be an integer >= 1"),
