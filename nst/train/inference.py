@@ -5,8 +5,10 @@ AdaIN decoder blends its features: Huang & Belongie's α); `colour=luminance` ke
 the photo's chrominance under the result's luminance, as image runs do, and
 `colour=histogram` recolours the result to the photo's colour mean and covariance;
 `scale` runs the network on the photo shrunk by that factor and resizes the result
-back (larger strokes, as Johnson et al. suggest). A network of fixed styles runs in
-seam-free tiles where the whole photo would not fit (nst/train/tiles.py).
+back (larger strokes, as Johnson et al. suggest). Every kind runs in seam-free tiles
+where the whole photo would not fit (nst/train/tiles.py): an AdaIN decoder's tiles share
+the whole photo's feature statistics, as a network's share its instance norms'. With
+regions (nst/regions.py) each region takes its own style and the photo runs whole.
 """
 
 import math
@@ -20,9 +22,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nst import colour
-from nst.adain import encoder, transfer
+from nst.adain import ENCODER_LAYER, STRIDE, encoder, transfer
 from nst.errors import NSTError
 from nst.images import load_image
+from nst.losses import channel_mean_std
 from nst.memory import free_memory
 from nst.regions import Regions
 from nst.train.kinds import kind_of
@@ -30,7 +33,6 @@ from nst.train.model_file import stylize
 from nst.train.tiles import bytes_per_pixel, tile_side, tiled
 
 MIN_SIDE = 16  # the smallest side a network's two stride-2 convolutions (and AdaIN's encoder) run at
-MAX_DECODED = 8192  # an AdaIN decoder's photo, which runs whole (its AdaIN statistics are the whole photo's)
 
 
 @dataclass(frozen=True)
@@ -82,10 +84,12 @@ def styled(
     if min(seen.shape[-2:]) < MIN_SIDE:
         raise NSTError(f"content={name} gives {seen.shape[-1]}x{seen.shape[-2]} px, smaller than the "
                        f"{MIN_SIDE} px a network's downsampling needs: give a larger photo or size=")  # fmt: skip
-    if styles is not None and max(photo.shape[-2:]) > MAX_DECODED:
-        raise NSTError(f"an AdaIN decoder stylises a photo whole: give size={MAX_DECODED} or less")
     started = time.perf_counter()
-    if styles is not None:
+    if styles is not None and regions is None:
+        run = partial(decoded, network, styles=styles, alpha=control.strength)
+        side = tile_of(tile, torch.nn.ModuleList([network, encoder()]), run, seen, device)  # both networks' memory
+        image = decoded_tiles(network, seen, styles, control.strength, side) if side else run(seen)
+    elif styles is not None:
         image = decoded(network, seen, styles, control.strength, regions)
     elif regions is not None:
         image = by_region(network, seen, regions)
@@ -146,6 +150,29 @@ def decoded(decoder: torch.nn.Module, photo: Tensor, styles: list[Tensor], alpha
     with torch.no_grad():
         image = transfer(decoder, encode, photo.to(device), [s.to(device) for s in styles], blend, alpha, regions)
     return image.clamp(0, 1)
+
+
+def decoded_tiles(decoder: torch.nn.Module, photo: Tensor, styles: list[Tensor], alpha: float, side: int) -> Tensor:
+    """`decoded` over tiles (nst/train/tiles.py): each tile's features normalised with the whole photo's statistics
+    (taken at up to 1024 px) and given the styles', so that no tile's colours drift from its neighbours'."""
+    device = next(decoder.parameters()).device
+    encode = encoder().to(device)
+    small = photo if max(photo.shape[-2:]) <= 1024 else F.interpolate(
+        photo, scale_factor=1024 / max(photo.shape[-2:]), mode="bilinear", antialias=True)  # fmt: skip
+    with torch.no_grad():
+        whole = channel_mean_std(encode(small.to(device), [ENCODER_LAYER])[ENCODER_LAYER])
+        stats = [channel_mean_std(encode(s.to(device), [ENCODER_LAYER])[ENCODER_LAYER]) for s in styles]
+        style = sum(stats) / len(stats)
+
+    def run(crop: Tensor) -> Tensor:
+        h, w = crop.shape[-2:]
+        padded = F.pad(crop.to(device), (0, -w % STRIDE, 0, -h % STRIDE), mode="reflect")
+        features = encode(padded, [ENCODER_LAYER])[ENCODER_LAYER]
+        matched = style[:, 1, :, None, None] * (features - whole[:, 0, :, None, None]) / whole[:, 1, :, None, None]
+        target = alpha * (matched + style[:, 0, :, None, None]) + (1 - alpha) * features
+        return decoder(target)[..., :h, :w]
+
+    return tiled(run, decoder, photo.to(device), side, context=128, stride=STRIDE).clamp(0, 1)
 
 
 def by_region(network: torch.nn.Module, photo: Tensor, regions: Regions) -> Tensor:

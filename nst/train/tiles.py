@@ -76,11 +76,11 @@ def _starts(size: int, tile: int, overlap: int) -> list[int]:
 @torch.no_grad()
 def tiled(
     run: Callable[[Tensor], Tensor], network: nn.Module, photo: Tensor, tile: int, overlap: int = 64,
-    context: int = 64, stats_side: int = 1024,
+    context: int = 64, stats_side: int = 1024, stride: int = STRIDE,
 ) -> Tensor:  # fmt: skip
     """`run(photo)`'s image, computed over tiles of `tile` px (plus `context` px each side) blended across `overlap`
     px (at most a quarter of a tile), with the normalisation statistics of the whole photo shrunk to `stats_side`
-    px."""
+    px; tiles start on the `stride` grid of the network's downsampling."""
     overlap = min(overlap, tile // 4)  # neighbours overlap by at most a quarter of a tile
     stats: dict[nn.Module, tuple[Tensor, Tensor]] = {}
     height, width = photo.shape[-2:]
@@ -95,7 +95,7 @@ def tiled(
         for i, top in enumerate(rows):
             for j, left in enumerate(columns):
                 h, w = min(tile, height - top), min(tile, width - left)
-                t0, l0 = (max(0, s - context) // STRIDE * STRIDE for s in (top, left))  # the whole pass's grid
+                t0, l0 = (max(0, s - context) // stride * stride for s in (top, left))  # the whole pass's grid
                 t1, l1 = min(height, top + h + context), min(width, left + w + context)
                 image = run(photo[..., t0:t1, l0:l1])[..., top - t0 : top - t0 + h, left - l0 : left - l0 + w]
                 weight = (_ramp(h, overlap, i == 0, i == len(rows) - 1)[:, None]
