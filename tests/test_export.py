@@ -51,9 +51,25 @@ def test_what_cannot_be_exported_is_one_line(tmp_path, capsys, network):
         assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_an_adain_decoder_is_refused_for_now_in_one_line(tmp_path, capsys):
+@pytest.mark.parametrize("suffix", [".onnx", ".pt"])
+def test_an_adain_decoder_exports_with_its_encoder_style_input_and_alpha(tmp_path, capsys, suffix):
     from nst.adain import AdaINDecoder
+    from nst.train.inference import decoded
 
-    save_model(AdaINDecoder("scratch"), tmp_path / "decoder.pt", {})
-    code, err = run_cli(tmp_path, capsys, "export", f"model={tmp_path / 'decoder.pt'}", f"out={tmp_path / 'd.onnx'}")
-    assert code == 2 and "is not supported yet" in err and not (tmp_path / "d.onnx").exists()
+    torch.manual_seed(0)
+    decoder = AdaINDecoder("scratch").eval()
+    save_model(decoder, tmp_path / "decoder.pt", {})
+    out = tmp_path / f"decoder{suffix}"
+    code, err = run_cli(tmp_path, capsys, "export", f"model={tmp_path / 'decoder.pt'}", f"out={out}")
+    assert code == 0 and "style (B, 3, H', W'), alpha ()" in err, err
+    style = load_image(example("starry_night.jpg"), 70)
+    for size, alpha in ((61, 1.0), (90, 0.6)):  # neither the traced size nor on the encoder's 8 px grid
+        photo = load_image(example("tubingen.jpg"), size)
+        expected = decoded(decoder, photo, [style], alpha).numpy()
+        if suffix == ".onnx":
+            session = onnxruntime.InferenceSession(str(out))
+            feeds = {"photo": photo.numpy(), "style": style.numpy(), "alpha": np.array(alpha, dtype=np.float32)}
+            got = session.run(None, feeds)[0]
+        else:
+            got = torch.jit.load(str(out))(photo, style, torch.tensor(alpha)).detach().numpy()
+        assert got.shape == expected.shape and np.abs(got - expected).max() < 1e-4

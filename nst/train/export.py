@@ -4,8 +4,9 @@ ONNX (opset 17, checked with onnxruntime in the tests) or TorchScript (`.pt`,
 `torch.jit.load`). Height, width and batch are dynamic; the input is RGB in [0, 1],
 (B, 3, H, W) float32, named `photo`; a multi-style network takes `mix` (B, N) too,
 its weights over its N styles; the output, `image`, is clamped to [0, 1] as
-`nst stylize` clamps it. Only networks of fixed styles export: an AdaIN decoder
-needs its VGG encoder and a style input, which this does not export yet.
+`nst stylize` clamps it. An AdaIN decoder exports with its VGG encoder: inputs
+`photo`, `style` (B, 3, H', W', any size) and `alpha` (a scalar in [0, 1]), the pass
+`nst stylize` runs (nst/train/inference.py `DecoderPass`).
 """
 
 import io
@@ -17,8 +18,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from nst.adain import encoder
 from nst.errors import NSTError
 from nst.outputs import atomic_write
+from nst.train.inference import DecoderPass
 from nst.train.kinds import kind_of
 from nst.train.model_file import load_model
 
@@ -41,16 +44,29 @@ class Exported(nn.Module):
         return image[..., :h, :w].clamp(0, 1)
 
 
+class ExportedDecoder(nn.Module):
+    """An AdaIN decoder with its encoder: the photo in the style of `style`, features blended by `alpha`."""
+
+    def __init__(self, decoder: nn.Module):
+        super().__init__()
+        self.step = DecoderPass(decoder, encoder())
+
+    def forward(self, photo: Tensor, style: Tensor, alpha: Tensor) -> Tensor:
+        return self.step(photo, self.step.statistics(photo), self.step.statistics(style), alpha).clamp(0, 1)
+
+
 def export(network: nn.Module, out: Path) -> Path:
-    """Write `network` (a network of fixed styles) as ONNX or TorchScript, by `out`'s suffix."""
-    if kind_of(network).any_style:
-        raise NSTError("this model is an AdaIN decoder: its export (with the VGG encoder and a style input) is not "
-                       "supported yet; export a network of fixed styles")  # fmt: skip
-    styles = int(getattr(network, "styles", 0))
-    module = Exported(network.eval()).eval()
+    """Write `network` as ONNX or TorchScript, by `out`'s suffix."""
     photo = torch.rand(1, 3, 64, 64)
-    inputs = (photo, torch.full((1, styles), 1.0 / styles)) if styles else (photo,)
-    names = ["photo", "mix"][: len(inputs)]
+    if kind_of(network).any_style:
+        module: nn.Module = ExportedDecoder(network.eval()).eval()
+        inputs: tuple[Tensor, ...] = (photo, torch.rand(1, 3, 48, 64), torch.tensor(1.0))
+        names = ["photo", "style", "alpha"]
+    else:
+        styles = int(getattr(network, "styles", 0))
+        module = Exported(network.eval()).eval()
+        inputs = (photo, torch.full((1, styles), 1.0 / styles)) if styles else (photo,)
+        names = ["photo", "mix"][: len(inputs)]
     with warnings.catch_warnings():  # the exporters' notes on constant folding and deprecation: not the user's
         warnings.simplefilter("ignore")
         return atomic_write(out, _exported(module, inputs, names, out))
@@ -64,7 +80,7 @@ def _exported(module: nn.Module, inputs: tuple[Tensor, ...], names: list[str], o
         buffer = _saved(lambda f: torch.jit.save(traced, f))
     elif out.suffix == ".onnx":
         dynamic = {"photo": {0: "batch", 2: "height", 3: "width"}, "image": {0: "batch", 2: "height", 3: "width"},
-                   "mix": {0: "batch"}}  # fmt: skip
+                   "mix": {0: "batch"}, "style": {0: "batch", 2: "style_height", 3: "style_width"}}  # fmt: skip
         buffer = _saved(lambda f: torch.onnx.export(
             module, inputs, f, input_names=names, output_names=["image"], opset_version=OPSET,
             dynamic_axes={k: v for k, v in dynamic.items() if k in (*names, "image")}, dynamo=False,
@@ -99,6 +115,7 @@ def main(argv: Sequence[str]) -> int:
     except NSTError as exc:
         print(f"nst export: error: {exc}", file=sys.stderr)
         return 2
-    print(f"nst export: {written} (inputs: photo (B, 3, H, W) in [0, 1]"
-          f"{', mix (B, N)' if getattr(network, 'styles', 0) else ''}; output: image)", file=sys.stderr)  # fmt: skip
+    extra = ", mix (B, N)" if getattr(network, "styles", 0) else ""
+    extra = ", style (B, 3, H', W'), alpha ()" if kind_of(network).any_style else extra
+    print(f"nst export: {written} (inputs: photo (B, 3, H, W) in [0, 1]{extra}; output: image)", file=sys.stderr)
     return 0

@@ -143,36 +143,63 @@ def style_images(network: torch.nn.Module, style: str | None, size: int) -> list
 def decoded(decoder: torch.nn.Module, photo: Tensor, styles: list[Tensor], alpha: float = 1.0,
             regions: Regions | None = None) -> Tensor:  # fmt: skip
     """An AdaIN decoder's image of `photo` in the style of `styles` (blended equally, or one per region: region-wise
-    AdaIN); `alpha` blends the features (Huang & Belongie)."""
+    AdaIN); `alpha` blends the features (Huang & Belongie). The photo is padded to the encoder's 8 px grid by
+    reflection (`DecoderPass`: what tiles and an exported file run too)."""
     device = next(decoder.parameters()).device
-    encode = encoder().to(device)
-    blend = [1 / len(styles)] * len(styles)
+    if regions is not None:
+        with torch.no_grad():
+            image = transfer(decoder, encoder().to(device), photo.to(device), [s.to(device) for s in styles],
+                             [1 / len(styles)] * len(styles), alpha, regions)  # fmt: skip
+        return image.clamp(0, 1)
+    step = DecoderPass(decoder, encoder().to(device))
     with torch.no_grad():
-        image = transfer(decoder, encode, photo.to(device), [s.to(device) for s in styles], blend, alpha, regions)
-    return image.clamp(0, 1)
+        photo = photo.to(device)
+        return step(photo, step.statistics(photo), step.style_statistics(styles), alpha).clamp(0, 1)
 
 
 def decoded_tiles(decoder: torch.nn.Module, photo: Tensor, styles: list[Tensor], alpha: float, side: int) -> Tensor:
     """`decoded` over tiles (nst/train/tiles.py): each tile's features normalised with the whole photo's statistics
     (taken at up to 1024 px) and given the styles', so that no tile's colours drift from its neighbours'."""
     device = next(decoder.parameters()).device
-    encode = encoder().to(device)
+    step = DecoderPass(decoder, encoder().to(device))
+    photo = photo.to(device)
     small = photo if max(photo.shape[-2:]) <= 1024 else F.interpolate(
         photo, scale_factor=1024 / max(photo.shape[-2:]), mode="bilinear", antialias=True)  # fmt: skip
     with torch.no_grad():
-        whole = channel_mean_std(encode(small.to(device), [ENCODER_LAYER])[ENCODER_LAYER])
-        stats = [channel_mean_std(encode(s.to(device), [ENCODER_LAYER])[ENCODER_LAYER]) for s in styles]
-        style = sum(stats) / len(stats)
+        whole, style = step.statistics(small), step.style_statistics(styles)
+    return tiled(lambda crop: step(crop, whole, style, alpha), decoder, photo, side, context=128,
+                 stride=STRIDE).clamp(0, 1)  # fmt: skip
 
-    def run(crop: Tensor) -> Tensor:
-        h, w = crop.shape[-2:]
-        padded = F.pad(crop.to(device), (0, -w % STRIDE, 0, -h % STRIDE), mode="reflect")
-        features = encode(padded, [ENCODER_LAYER])[ENCODER_LAYER]
-        matched = style[:, 1, :, None, None] * (features - whole[:, 0, :, None, None]) / whole[:, 1, :, None, None]
+
+class DecoderPass(torch.nn.Module):
+    """One pass of an AdaIN decoder with its encoder, given the content's and the style's relu4_1 statistics: the
+    image padded by reflection to the encoder's 8 px grid, t = σ_s (f − μ_c) / σ_c + μ_s, α t + (1 − α) f decoded,
+    the padding cut off. Statistics are `channel_mean_std`'s (B, 2, C)."""
+
+    def __init__(self, decoder: torch.nn.Module, encode: torch.nn.Module):
+        super().__init__()
+        self.decoder, self.encode = decoder, encode
+
+    def features(self, image: Tensor) -> Tensor:
+        h, w = image.shape[-2:]
+        padded = F.pad(image, (0, (STRIDE - w % STRIDE) % STRIDE, 0, (STRIDE - h % STRIDE) % STRIDE), mode="reflect")
+        return self.encode(padded, [ENCODER_LAYER])[ENCODER_LAYER]
+
+    def statistics(self, image: Tensor) -> Tensor:
+        return channel_mean_std(self.features(image))
+
+    def style_statistics(self, styles: list[Tensor]) -> Tensor:
+        """The styles' statistics, blended equally (AdaIN's interpolation of several styles)."""
+        device = next(self.decoder.parameters()).device
+        stats = [self.statistics(s.to(device)) for s in styles]
+        return sum(stats) / len(stats)
+
+    def forward(self, image: Tensor, content: Tensor, style: Tensor, alpha: float | Tensor = 1.0) -> Tensor:
+        h, w = image.shape[-2:]
+        features = self.features(image)
+        matched = style[:, 1, :, None, None] * (features - content[:, 0, :, None, None]) / content[:, 1, :, None, None]
         target = alpha * (matched + style[:, 0, :, None, None]) + (1 - alpha) * features
-        return decoder(target)[..., :h, :w]
-
-    return tiled(run, decoder, photo.to(device), side, context=128, stride=STRIDE).clamp(0, 1)
+        return self.decoder(target)[..., :h, :w]
 
 
 def by_region(network: torch.nn.Module, photo: Tensor, regions: Regions) -> Tensor:
