@@ -17,4 +17,6 @@ python -m benchmarks.training_kinds multistyle --size 256 --steps 2000   # four 
 python -m benchmarks.training_kinds decoder --size 256 --steps 2000      # the AdaIN decoder fine-tuned
 python -m benchmarks.networks --steps 5000 --set data.size=256 data.resize=512 val_every=500   # per-style vs AdaIN
 python -m benchmarks.tiles --sizes 1500x1000 6000x4000 12000x8000 --tile 2048   # large photos in tiles
+python -m benchmarks.tiles --sizes 1500x1000 6000x4000 --tile 2048 --decoder   # the AdaIN decoder in tiles
+python -m benchmarks.stability --steps 2000 --weights 0 1000 10000        # the stability term against flicker
 # DDP throughput needs as many GPUs as processes: on a 2-GPU machine, python -m benchmarks.training_kinds ddp --size 256

@@ -347,10 +347,10 @@ def check_regions(cfg: DictConfig, statistic: StyleStatistic) -> None:
     if cfg.style_blend is not None:
         raise NSTError("style_blend mixes the styles everywhere, but with regions each region takes its own: drop "
                        "style_blend (region_styles says which region takes which)")  # fmt: skip
-    content = image_paths(cfg.regions, "regions")[0]
-    paths = [image_paths(p, "style_regions") for p in cfg.style_regions or [] if p is not None]
-    for path in [content, *(p[0] for p in paths)]:
-        check_image(path, 64)
+    image_paths(cfg.regions, "regions")
+    for path in cfg.style_regions or []:
+        if path is not None:
+            image_paths(path, "style_regions")
     regions_of(cfg)(size_at(image_paths(cfg.content, "content")[0], 1024),
                        [size_at(p, 1024) for p in image_paths(cfg.style, "style")])  # fmt: skip
 
