@@ -7,7 +7,8 @@ the photo's chrominance under the result's luminance, as image runs do, and
 `scale` runs the network on the photo shrunk by that factor and resizes the result
 back (larger strokes, as Johnson et al. suggest). Every kind runs in seam-free tiles
 where the whole photo would not fit (nst/train/tiles.py): an AdaIN decoder's tiles share
-the whole photo's feature statistics, as a network's share its instance norms'. With
+the whole photo's feature statistics, streamed over the tiles first, as a network's
+share its instance norms'. With
 regions (nst/regions.py) each region takes its own style and the photo runs whole.
 """
 
@@ -32,6 +33,7 @@ from nst.train.kinds import kind_of
 from nst.train.model_file import stylize
 from nst.train.tiles import bytes_per_pixel, tile_side, tiled
 
+DECODER_CONTEXT = 128  # px of context around an AdaIN decoder's tile: its encoder and decoder look ~100 px away
 MIN_SIDE = 16  # the smallest side a network's two stride-2 convolutions (and AdaIN's encoder) run at
 
 
@@ -159,16 +161,36 @@ def decoded(decoder: torch.nn.Module, photo: Tensor, styles: list[Tensor], alpha
 
 def decoded_tiles(decoder: torch.nn.Module, photo: Tensor, styles: list[Tensor], alpha: float, side: int) -> Tensor:
     """`decoded` over tiles (nst/train/tiles.py): each tile's features normalised with the whole photo's statistics
-    (taken at up to 1024 px) and given the styles', so that no tile's colours drift from its neighbours'."""
+    (`streamed_statistics`) and given the styles', so that no tile's colours drift from its neighbours'."""
     device = next(decoder.parameters()).device
     step = DecoderPass(decoder, encoder().to(device))
     photo = photo.to(device)
-    small = photo if max(photo.shape[-2:]) <= 1024 else F.interpolate(
-        photo, scale_factor=1024 / max(photo.shape[-2:]), mode="bilinear", antialias=True)  # fmt: skip
     with torch.no_grad():
-        whole, style = step.statistics(small), step.style_statistics(styles)
-    return tiled(lambda crop: step(crop, whole, style, alpha), decoder, photo, side, context=128,
+        whole, style = streamed_statistics(step, photo, side), step.style_statistics(styles)
+    return tiled(lambda crop: step(crop, whole, style, alpha), decoder, photo, side, context=DECODER_CONTEXT,
                  stride=STRIDE).clamp(0, 1)  # fmt: skip
+
+
+def streamed_statistics(step: "DecoderPass", photo: Tensor, side: int) -> Tensor:
+    """The whole photo's relu4_1 mean and std, (1, 2, C), as `DecoderPass.statistics` gives them, from blocks of
+    about `side` px (each with its context) that partition the feature grid: one encoder pass, bounded memory."""
+    block = max(STRIDE, side // STRIDE * STRIDE)
+    height, width = photo.shape[-2:]
+    sums, squares, count = [], [], 0
+    for top in range(0, height, block):
+        for left in range(0, width, block):
+            t0, l0 = max(0, top - DECODER_CONTEXT), max(0, left - DECODER_CONTEXT)
+            t1, l1 = min(height, top + block + DECODER_CONTEXT), min(width, left + block + DECODER_CONTEXT)
+            features = step.features(photo[..., t0:t1, l0:l1])
+            h, w = min(block, height - top), min(block, width - left)
+            rows, columns = (top - t0) // STRIDE, (left - l0) // STRIDE
+            inside = features[..., rows : rows + -(-h // STRIDE), columns : columns + -(-w // STRIDE)].double()
+            sums.append(inside.sum((2, 3)))
+            squares.append((inside**2).sum((2, 3)))
+            count += inside.shape[2] * inside.shape[3]
+    mean = torch.stack(sums).sum(0) / count
+    variance = (torch.stack(squares).sum(0) / count - mean**2).clamp_min(0)
+    return torch.stack([mean, (variance + 1e-5).sqrt()], 1).float()
 
 
 class DecoderPass(torch.nn.Module):
