@@ -51,10 +51,10 @@ def test_two_cpu_processes_give_the_loss_curve_of_one_with_the_same_global_batch
 
 
 def test_a_ddp_training_stopped_by_sigterm_resumes_every_process_to_the_weights_of_an_uninterrupted_one(tmp_path):
-    """Slow-ish (~30 s): three DDP trainings. SIGTERM reaches the first process only; all stop after the same step,
+    """Slow-ish (~60 s): three DDP trainings. SIGTERM reaches the first process only; all stop after the same step,
     one resume.ckpt is written, and `resume=` restarts both processes from it."""
     stopped, whole = tmp_path / "stopped", tmp_path / "whole"
-    settings = [*TWO, "trainer.devices=2", "trainer.max_steps=40"]
+    settings = [*TWO, "trainer.devices=2", "trainer.max_steps=200"]  # steps enough that SIGTERM lands mid-run
     command = [sys.executable, "-m", "nst", *settings, f"hydra.run.dir={stopped}"]
     environment = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     process = subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
