@@ -11,7 +11,8 @@ style image's own mask (`style_regions`: sky to sky).
 Rules, each refused in one line where it does not hold:
 - regions are the mask's distinct colours, in the order of their (R, G, B) values
   (black first; for a greyscale mask, darkest first), at most `MAX_REGIONS`;
-- the mask is resized to the photo (nearest neighbour); its aspect ratio must match;
+- the mask may have another size than the photo (it is resized by area to each layer, and
+  its colours are never blended into new ones); its aspect ratio must match;
 - without `region_styles`, a mask with more regions than styles leaves the extra
   regions to the content term, and one with fewer regions than styles is refused
   (with `style_regions` and one style, every region takes that style);
