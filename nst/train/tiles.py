@@ -84,10 +84,11 @@ def tiled(
     overlap = min(overlap, tile // 4)  # neighbours overlap by at most a quarter of a tile
     stats: dict[nn.Module, tuple[Tensor, Tensor]] = {}
     height, width = photo.shape[-2:]
-    scale = min(1.0, stats_side / max(height, width))
-    small = photo if scale == 1 else F.interpolate(photo, scale_factor=scale, mode="bilinear", antialias=True)
-    with _recorded_statistics(network, True, stats):
-        run(small)
+    if any(isinstance(m, nn.InstanceNorm2d) for m in network.modules()):  # else no statistics to record
+        scale = min(1.0, stats_side / max(height, width))
+        small = photo if scale == 1 else F.interpolate(photo, scale_factor=scale, mode="bilinear", antialias=True)
+        with _recorded_statistics(network, True, stats):
+            run(small)
     out = torch.zeros_like(photo)
     total = torch.zeros(1, 1, height, width, dtype=photo.dtype, device=photo.device)
     rows, columns = _starts(height, tile, overlap), _starts(width, tile, overlap)
