@@ -106,15 +106,17 @@ class StageInputs:
     starts: list[Tensor] = field(default_factory=list)
 
 
-def load_stage(plan: ImagePlan, size: int, starts: bool = False) -> StageInputs:
+def load_stage(plan: ImagePlan, size: int, starts: bool = False, regions: Regions | None = None) -> StageInputs:
     """Content at `size` px, styles at `size * image.style_scale` (each decodes, is large enough for the layers
-    and fits the device: checked before, `check_image_sizes` and `check_stages`); with `starts`, each job's start
-    image too (AdaIN's reads its decoder: before any logger opens)."""
+    and fits the device: checked before, `check_images` and `check_stages`); with `starts`, each job's start
+    image too (AdaIN's reads its decoder: before any logger opens). `regions`: the first stage's, which any size
+    takes (read from the masks when not given)."""
     style_size = max(1, round(size * plan.style_scale))
     content = load_image(plan.content, size)  # decoded and large enough: checked with the job (nst/checks.py)
     styles = [load_image(path, style_size) for path in plan.styles]
     seen_content, seen_styles = colour.prepare(plan.colour, content, styles)
-    regions = None if plan.regions is None else plan.regions(_size(content), [_size(s) for s in styles])
+    if regions is None and plan.regions is not None:
+        regions = plan.regions(_size(content), [_size(s) for s in styles])
     inputs = StageInputs(size, content, styles, seen_content, seen_styles, regions)
     if starts:
         blend = blend_weights(len(styles), plan.style_blend)
@@ -154,7 +156,7 @@ def fit_stages(
     for index, size in enumerate(sizes):
         if index < start.index:  # finished before the interruption: its stage image is on disk
             continue
-        inputs = first if index == 0 else load_stage(plan, size)
+        inputs = first if index == 0 else load_stage(plan, size, regions=first.regions)
         stage = Stage(index, evaluations, fit_time)
         module = build_module(plan, encoder, inputs, images, stage, failures)
         last = index == len(sizes) - 1
