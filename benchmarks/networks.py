@@ -10,6 +10,11 @@ A gallery (`docs/gallery/networks_held_out.png`) shows each style's held-out
 photos: network above, AdaIN below.
 
     python -m benchmarks.networks [--steps N] [--styles a.jpg b.jpg] [--set loss.style_weight=20] [--optimise]
+    python -m benchmarks.networks --runs SWEEP_DIR [--optimise]   # judge an `nst train -m style=…` sweep's runs
+
+With `--runs`, the networks are those an `nst train -m style=a,b,…` sweep already
+trained (one job per painting, found by its `style=` override): its minutes are
+its fit time, its images/s its own.
 """
 
 import argparse
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from hydra import compose, initialize_config_dir
 
 from benchmarks.results_file import machine, write_section
@@ -47,14 +53,30 @@ def mean(rows: list[dict[str, float]]) -> dict[str, float]:
     return {name: sum(r[name] for r in rows) / len(rows) for name in FIGURES}
 
 
-def one_style(style: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    """Train the network for `style`, then judge it, AdaIN (and the optimisation) on its held-out photos."""
+def trained_runs(sweep: Path) -> dict[str, Path]:
+    """The finished jobs of an `nst train -m style=…` sweep, by the file name of their painting."""
+    found = {}
+    for metrics in sorted(sweep.glob("*/metrics.json")):
+        overrides = yaml.safe_load((metrics.parent / ".hydra" / "overrides.yaml").read_text()) or []
+        style = dict(o.split("=", 1) for o in overrides).get("style")
+        if style and json.loads(metrics.read_text()).get("status") == "finished":
+            found[Path(style).name] = metrics.parent
+    return found
+
+
+def one_style(style: Path, args: argparse.Namespace, out: Path, run_dir: Path | None = None) -> dict[str, Any]:
+    """Train the network for `style` (or read `run_dir`'s), then judge it, AdaIN (and the optimisation) on its
+    held-out photos."""
     steps = [f"trainer.max_steps={args.steps}"] if args.steps else []
     overrides = ["logger=none", "trainer.enable_progress_bar=false", f"style={style}", *steps, *args.set]
-    run_dir = out / style.stem
-    started = time.perf_counter()
-    (trained,) = live(TrainingBranch(), [Job(compose_config("train", overrides), run_dir)])
-    minutes = (time.perf_counter() - started) / 60
+    if run_dir is None:
+        run_dir = out / style.stem
+        started = time.perf_counter()
+        (trained,) = live(TrainingBranch(), [Job(compose_config("train", overrides), run_dir)])
+        minutes = (time.perf_counter() - started) / 60
+    else:
+        trained = json.loads((run_dir / "metrics.json").read_text())
+        minutes = trained["fit_time_s"] / 60
     network, _ = load_model(run_dir)
     adain = AdaIN()
     size = compose_config("train", overrides).data.val_size
@@ -88,11 +110,15 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="more `nst train` overrides, KEY=VALUE")
     parser.add_argument("--optimise", action="store_true", help="also the default optimisation of each photo")
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
+    parser.add_argument("--runs", type=Path, default=None, help="an `nst train -m style=…` sweep to judge instead")
     args = parser.parse_args()
     environment.configure()
     out = args.out or Path(tempfile.mkdtemp(prefix="nst-networks-"))
     styles = args.styles or sorted(Path(str(p)) for p in STYLES.iterdir() if p.name.endswith(".jpg"))
-    results = [one_style(style, args, out) for style in styles]
+    runs = trained_runs(args.runs) if args.runs else {}
+    if args.runs:
+        styles = [style for style in styles if style.name in runs]
+    results = [one_style(style, args, out, runs.get(style.name)) for style in styles]
     save_image(torch.cat([r.pop("grid") for r in results], dim=2), GALLERY)
     lines = []
     for r in results:
@@ -102,7 +128,8 @@ def main() -> None:
     beats = [r["style"] for r in results if all(r["figures"]["network"][k] < r["figures"]["AdaIN"][k]
                                                  for k in ("content_error", "style_swd"))]  # fmt: skip
     options = " ".join([*(["--steps", str(args.steps)] if args.steps else []), *(["--set", *args.set] if args.set
-                       else []), *(["--optimise"] if args.optimise else [])])  # fmt: skip
+                       else []), *(["--runs", "SWEEP"] if args.runs else []),
+                        *(["--optimise"] if args.optimise else [])])  # fmt: skip
     timing = ", ".join(f"{r['style']} {r['minutes']:.1f} min ({r['images_per_s']:.2f} images/s, {r['steps']} steps)"
                        for r in results)  # fmt: skip
     body = f"""## Per-style networks vs AdaIN on held-out photos

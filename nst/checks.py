@@ -343,7 +343,8 @@ def check_regions(cfg: DictConfig, statistic: StyleStatistic) -> None:
             raise NSTError(f"{key}={cfg[key]!r} must be a list, one entry per "
                            f"{'region' if key == 'region_styles' else 'style image'}: e.g. {key}=[0,1]")  # fmt: skip
     if not hasattr(statistic, "region_target"):
-        raise NSTError("regions need a statistic that can be taken per region: style_loss=gram or mean_std, not mrf")
+        raise NSTError("regions need a statistic that can be taken per region: style_loss=gram or mean_std, not "
+                       f"{cfg.style_loss._target_.rsplit('.', 1)[-1]}")  # fmt: skip
     if cfg.style_blend is not None:
         raise NSTError("style_blend mixes the styles everywhere, but with regions each region takes its own: drop "
                        "style_blend (region_styles says which region takes which)")  # fmt: skip

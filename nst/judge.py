@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from nst.backbones import VGG, backbone
-from nst.losses import gram, relative_error
+from nst.losses import gram, quantiles, relative_error
 from nst.regions import Regions
 
 CONTENT_LAYER = "relu4_2"
@@ -37,23 +37,12 @@ def judge_network() -> VGG:
     return backbone("vgg19", weights="caffe", pooling="max", padding="zeros").trim((CONTENT_LAYER, *STYLE_LAYERS))
 
 
-def _quantiles(sorted_values: Tensor, n: int) -> Tensor:
-    """The empirical quantile function of each row of `sorted_values` at the n levels (i + ½)/n, linearly
-    interpolated: rows of different lengths become comparable."""
-    m = sorted_values.shape[-1]
-    position = ((torch.arange(n, device=sorted_values.device) + 0.5) * m / n - 0.5).clamp(0, m - 1)
-    low = position.floor().long()
-    high = (low + 1).clamp(max=m - 1)
-    frac = position - low
-    return sorted_values[..., low] * (1 - frac) + sorted_values[..., high] * frac
-
-
 def sliced_wasserstein(features: Tensor, styles: Sequence[Tensor], blend: Sequence[float], seed: int) -> Tensor:
     """Relative SW₂² between the positions of `features` (1, C, H, W) and the blended style features, as vectors in Rᶜ.
 
     With C unit directions θₖ drawn from `seed` (Heitz et al. 2021 project onto as many
     as there are channels), and Qₖ the style's quantile function of the projections
-    onto θₖ at the N = H W levels of the result (`_quantiles`; several styles blended
+    onto θₖ at the N = H W levels of the result (`quantiles`; several styles blended
     as their Wasserstein barycentre, Σ wⱼ Qₖʲ):
 
         SW = Σₖ Σₙ (sort(F θₖ)ₙ − Qₖ,ₙ)² / Σₖ Σₙ Qₖ,ₙ²
@@ -73,7 +62,7 @@ def _sliced_wasserstein(positions: Tensor, styles: Sequence[Tensor], blend: Sequ
     result = (positions.T @ directions).T.sort(1).values  # (K, N)
     n = result.shape[1]
     target = sum(
-        weight * _quantiles((style.T @ directions).T.sort(1).values, n)
+        weight * quantiles((style.T @ directions).T.sort(1).values, n)
         for style, weight in zip(styles, blend, strict=True)
     )
     return ((result - target) ** 2).sum() / (target**2).sum()

@@ -121,6 +121,8 @@ SETTINGS = (
     Setting("data.val_size", "int", "long side of the held-out photos when judged", 1, runs="train"),
     Setting("data.style_size", "int", "long side of the style images", 1, runs="train"),
     Setting("data.workers", "int", "loader processes (0: in the training process)", 0, runs="train"),
+    Setting("style_balance", "positive", "sets loss.style_weight from a probe: the style term this many times the "
+            "content term at the start", runs="train", optional=True),
     Setting("val_every", "int", "judge the held-out photos every N steps (0: start and end)", 0, runs="train"),
     Setting("best", "choice", "the judged figure model.pt is the lowest of (with judge=true)",
             choices=("error_sum", "content_error", "style_error", "style_swd"), runs="train"),

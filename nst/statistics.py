@@ -10,6 +10,7 @@ statistic  target per layer                             paper
 gram       blended Gram matrix, under `loss.convention`  Gatys et al. 2015/2016
 mean_std   blended per-channel mean and std              Li et al. 2017
 mrf        every k x k feature patch of every style      Li & Wand 2016
+swd        blended quantiles of random 1-D projections  Heitz et al. 2021
 =========  ===========================================  =======================
 
 Gram and mean/std can also be taken over one region of an image (`region_target`,
@@ -36,6 +37,8 @@ from nst.losses import (
     mean_std_loss,
     mrf_loss,
     patches,
+    projected_quantiles,
+    sliced_wasserstein_loss,
     style_gram,
     style_loss,
 )
@@ -105,6 +108,47 @@ class MeanStd:
 
     def region_loss(self, features: Tensor, guide: Tensor, target: Tensor) -> Tensor:
         return guided_mean_std_loss(features, guide, target)
+
+
+class SlicedWasserstein:
+    """Heitz et al. 2021: the whole distribution of each style layer's features, compared along random directions.
+
+    At a layer of C channels, C unit directions θₖ are drawn from `seed` (as many as
+    the paper's); the target is the style's quantile function of the projections onto
+    each, at `levels` levels (several styles blended as their Wasserstein barycentre,
+    Σ wⱼ Qⱼ). The directions are drawn once, not at every step as in the paper, so
+    that a run and a resumed run repeat exactly; `seed` defaults to another than the
+    judge's, whose style SWD measures the same kind of distance along its own directions.
+    """
+
+    min_size = 1
+
+    def __init__(self, levels: int = 1024, seed: int = 1):
+        for key, value in (("levels", levels), ("seed", seed)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "levels" else 0):
+                raise NSTError(f"style_loss.{key}={value!r} must be an integer >= {1 if key == 'levels' else 0}")
+        self.levels, self.seed = levels, seed
+        self._directions: dict[tuple[int, torch.device], Tensor] = {}
+
+    def directions(self, channels: int, device: torch.device) -> Tensor:
+        """(C, C): unit directions as columns, the same for every run with this seed."""
+        key = (channels, device)
+        if key not in self._directions:
+            drawn = torch.randn(channels, channels, generator=torch.Generator().manual_seed(self.seed))
+            self._directions[key] = (drawn / drawn.norm(dim=0, keepdim=True)).to(device)
+        return self._directions[key]
+
+    def targets(
+        self, encode: Encode, styles: Sequence[Tensor], blend: Sequence[float], layers: Collection[str]
+    ) -> dict[str, Tensor]:
+        return style_targets(encode, styles, blend, layers, self.target)
+
+    def target(self, features: Tensor) -> Tensor:
+        """(B, C, levels): one image's quantile functions along the directions of its layer."""
+        return projected_quantiles(features, self.directions(features.shape[1], features.device), self.levels)
+
+    def loss(self, features: Tensor, target: Tensor) -> Tensor:
+        return sliced_wasserstein_loss(features, target, self.directions(features.shape[1], features.device))
 
 
 class MRF:

@@ -79,7 +79,7 @@ def test_relative_image_paths_are_read_from_where_nst_was_started(tmp_path, caps
         (["--content", "x.jpg"], "--content is not an option of nst: settings are written key=value, without dashes"),
         (["train", "--max_steps", "5"], "without dashes (e.g. trainer.max_steps=…)"),
         (["optimizer.torch.lr=[1"], "no viable alternative at input '[1'"),
-        (["train", "netwrk.width=8"], "netwrk.width is not a setting (did you mean network.width?)"),
+        (["train", "netwrk.start=8"], "netwrk.start is not a setting (did you mean network.start?)"),
         (["train", "schedule=cosine"], "schedule=cosine: no such option; schedule is one of inverse_time, step"),
         (["train", "experiment=gatys2016_fig2"], "is a setup for `nst`: run it as `nst experiment=gatys2016_fig2`"),
         (["experiment=johnson2016_fast"], "run it as `nst train experiment=johnson2016_fast`"),

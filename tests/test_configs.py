@@ -129,6 +129,7 @@ def test_every_described_setting_exists_in_its_config_and_its_default_passes(mak
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             options = ("", "step", "inverse_time")
             cfgs = [compose("train", [f"schedule={option}"] if option else []) for option in options]
+            cfgs.append(compose("train", ["network=johnson"]))  # the Johnson network's own settings
     for setting in settings.of(run):
         values = [OmegaConf.select(cfg, setting.key, default="absent") for cfg in cfgs]
         assert set(values) != {"absent"}, f"{setting.key} is described but not in the {run} config"

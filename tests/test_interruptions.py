@@ -173,3 +173,29 @@ def test_a_signal_before_the_fit_stops_the_run_in_one_line_and_says_it_is_not_re
     assert code == 130 and err.strip() == stopped
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
     assert not (run_dir / ".nst.lock").exists()
+
+
+def test_sigterm_to_the_whole_process_group_interrupts_a_training_with_loader_processes_and_stops_its_sweep(tmp_path):
+    """As `kill -- -PGID`, a terminal's Ctrl-C or scancel deliver it: the loader processes get the signal too."""
+    import subprocess
+    import sys
+    import time
+
+    sweep = tmp_path / "sweep"
+    args = ["train", "-m", "debug=tiny", "network=johnson", "data.workers=1", "trainer.max_steps=100000",
+            "log_every=1", "seed=0,1", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-m", "nst", *args], cwd=tmp_path, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    history = sweep / "0" / "history.csv"
+    deadline = time.monotonic() + 120
+    while not (history.is_file() and len(history.read_text().splitlines()) > 3) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        _, err = process.communicate(timeout=120)
+    finally:  # a sweep that went on is not left running
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 143, err.decode()[-2000:]
+    assert json.loads((sweep / "0" / "metrics.json").read_text())["status"] == "interrupted"
+    assert (sweep / "0" / "resume.ckpt").is_file() and not (sweep / "1").exists()

@@ -12,7 +12,9 @@ from nst.losses import (
     mrf_loss,
     nearest_patches,
     patches,
+    projected_quantiles,
     relative_error,
+    sliced_wasserstein_loss,
     style_gram,
     style_loss,
     total_variation,
@@ -155,3 +157,33 @@ def test_sliced_wasserstein_blends_styles_as_their_barycentre():
     result = torch.tensor([[[[1.0, 2.0]]]])
     low, high = torch.tensor([[[[0.0, 1.0]]]]), torch.tensor([[[[2.0, 3.0]]]])  # the barycentre is (1, 2)
     assert sliced_wasserstein(result, [low, high], [0.5, 0.5], seed=0).item() == pytest.approx(0, abs=1e-7)
+
+
+def test_the_sliced_wasserstein_loss_is_the_judges_distance_along_the_same_directions_per_image():
+    torch.manual_seed(3)
+    f, style = torch.randn(2, 4, 3, 5), torch.randn(1, 4, 6, 5)
+    generator = torch.Generator().manual_seed(0)
+    directions = torch.randn(4, 4, generator=generator)
+    directions = directions / directions.norm(dim=0, keepdim=True)
+    target = projected_quantiles(style, directions, levels=30)  # as many levels as the style has positions: exact
+    loss = sliced_wasserstein_loss(f, target, directions)
+    judged = torch.stack([sliced_wasserstein(f[i : i + 1], [style], [1.0], seed=0) for i in range(2)])
+    assert loss.shape == (2,) and torch.allclose(loss, judged, rtol=1e-5)
+    shuffled = style.flatten(2)[..., torch.randperm(30)].reshape(1, 4, 6, 5)  # where features are does not count
+    assert sliced_wasserstein_loss(shuffled, target, directions).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_the_sliced_wasserstein_loss_pulls_features_to_the_styles_distribution():
+    torch.manual_seed(4)
+    style = 3 + 2 * torch.randn(1, 3, 8, 8)
+    directions = torch.linalg.qr(torch.randn(3, 3))[0]
+    target = projected_quantiles(style, directions, levels=64)
+    f = torch.randn(1, 3, 8, 8, requires_grad=True)
+    optimizer = torch.optim.Adam([f], lr=0.1)
+    before = sliced_wasserstein_loss(f, target, directions).item()
+    for _ in range(200):
+        optimizer.zero_grad()
+        sliced_wasserstein_loss(f, target, directions).sum().backward()
+        optimizer.step()
+    assert sliced_wasserstein_loss(f, target, directions).item() < 0.01 * before
+    assert f.mean().item() == pytest.approx(3, abs=0.3) and f.std().item() == pytest.approx(2, abs=0.3)

@@ -12,7 +12,7 @@ from PIL import Image
 from tests.helpers import run_cli
 
 STYLES = "style=[${styles:starry_night.jpg},${styles:the_scream.jpg},${styles:shipwreck.jpg}]"
-THREE = ["train", "debug=tiny", "network.norm=conditional_instance", STYLES, "network.width=8"]
+THREE = ["train", "debug=tiny", "network=johnson", "network.norm=conditional_instance", STYLES, "network.width=8"]
 
 
 def _pixels(path) -> np.ndarray:
@@ -69,7 +69,8 @@ def test_one_network_learns_three_styles_each_index_its_own_image_and_a_one_hot_
 
 def test_a_one_style_network_refuses_a_style_index_and_a_blend_is_refused_for_a_multi_style_one(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    code, err = run_cli(tmp_path, capsys, "train", "debug=tiny", "network.width=4", f"hydra.run.dir={run_dir}")
+    code, err = run_cli(tmp_path, capsys, "train", "debug=tiny", "network=johnson", "network.width=4",
+                        f"hydra.run.dir={run_dir}")  # fmt: skip
     assert code == 0, err
     code, err = run_cli(tmp_path, capsys, "stylize", f"model={run_dir}", f"content={run_dir / 'final.png'}",
                         f"out={tmp_path / 'o.png'}", "style_index=0")  # fmt: skip

@@ -1,4 +1,4 @@
-"""Style statistics (`style_loss=gram|mean_std|mrf`): each runs, lowers its own loss, composes and batches."""
+"""Style statistics (`style_loss=gram|mean_std|mrf|swd`): each runs, lowers its own loss, composes and batches."""
 
 import csv
 from pathlib import Path
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from nst.statistics import MRF, MeanStd
+from nst.statistics import MRF, MeanStd, SlicedWasserstein
 from tests.helpers import train
 from tests.test_batched import alone_and_together, pixels
 
@@ -16,6 +16,7 @@ STATISTICS = {
     "gram": ["style_loss=gram"],
     "mean_std": ["style_loss=mean_std"],
     "mrf": ["style_loss=mrf", "layers=li2016"],
+    "swd": ["style_loss=swd"],
 }
 SMALL = ["image.size=48", "optimizer.steps=3", "judge=true"]
 
@@ -50,7 +51,7 @@ def test_statistics_compose_with_optimizers_conventions_layer_sets_and_several_s
     assert metrics["status"] == "finished" and (tmp_path / "final.png").is_file()
 
 
-@pytest.mark.parametrize("name", ["mean_std", "mrf"])
+@pytest.mark.parametrize("name", ["mean_std", "mrf", "swd"])
 def test_a_batch_of_runs_with_one_statistic_gives_each_run_what_it_gets_alone(make_cfg, tmp_path, name):
     base = ["backbone.weights=caffe", "judge=false", *STATISTICS[name], *SMALL]
     points = [[*base, "loss.style_weight=1e4"], [*base, "loss.style_weight=10", "init=random", "seed=3"]]
@@ -83,3 +84,15 @@ def test_mean_std_targets_blend_the_styles_statistics_linearly():
     dark, light = torch.zeros(1, 2, 4, 4), torch.ones(1, 2, 4, 4)
     (target,) = MeanStd().targets(encode_as_is, [dark, light], [0.25, 0.75], {"x"}).values()
     assert torch.allclose(target[0, 0], torch.full((2,), 0.75))  # means 0 and 1, blended 1:3
+
+
+def test_sliced_wasserstein_targets_blend_styles_as_their_barycentre_along_directions_drawn_once():
+    low, high = torch.zeros(1, 2, 4, 4), torch.full((1, 2, 4, 4), 2.0)
+    statistic = SlicedWasserstein(levels=16, seed=5)
+    (blended,) = statistic.targets(encode_as_is, [low, high], [0.5, 0.5], {"x"}).values()
+    (middle,) = statistic.targets(encode_as_is, [torch.ones(1, 2, 4, 4)], [1.0], {"x"}).values()
+    assert blended.shape == (1, 2, 16) and torch.allclose(blended, middle)
+    assert torch.equal(statistic.directions(2, torch.device("cpu")), SlicedWasserstein(seed=5).directions(2, "cpu"))
+    assert not torch.equal(statistic.directions(2, "cpu"), SlicedWasserstein(seed=6).directions(2, "cpu"))
+    with pytest.raises(Exception, match=r"style_loss\.levels=0 must be an integer >= 1"):
+        SlicedWasserstein(levels=0)

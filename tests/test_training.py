@@ -4,6 +4,7 @@
 entry point in this process, signals sent at a given step (no timing races).
 """
 
+import csv
 import io
 import json
 import os
@@ -24,6 +25,7 @@ from nst.train.data import StepBatches, photo_files
 from nst.train.model_file import load_model
 from nst.train.module import StyleNetTraining
 from nst.train.network import TransformNet
+from nst.train.styled_decoder import StyledDecoder
 from tests.helpers import run_cli, signal_at, wandb_run
 
 TINY = ["train", "debug=tiny"]
@@ -86,7 +88,7 @@ def test_a_training_run_leaves_its_model_figures_and_wandb_run_and_stylize_repro
     assert code == 0 and "s on cpu" in err
     assert out.read_bytes() == (run_dir / "final.png").read_bytes()  # final.png: that photo through the network
     network, info = load_model(run_dir / "model.pt")  # without Hydra or the run's config
-    assert isinstance(network, TransformNet) and info["steps"] == 3
+    assert isinstance(network, StyledDecoder) and info["steps"] == 3  # nst train's default network
 
 
 def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path, capsys, monkeypatch):
@@ -116,7 +118,7 @@ def test_a_training_sweep_gives_one_run_per_value_and_an_image_run_can_start_fro
     tmp_path, capsys
 ):
     sweep = tmp_path / "sweep"
-    code, err = run_cli(tmp_path, capsys, "train", "-m", "debug=tiny", "loss.style_weight=1,100",
+    code, err = run_cli(tmp_path, capsys, "train", "-m", "debug=tiny", "network=johnson", "loss.style_weight=1,100",
                         f"hydra.sweep.dir={sweep}")  # fmt: skip
     assert code == 0, err
     trained = [weights(sweep / job) for job in ("0", "1")]
@@ -186,8 +188,9 @@ def test_a_bad_model_file_is_one_line_and_runs_no_code(tmp_path, capsys, kind, s
         ("data.val_count=4", "holds out every one of the 4 photos"),
         ("+data.typo=1", "data.typo is not a setting of `nst train`"),
         ("trainer.max_steps=0", "trainer.max_steps=0 must be an integer >= 1"),
-        ("network.norm=group", "network.norm='group': choose one of instance, batch, conditional_instance"),
-        ("style_loss=mrf", "train with style_loss=gram or mean_std"),
+        ("network=johnson network.norm=group", "network.norm='group': choose one of instance, batch, conditional"),
+        ("style_loss=mrf", "train with style_loss=gram, mean_std or swd"),
+        ("loss.style_weight=50", "chosen by style_balance=1.0 before step 0: give style_balance=null"),
         (f"trainer.devices={os.cpu_count() + 1}", "CPU cores, one per training process; give at most"),
         ("trainer.num_nodes=2", "needs a cluster: run it with hydra/launcher=slurm"),
         ("trainer.strategy=ddp_spawn", "trainer.strategy='ddp_spawn': choose one of auto, ddp (several devices: ddp"),
@@ -298,3 +301,19 @@ def test_the_stability_term_makes_a_photo_and_its_noisy_copy_give_closer_images(
         with torch.no_grad():
             change[weight] = (module(photos) - module(noisy)).abs().mean().item()
     assert change[100.0] < 0.9 * change[0.0]  # measured 0.79 of it after these 15 steps
+
+
+def test_style_balance_chooses_the_style_weight_from_the_untrained_network_and_trains_with_it(tmp_path, capsys):
+    chosen = {}
+    for balance in (1, 3):
+        run_dir = tmp_path / f"balance{balance}"
+        code, err = run_cli(tmp_path, capsys, *TINY, "network=johnson", f"style_balance={balance}", "log_every=1",
+                            "trainer.max_steps=4", f"hydra.run.dir={run_dir}")  # fmt: skip
+        assert code == 0, err
+        chosen[balance] = json.loads((run_dir / "metrics.json").read_text())["style_weight"]
+        with open(run_dir / "history.csv", newline="") as f:
+            first = next(csv.DictReader(f))
+        expected = float(first["content"]) + chosen[balance] * float(first["style"]) + 1e-4 * float(first["tv"])
+        assert float(first["total"]) == pytest.approx(expected, rel=1e-5)  # the chosen weight is the one trained with
+        assert torch.load(run_dir / "model.pt", weights_only=True)["info"]["style_weight"] == chosen[balance]
+    assert chosen[3] == pytest.approx(3 * chosen[1]) and chosen[1] != 5.0  # measured, not loss.style_weight

@@ -40,7 +40,11 @@ def check_training(cfg: DictConfig, overrides: Sequence[str] = (), described: bo
     _check_keys(cfg)
     check_shared(cfg, overrides, "train" if described else None)
     if isinstance(build(cfg.style_loss, "style_loss"), MRF):
-        raise NSTError("style_loss=mrf matches patches of one image at a time; train with style_loss=gram or mean_std")
+        raise NSTError("style_loss=mrf matches patches of one image at a time; train with style_loss=gram, mean_std "
+                       "or swd")  # fmt: skip
+    if cfg.style_balance is not None and any(o.lstrip("+~").split("=")[0] == "loss.style_weight" for o in overrides):
+        raise NSTError(f"loss.style_weight is chosen by style_balance={cfg.style_balance} before step 0: give "
+                       "style_balance=null with it (or sweep style_balance)")  # fmt: skip
     build(cfg.network, "network")
     kind = kind_of_config(cfg.network)
     data = cfg.data

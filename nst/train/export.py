@@ -6,7 +6,8 @@ ONNX (opset 17, checked with onnxruntime in the tests) or TorchScript (`.pt`,
 its weights over its N styles; the output, `image`, is clamped to [0, 1] as
 `nst stylize` clamps it. An AdaIN decoder exports with its VGG encoder: inputs
 `photo`, `style` (B, 3, H', W', any size) and `alpha` (a scalar in [0, 1]), the pass
-`nst stylize` runs (nst/train/inference.py `DecoderPass`).
+`nst stylize` runs (nst/train/decoder_pass.py); a per-style AdaIN network exports with
+its encoder and its painting's statistics: input `photo` alone.
 """
 
 import io
@@ -21,9 +22,10 @@ from torch import Tensor, nn
 from nst.adain import encoder
 from nst.errors import NSTError
 from nst.outputs import atomic_write
-from nst.train.inference import DecoderPass
+from nst.train.decoder_pass import DecoderPass
 from nst.train.kinds import kind_of
 from nst.train.model_file import load_model
+from nst.train.styled_decoder import StyledDecoder
 
 USAGE = "usage: nst export model=RUN_DIR out=FILE.onnx|FILE.pt"
 OPSET = 17
@@ -55,6 +57,19 @@ class ExportedDecoder(nn.Module):
         return self.step(photo, self.step.statistics(photo), self.step.statistics(style), alpha).clamp(0, 1)
 
 
+class ExportedStyledDecoder(nn.Module):
+    """A per-style AdaIN network (nst/train/styled_decoder.py) with its encoder: the photo in its kept style."""
+
+    def __init__(self, network: StyledDecoder):
+        super().__init__()
+        self.step = DecoderPass(network.decoder, encoder())
+        self.register_buffer("style", network.style.detach().clone())
+
+    def forward(self, photo: Tensor) -> Tensor:
+        style = self.style.expand(len(photo), -1, -1)
+        return self.step(photo, self.step.statistics(photo), style).clamp(0, 1)
+
+
 def export(network: nn.Module, out: Path) -> Path:
     """Write `network` as ONNX or TorchScript, by `out`'s suffix."""
     photo = torch.rand(1, 3, 64, 64)
@@ -62,6 +77,8 @@ def export(network: nn.Module, out: Path) -> Path:
         module: nn.Module = ExportedDecoder(network.eval()).eval()
         inputs: tuple[Tensor, ...] = (photo, torch.rand(1, 3, 48, 64), torch.tensor(1.0))
         names = ["photo", "style", "alpha"]
+    elif isinstance(network, StyledDecoder):
+        module, inputs, names = ExportedStyledDecoder(network.eval()).eval(), (photo,), ["photo"]
     else:
         styles = int(getattr(network, "styles", 0))
         module = Exported(network.eval()).eval()

@@ -23,17 +23,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nst import colour
-from nst.adain import ENCODER_LAYER, STRIDE, encoder, transfer
+from nst.adain import STRIDE, encoder, transfer
 from nst.errors import NSTError
 from nst.images import load_image
-from nst.losses import channel_mean_std
 from nst.memory import free_memory
 from nst.regions import Regions
+from nst.train.decoder_pass import DECODER_CONTEXT, DecoderPass, streamed_statistics
 from nst.train.kinds import kind_of
 from nst.train.model_file import stylize
+from nst.train.styled_decoder import StyledDecoder
 from nst.train.tiles import bytes_per_pixel, tile_side, tiled
 
-DECODER_CONTEXT = 128  # px of context around an AdaIN decoder's tile: its encoder and decoder look ~100 px away
 MIN_SIDE = 16  # the smallest side a network's two stride-2 convolutions (and AdaIN's encoder) run at
 
 
@@ -79,20 +79,22 @@ def styled(
     regions: Regions | None = None,
 ) -> tuple[Tensor, float]:
     """The network's image of `photo` (named `name` in errors) under `control`, and the pass's seconds: an AdaIN
-    decoder's with `styles`, a network of fixed styles' whole or in tiles; with `regions`, whole, each region in
-    its own style (`by_region`)."""
+    decoder's with `styles` or a per-style AdaIN network's, a Johnson network's, whole or in tiles; with `regions`,
+    whole, each region in its own style (`decoded_regions`, `by_region`)."""
     seen = photo if control.scale == 1 else F.interpolate(photo, scale_factor=1 / control.scale, mode="bilinear",
                                                           antialias=True)  # fmt: skip
     if min(seen.shape[-2:]) < MIN_SIDE:
         raise NSTError(f"content={name} gives {seen.shape[-1]}x{seen.shape[-2]} px, smaller than the "
                        f"{MIN_SIDE} px a network's downsampling needs: give a larger photo or size=")  # fmt: skip
     started = time.perf_counter()
-    if styles is not None and regions is None:
-        run = partial(decoded, network, styles=styles, alpha=control.strength)
-        side = tile_of(tile, torch.nn.ModuleList([network, encoder()]), run, seen, device)  # both networks' memory
-        image = decoded_tiles(network, seen, styles, control.strength, side) if side else run(seen)
+    target = adain_target(network, styles)
+    if target is not None and regions is None:
+        decoder, style = target
+        run = partial(decoded, decoder, style=style, alpha=control.strength)
+        side = tile_of(tile, torch.nn.ModuleList([decoder, encoder()]), run, seen, device)  # both networks' memory
+        image = decoded_tiles(decoder, seen, style, control.strength, side) if side else run(seen)
     elif styles is not None:
-        image = decoded(network, seen, styles, control.strength, regions)
+        image = decoded_regions(network, seen, styles, control.strength, regions)
     elif regions is not None:
         image = by_region(network, seen, regions)
     else:
@@ -102,7 +104,7 @@ def styled(
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
-    return controlled(image.cpu(), photo, control, decoded=styles is not None), seconds
+    return controlled(image.cpu(), photo, control, decoded=target is not None), seconds
 
 
 def tile_of(given: str, network: torch.nn.Module, run: Callable[[Tensor], Tensor], photo: Tensor,
@@ -142,86 +144,50 @@ def style_images(network: torch.nn.Module, style: str | None, size: int) -> list
     return [load_image(path, size) for path in paths]
 
 
-def decoded(decoder: torch.nn.Module, photo: Tensor, styles: list[Tensor], alpha: float = 1.0,
-            regions: Regions | None = None) -> Tensor:  # fmt: skip
-    """An AdaIN decoder's image of `photo` in the style of `styles` (blended equally, or one per region: region-wise
-    AdaIN); `alpha` blends the features (Huang & Belongie). The photo is padded to the encoder's 8 px grid by
-    reflection (`DecoderPass`: what tiles and an exported file run too)."""
+def adain_target(network: torch.nn.Module, styles: list[Tensor] | None) -> tuple[torch.nn.Module, Tensor] | None:
+    """The decoder and the relu4_1 statistics (1, 2, C) an AdaIN network moves the photo's features to: those of
+    the `style=` images (blended equally) for an AdaIN decoder, the kept painting's for a per-style AdaIN network
+    (nst/train/styled_decoder.py); None for a Johnson network."""
+    if isinstance(network, StyledDecoder):
+        return network.decoder, network.style
+    if styles is None:
+        return None
+    device = next(network.parameters()).device
+    with torch.no_grad():
+        return network, DecoderPass(network, encoder().to(device)).style_statistics(styles)
+
+
+def decoded(decoder: torch.nn.Module, photo: Tensor, style: Tensor, alpha: float = 1.0) -> Tensor:
+    """An AdaIN decoder's image of `photo` with its features moved to the `style` statistics (`adain_target`);
+    `alpha` blends the features (Huang & Belongie). The photo is padded to the encoder's 8 px grid by reflection
+    (`DecoderPass`: what tiles and an exported file run too)."""
     device = next(decoder.parameters()).device
-    if regions is not None:
-        with torch.no_grad():
-            image = transfer(decoder, encoder().to(device), photo.to(device), [s.to(device) for s in styles],
-                             [1 / len(styles)] * len(styles), alpha, regions)  # fmt: skip
-        return image.clamp(0, 1)
     step = DecoderPass(decoder, encoder().to(device))
     with torch.no_grad():
         photo = photo.to(device)
-        return step(photo, step.statistics(photo), step.style_statistics(styles), alpha).clamp(0, 1)
+        return step(photo, step.statistics(photo), style.to(device), alpha).clamp(0, 1)
 
 
-def decoded_tiles(decoder: torch.nn.Module, photo: Tensor, styles: list[Tensor], alpha: float, side: int) -> Tensor:
+def decoded_tiles(decoder: torch.nn.Module, photo: Tensor, style: Tensor, alpha: float, side: int) -> Tensor:
     """`decoded` over tiles (nst/train/tiles.py): each tile's features normalised with the whole photo's statistics
-    (`streamed_statistics`) and given the styles', so that no tile's colours drift from its neighbours'."""
+    (`streamed_statistics`) and given the style's, so that no tile's colours drift from its neighbours'."""
     device = next(decoder.parameters()).device
     step = DecoderPass(decoder, encoder().to(device))
-    photo = photo.to(device)
+    photo, style = photo.to(device), style.to(device)
     with torch.no_grad():
-        whole, style = streamed_statistics(step, photo, side), step.style_statistics(styles)
+        whole = streamed_statistics(step, photo, side)
     return tiled(lambda crop: step(crop, whole, style, alpha), decoder, photo, side, context=DECODER_CONTEXT,
                  stride=STRIDE).clamp(0, 1)  # fmt: skip
 
 
-def streamed_statistics(step: "DecoderPass", photo: Tensor, side: int) -> Tensor:
-    """The whole photo's relu4_1 mean and std, (1, 2, C), as `DecoderPass.statistics` gives them, from blocks of
-    about `side` px (each with its context) that partition the feature grid: one encoder pass, bounded memory."""
-    block = max(STRIDE, side // STRIDE * STRIDE)
-    height, width = photo.shape[-2:]
-    sums, squares, count = [], [], 0
-    for top in range(0, height, block):
-        for left in range(0, width, block):
-            t0, l0 = max(0, top - DECODER_CONTEXT), max(0, left - DECODER_CONTEXT)
-            t1, l1 = min(height, top + block + DECODER_CONTEXT), min(width, left + block + DECODER_CONTEXT)
-            features = step.features(photo[..., t0:t1, l0:l1])
-            h, w = min(block, height - top), min(block, width - left)
-            rows, columns = (top - t0) // STRIDE, (left - l0) // STRIDE
-            inside = features[..., rows : rows + -(-h // STRIDE), columns : columns + -(-w // STRIDE)].double()
-            sums.append(inside.sum((2, 3)))
-            squares.append((inside**2).sum((2, 3)))
-            count += inside.shape[2] * inside.shape[3]
-    mean = torch.stack(sums).sum(0) / count
-    variance = (torch.stack(squares).sum(0) / count - mean**2).clamp_min(0)
-    return torch.stack([mean, (variance + 1e-5).sqrt()], 1).float()
-
-
-class DecoderPass(torch.nn.Module):
-    """One pass of an AdaIN decoder with its encoder, given the content's and the style's relu4_1 statistics: the
-    image padded by reflection to the encoder's 8 px grid, t = σ_s (f − μ_c) / σ_c + μ_s, α t + (1 − α) f decoded,
-    the padding cut off. Statistics are `channel_mean_std`'s (B, 2, C)."""
-
-    def __init__(self, decoder: torch.nn.Module, encode: torch.nn.Module):
-        super().__init__()
-        self.decoder, self.encode = decoder, encode
-
-    def features(self, image: Tensor) -> Tensor:
-        h, w = image.shape[-2:]
-        padded = F.pad(image, (0, (STRIDE - w % STRIDE) % STRIDE, 0, (STRIDE - h % STRIDE) % STRIDE), mode="reflect")
-        return self.encode(padded, [ENCODER_LAYER])[ENCODER_LAYER]
-
-    def statistics(self, image: Tensor) -> Tensor:
-        return channel_mean_std(self.features(image))
-
-    def style_statistics(self, styles: list[Tensor]) -> Tensor:
-        """The styles' statistics, blended equally (AdaIN's interpolation of several styles)."""
-        device = next(self.decoder.parameters()).device
-        stats = [self.statistics(s.to(device)) for s in styles]
-        return sum(stats) / len(stats)
-
-    def forward(self, image: Tensor, content: Tensor, style: Tensor, alpha: float | Tensor = 1.0) -> Tensor:
-        h, w = image.shape[-2:]
-        features = self.features(image)
-        matched = style[:, 1, :, None, None] * (features - content[:, 0, :, None, None]) / content[:, 1, :, None, None]
-        target = alpha * (matched + style[:, 0, :, None, None]) + (1 - alpha) * features
-        return self.decoder(target)[..., :h, :w]
+def decoded_regions(decoder: torch.nn.Module, photo: Tensor, styles: list[Tensor], alpha: float, regions: Regions
+                    ) -> Tensor:  # fmt: skip
+    """An AdaIN decoder's image of `photo` with each region in its own style of `styles` (region-wise AdaIN)."""
+    device = next(decoder.parameters()).device
+    with torch.no_grad():
+        image = transfer(decoder, encoder().to(device), photo.to(device), [s.to(device) for s in styles],
+                         [1 / len(styles)] * len(styles), alpha, regions)  # fmt: skip
+    return image.clamp(0, 1)
 
 
 def by_region(network: torch.nn.Module, photo: Tensor, regions: Regions) -> Tensor:

@@ -19,6 +19,7 @@ from nst.errors import NSTError
 from nst.train.decoder import DecoderTraining
 from nst.train.module import StyleNetTraining
 from nst.train.network import TransformNet
+from nst.train.styled_decoder import StyledDecoder, StyledDecoderTraining
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ def register(kind: NetworkKind) -> NetworkKind:
 register(NetworkKind("johnson", TransformNet, StyleNetTraining, takes_styles=True))
 register(NetworkKind("adain_decoder", AdaINDecoder, DecoderTraining, any_style=True,
                      rebuilt={"start": "scratch"}))  # fmt: skip
+register(NetworkKind("adain_style", StyledDecoder, StyledDecoderTraining, rebuilt={"start": "scratch"}))
 
 
 def kind_of_config(node: Mapping[str, Any]) -> NetworkKind:
@@ -63,7 +65,7 @@ def kind_of_config(node: Mapping[str, Any]) -> NetworkKind:
         if kind.target == target:
             return kind
     raise NSTError(f"network._target_={target} is no registered network kind ({', '.join(KINDS)}): register its "
-                   "class in nst/train/kinds.py, or pick network=johnson or network=adain_decoder")  # fmt: skip
+                   "class in nst/train/kinds.py, or pick network=johnson, adain_decoder or adain_style")  # fmt: skip
 
 
 def kind_of(network: nn.Module) -> NetworkKind:

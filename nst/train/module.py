@@ -41,6 +41,8 @@ class Stability:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
         noisy = photos + self.noise * torch.randn(photos.shape, generator=generator).to(photos)
         return self.weight * (images - network(noisy)).pow(2).mean((1, 2, 3))
+
+
 ScheduleFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 
 
@@ -158,13 +160,27 @@ class StyleNetTraining(pl.LightningModule):
         schedule = {"scheduler": self.make_schedule(optimizer), "interval": "step"}
         return {"optimizer": optimizer, "lr_scheduler": schedule}
 
+    @property
+    def style_weight(self) -> float:
+        return float(self.criterion.weights["style"][0])
+
+    def set_style_weight(self, weight: float) -> None:
+        """The style weight the run trains with (`style_balance` chooses it before step 0; a resume reads it back)."""
+        self.criterion.weights["style"] = [weight]
+        if "style" in self.criterion.factors:
+            self.criterion.factors["style"] = torch.tensor([weight], device=self.criterion.factors["style"].device)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """The frozen loss network is left out: the run's config rebuilds it."""
+        """The frozen loss network is left out: the run's config rebuilds it. The style weight is kept: one that
+        `style_balance` measured before step 0 cannot be measured again from a later network."""
         kept = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("criterion.encoder.")}
         checkpoint["state_dict"] = kept
+        checkpoint["style_weight"] = self.style_weight
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.evaluations = int(checkpoint["global_step"])
+        if "style_weight" in checkpoint:
+            self.set_style_weight(float(checkpoint["style_weight"]))
         encoder = {f"criterion.encoder.{k}": v for k, v in self.criterion.encoder.state_dict().items()}
         checkpoint["state_dict"] = {**checkpoint["state_dict"], **encoder}
 

@@ -5,13 +5,15 @@ metrics.json) is every branch's (nst/lifecycle.py).
     read            the config, once, into a frozen plan          (nst/train/plan.py)
     load_data       photos split, style image, held-out photos     (nst/train/data.py)
     build_module    network, criterion, optimizer -> module        (nst/train/kinds.py, nst/criterion.py)
-    fit             Lightning fit, validated, checkpointed         (nst/train/validation.py, nst/lifecycle.py)
+    fit             style_balance's probe, then Lightning fit,      (nst/train/balance.py,
+                    validated, checkpointed                        nst/train/validation.py, nst/lifecycle.py)
     write_outputs   model.pt, final.png, figures to the logger     (nst/train/model_file.py)
 
 Nothing below this module receives the config: each step takes the plan.
 """
 
 import logging
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ from nst.processes import first_process
 from nst.progress import EvaluationProgress
 from nst.runs import Job, RunSignals
 from nst.targets import blend_weights
+from nst.train.balance import balanced_style_weight
 from nst.train.checks import check_training
 from nst.train.data import Split, StepBatches, photo_files, split, validation_photos
 from nst.train.model_file import LAST_MODEL_FILE, MODEL_FILE, save_model
@@ -169,6 +172,10 @@ def fit(
         use_distributed_sampler=False, plugins=plugins,
     )  # fmt: skip
     first_step = _step_of(resume) if resume is not None else 0
+    if plan.style_balance is not None and resume is None:  # a resumed run reads its weight from the checkpoint
+        probe = StepBatches(data.split.train, plan.data.size, plan.data.resize, plan.data.batch_size, plan.seed,
+                            plan.steps, styles=module.conditional or 1, style_paths=data.style_paths)  # fmt: skip
+        module.set_style_weight(balanced_style_weight(module, probe, plan.style_balance))
     loader = batch_loader(plan, data, module, trainer, first_step)
     (log.info if first_process() else log.debug)(
         "%s: %s, %d training photos (%d held out), %d px crops, batch %d, %d steps, on %s%s",
@@ -198,7 +205,16 @@ def batch_loader(
         data.split.train, d.size, d.resize, d.batch_size, plan.seed, plan.steps, styles=module.conditional or 1,
         style_paths=data.style_paths, rank=trainer.global_rank, world=trainer.world_size,
     )  # fmt: skip
-    return DataLoader(batches, batch_size=None, sampler=StepSampler(first_step, plan.steps), num_workers=d.workers)
+    return DataLoader(batches, batch_size=None, sampler=StepSampler(first_step, plan.steps), num_workers=d.workers,
+                      worker_init_fn=_signals_to_the_trainer)  # fmt: skip
+
+
+def _signals_to_the_trainer(worker: int) -> None:
+    """A loader process ignores Ctrl-C, SIGTERM and SLURM's signal. They reach every process of the group (a
+    terminal's Ctrl-C, `kill -- -PGID`, scancel); the training process stops after its step with a checkpoint, for
+    which its loader must live until then (killed, it would fail the run, and a sweep would go on)."""
+    for signum in RunSignals.caught():
+        signal.signal(signum, signal.SIG_IGN)
 
 
 class StepSampler(torch.utils.data.Sampler):
@@ -248,7 +264,7 @@ def write_outputs(
     out_dir, trainer, validation, fit_time = plan.out_dir, fitted.trainer, fitted.validation, fitted.fit_time
     style = [str(p) for p in data.style_files]
     trained_on = {"style": style} if plan.data.style_folder is None else {"style_folder": str(plan.data.style_folder)}
-    info = {**trained_on, "steps": trainer.global_step, "seed": plan.seed}
+    info = {**trained_on, "steps": trainer.global_step, "seed": plan.seed, "style_weight": module.style_weight}
     chosen, kept = keep_best(module, validation, out_dir, info)
     final = chosen["outputs"][0][0]  # the first held-out photo (in the first style)
     save_image(final, out_dir / "final.png")
@@ -274,6 +290,7 @@ def write_outputs(
         **device,
         "model": str(out_dir / MODEL_FILE),
         "parameters": sum(p.numel() for p in module.network.parameters()),
+        "style_weight": module.style_weight,
         "validated_on": [str(p) for p in data.val_photos],
         **kept,
     }

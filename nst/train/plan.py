@@ -57,6 +57,7 @@ class TrainingPlan:
     kind: NetworkKind
     network: Callable[..., nn.Module]  # the network class with its config's settings: called after seeding
     weights: LossWeights
+    style_balance: float | None  # chooses the style weight from a probe before step 0 (nst/train/balance.py)
     layers: frozenset[str]  # content and style layers: the deepest sets the smallest crop
     statistic: StyleStatistic
     convention: Convention
@@ -101,6 +102,7 @@ class TrainingPlan:
             kind=kind,
             network=build(cfg.network, "network", _partial_=True),
             weights=LossWeights.of([(cfg.loss, content, style)]),
+            style_balance=None if cfg.style_balance is None else float(cfg.style_balance),
             layers=frozenset(content) | frozenset(style),
             statistic=build(cfg.style_loss, "style_loss"),
             convention=cfg.loss.convention,
