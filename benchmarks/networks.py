@@ -111,6 +111,8 @@ def main() -> None:
     parser.add_argument("--optimise", action="store_true", help="also the default optimisation of each photo")
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
     parser.add_argument("--runs", type=Path, default=None, help="an `nst train -m style=…` sweep to judge instead")
+    parser.add_argument("--section", default="networks-held-out", help="the section of results.md to write")
+    parser.add_argument("--gallery", type=Path, default=GALLERY, help="the held-out samples' image")
     args = parser.parse_args()
     environment.configure()
     out = args.out or Path(tempfile.mkdtemp(prefix="nst-networks-"))
@@ -119,7 +121,7 @@ def main() -> None:
     if args.runs:
         styles = [style for style in styles if style.name in runs]
     results = [one_style(style, args, out, runs.get(style.name)) for style in styles]
-    save_image(torch.cat([r.pop("grid") for r in results], dim=2), GALLERY)
+    save_image(torch.cat([r.pop("grid") for r in results], dim=2), args.gallery)
     lines = []
     for r in results:
         for name, f in r["figures"].items():
@@ -145,9 +147,9 @@ Training: {timing}.
 
 The network beats AdaIN on both content error and style SWD for {len(beats)} of {len(results)} styles
 ({", ".join(beats) or "none"}). Samples (network above AdaIN, each style's held-out photos):
-`docs/gallery/networks_held_out.png`.
+`{args.gallery.relative_to(GALLERY.parents[2]) if args.gallery.is_absolute() else args.gallery}`.
 """
-    write_section("networks-held-out", body)
+    write_section(args.section, body)
     (out / "summary.json").write_text(json.dumps(results, indent=2, default=str))
     print(body)
 

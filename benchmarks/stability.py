@@ -48,7 +48,7 @@ def as_array(image: torch.Tensor) -> np.ndarray:
 
 
 def one_weight(weight: float, args: argparse.Namespace, out: Path, frames: list[torch.Tensor]) -> dict:
-    overrides = ["logger=none", "trainer.enable_progress_bar=false", f"style={args.style}",
+    overrides = ["network=johnson", "logger=none", "trainer.enable_progress_bar=false", f"style={args.style}",
                  f"trainer.max_steps={args.steps}", f"stability.weight={weight}"]  # fmt: skip
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=overrides)

@@ -34,9 +34,10 @@ from nst.train.pipeline import train
 
 def nst_run(size: int, steps: int, out_dir: Path) -> float:
     """Images per second of one `nst train` run (fit time only, as metrics.json reports it)."""
-    overrides = ["backbone.weights=random", "logger=none", "judge=false", f"data.size={size}", "data.workers=0",
-                 f"trainer.max_steps={steps}", "val_every=0", "checkpoint_every=0", "trainer.enable_progress_bar=false",
-                 "data.val_count=1", "data.val_size=64", "data.style_size=128"]  # fmt: skip
+    overrides = ["network=johnson", "backbone.weights=random", "logger=none", "judge=false", f"data.size={size}",
+                 "data.workers=0", f"trainer.max_steps={steps}", "val_every=0", "checkpoint_every=0",
+                 "trainer.enable_progress_bar=false", "data.val_count=1", "data.val_size=64",
+                 "data.style_size=128"]  # fmt: skip
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     return train(Job(cfg, out_dir))["images_per_s"]
@@ -45,7 +46,7 @@ def nst_run(size: int, steps: int, out_dir: Path) -> float:
 def bare_run(size: int, steps: int, device: torch.device) -> float:
     """Images per second of a plain loop over the same network, criterion and batches (fit time only)."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["backbone.weights=random"])
+        cfg = compose("train", overrides=["network=johnson", "backbone.weights=random"])
     torch.manual_seed(0)
     encoder = backbone("vgg19", weights="random")
     weights = LossWeights.of([(cfg.loss, *config_layers(cfg.layers, "vgg19"))])

@@ -49,7 +49,7 @@ def main() -> None:
     environment.configure()
     out = args.out or Path(tempfile.mkdtemp(prefix="nst-training-quality-"))
     weight = [f"loss.style_weight={args.style_weight}"] if args.style_weight is not None else []
-    overrides = ["logger=none", f"data.size={args.size}", f"trainer.max_steps={args.steps}",
+    overrides = ["network=johnson", "logger=none", f"data.size={args.size}", f"trainer.max_steps={args.steps}",
                  f"val_every={args.steps // 2}", "trainer.enable_progress_bar=false", *weight]  # fmt: skip
     if args.trained:
         trained = json.loads((out / "train" / "metrics.json").read_text())

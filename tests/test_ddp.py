@@ -19,7 +19,7 @@ import torch
 from tests.helpers import nst, run_cli
 
 # 2 photos a step shared by 2 processes, 4 steps of the tiny training.
-TWO = ["train", "debug=tiny", "network.width=8", "trainer.max_steps=4", "trainer.accelerator=cpu"]
+TWO = ["train", "debug=tiny", "network=johnson", "network.width=8", "trainer.max_steps=4", "trainer.accelerator=cpu"]
 
 
 def totals(run_dir: Path) -> list[float]:

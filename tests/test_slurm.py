@@ -136,7 +136,7 @@ def test_a_training_job_on_slurm_is_requeued_at_its_time_limit_warning_and_resum
     """
     assert PROBLEM is None, PROBLEM
     sweep, alone, steps = tmp_path / "sweep", tmp_path / "alone", 400
-    settings = ["debug=tiny", f"trainer.max_steps={steps}", "log_every=1"]
+    settings = ["debug=tiny", "network=johnson", f"trainer.max_steps={steps}", "log_every=1"]
     command = [sys.executable, "-m", "nst", "train", "-m", "hydra/launcher=slurm", *settings,
                "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep}"]  # fmt: skip
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "SLURM_"))}
@@ -164,7 +164,7 @@ def test_a_training_job_with_two_slurm_tasks_trains_on_two_processes_and_leaves_
     their ranks from SLURM's environment, the first writes. The same curve as one process (tests/test_ddp.py)."""
     assert PROBLEM is None, PROBLEM
     sweep, alone = tmp_path / "sweep", tmp_path / "alone"
-    settings = ["debug=tiny", "trainer.max_steps=4", "network.width=8"]
+    settings = ["debug=tiny", "trainer.max_steps=4", "network=johnson", "network.width=8"]
     command = [sys.executable, "-m", "nst", "train", "-m", "hydra/launcher=slurm", "hydra.launcher.tasks_per_node=2",
                "trainer.devices=2", *settings, f"hydra.sweep.dir={sweep}"]  # fmt: skip
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "SLURM_"))}

@@ -142,7 +142,7 @@ def test_a_full_disk_stops_the_periodic_checkpoints_not_the_training_and_keeps_t
     spare.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(spare))  # where outputs the disk cannot take are rescued
     run = small_disk / "run"
-    code, out, err = run_cli_output(tmp_path, capsys, *TINY, "network.width=4", "checkpoint_every=1",
+    code, out, err = run_cli_output(tmp_path, capsys, *TINY, "network=johnson", "network.width=4", "checkpoint_every=1",
                                     "trainer.max_steps=4", f"hydra.run.dir={run}")  # fmt: skip
     assert "no more periodic checkpoints, the run goes on" in out + err
     assert "Traceback" not in out + err

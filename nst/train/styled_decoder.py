@@ -42,18 +42,18 @@ class StyledDecoder(nn.Module):
         self._encoder = (encoder(),)  # a tuple: not a submodule, so neither saved nor trained
 
     @property
-    def pass_(self) -> DecoderPass:
+    def adain_pass(self) -> DecoderPass:
         """The decoder's pass with the encoder on the network's device."""
         return DecoderPass(self.decoder, self._encoder[0].to(self.style.device))
 
     @torch.no_grad()
     def set_style(self, styles: list[Tensor], blend: list[float]) -> None:
         """Keep the style images' relu4_1 mean and std, blended by `blend` (AdaIN's interpolation of styles)."""
-        step = self.pass_
+        step = self.adain_pass
         self.style.copy_(sum(w * step.statistics(s.to(self.style.device)) for s, w in zip(styles, blend, strict=True)))
 
     def forward(self, photos: Tensor) -> Tensor:
-        step = self.pass_
+        step = self.adain_pass
         with torch.no_grad():
             features = step.features(photos)
         return step.decode(photos, features, channel_mean_std(features), self.style.expand(len(photos), -1, -1))
