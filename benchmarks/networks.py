@@ -113,9 +113,11 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=None, help="an `nst train -m style=…` sweep to judge instead")
     parser.add_argument("--section", default="networks-held-out", help="the section of results.md to write")
     parser.add_argument("--gallery", type=Path, default=GALLERY, help="the held-out samples' image")
+    parser.add_argument("--title", default="Per-style networks vs AdaIN on held-out photos", help="the section's title")
     args = parser.parse_args()
     environment.configure()
     out = args.out or Path(tempfile.mkdtemp(prefix="nst-networks-"))
+    out.mkdir(parents=True, exist_ok=True)
     styles = args.styles or sorted(Path(str(p)) for p in STYLES.iterdir() if p.name.endswith(".jpg"))
     runs = trained_runs(args.runs) if args.runs else {}
     if args.runs:
@@ -134,7 +136,7 @@ def main() -> None:
                         *(["--optimise"] if args.optimise else [])])  # fmt: skip
     timing = ", ".join(f"{r['style']} {r['minutes']:.1f} min ({r['images_per_s']:.2f} images/s, {r['steps']} steps)"
                        for r in results)  # fmt: skip
-    body = f"""## Per-style networks vs AdaIN on held-out photos
+    body = f"""## {args.title}
 
 {machine()}. `python -m benchmarks.networks {options}`: `nst train style=PAINTING` with the defaults
 for each painting, then the photos held out of its training judged at 256 px (mean over them) beside AdaIN's
