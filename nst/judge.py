@@ -13,9 +13,10 @@ With regions (spatial control, nst/regions.py), each region that takes a style i
 also judged against its own style (`region_quality`).
 
 The style error is a Gram distance, the very thing a Gram run optimises; the
-sliced Wasserstein distance compares whole distributions, which none of the style
-losses (Gram, mean/std, MRF patches) optimises, so it is the fairer figure
-between them.
+sliced Wasserstein distance compares whole distributions, which the Gram, mean/std
+and MRF losses do not optimise, so it is the fairer figure between them. A run
+with `style_loss=swd` optimises the same kind of distance (along directions of
+its own seed): for it the style error is the independent figure.
 """
 
 from collections.abc import Sequence

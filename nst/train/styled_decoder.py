@@ -5,7 +5,8 @@
 
 At step 0 this is AdaIN's one pass with Huang & Belongie's decoder for that painting;
 training then fine-tunes the decoder alone against the per-style criterion of a
-Johnson network (content of the photo itself, the painting's Grams, total variation),
+Johnson network (content of the photo itself, the painting's style statistic: the
+recipe's is the sliced Wasserstein distance; total variation),
 as StyleNetTraining trains any network of a fixed style. The network starts from a
 good image of every photo instead of from noise, which is what 30 minutes on a CPU
 cannot afford to learn (benchmarks/results.md).
