@@ -87,9 +87,9 @@ def styled(
         raise NSTError(f"content={name} gives {seen.shape[-1]}x{seen.shape[-2]} px, smaller than the "
                        f"{MIN_SIDE} px a network's downsampling needs: give a larger photo or size=")  # fmt: skip
     started = time.perf_counter()
-    target = adain_target(network, styles)
-    if target is not None and regions is None:
-        decoder, style = target
+    adain = styles is not None or isinstance(network, StyledDecoder)  # its strength blends features
+    if adain and regions is None:
+        decoder, style = adain_target(network, styles)
         run = partial(decoded, decoder, style=style, alpha=control.strength)
         side = tile_of(tile, torch.nn.ModuleList([decoder, encoder()]), run, seen, device)  # both networks' memory
         image = decoded_tiles(decoder, seen, style, control.strength, side) if side else run(seen)
@@ -104,7 +104,7 @@ def styled(
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
-    return controlled(image.cpu(), photo, control, decoded=target is not None), seconds
+    return controlled(image.cpu(), photo, control, decoded=adain), seconds
 
 
 def tile_of(given: str, network: torch.nn.Module, run: Callable[[Tensor], Tensor], photo: Tensor,
@@ -144,17 +144,15 @@ def style_images(network: torch.nn.Module, style: str | None, size: int) -> list
     return [load_image(path, size) for path in paths]
 
 
-def adain_target(network: torch.nn.Module, styles: list[Tensor] | None) -> tuple[torch.nn.Module, Tensor] | None:
+def adain_target(network: torch.nn.Module, styles: list[Tensor] | None) -> tuple[torch.nn.Module, Tensor]:
     """The decoder and the relu4_1 statistics (1, 2, C) an AdaIN network moves the photo's features to: those of
     the `style=` images (blended equally) for an AdaIN decoder, the kept painting's for a per-style AdaIN network
-    (nst/train/styled_decoder.py); None for a Johnson network."""
+    (nst/train/styled_decoder.py)."""
     if isinstance(network, StyledDecoder):
         return network.decoder, network.style
-    if styles is None:
-        return None
     device = next(network.parameters()).device
     with torch.no_grad():
-        return network, DecoderPass(network, encoder().to(device)).style_statistics(styles)
+        return network, DecoderPass(network, encoder().to(device)).style_statistics(styles or [])
 
 
 def decoded(decoder: torch.nn.Module, photo: Tensor, style: Tensor, alpha: float = 1.0) -> Tensor:

@@ -173,8 +173,7 @@ def fit(
     )  # fmt: skip
     first_step = _step_of(resume) if resume is not None else 0
     if plan.style_balance is not None and resume is None:  # a resumed run reads its weight from the checkpoint
-        probe = StepBatches(data.split.train, plan.data.size, plan.data.resize, plan.data.batch_size, plan.seed,
-                            plan.steps, styles=module.conditional or 1, style_paths=data.style_paths)  # fmt: skip
+        probe = step_batches(plan, data, module)  # the whole batches, whatever share this process trains on
         module.set_style_weight(balanced_style_weight(module, probe, plan.style_balance))
     loader = batch_loader(plan, data, module, trainer, first_step)
     (log.info if first_process() else log.debug)(
@@ -200,13 +199,18 @@ def batch_loader(
     plan: TrainingPlan, data: TrainingData, module: StyleNetTraining, trainer: pl.Trainer, first_step: int
 ) -> DataLoader:
     """The steps' batches from `first_step` on, this process's share of each (nst/train/data.py)."""
+    batches = step_batches(plan, data, module, trainer.global_rank, trainer.world_size)
+    return DataLoader(batches, batch_size=None, sampler=StepSampler(first_step, plan.steps),
+                      num_workers=plan.data.workers, worker_init_fn=_signals_to_the_trainer)  # fmt: skip
+
+
+def step_batches(plan: TrainingPlan, data: TrainingData, module: StyleNetTraining, rank: int = 0, world: int = 1
+                 ) -> StepBatches:  # fmt: skip
+    """Step k's batch drawn from the seed and k alone; process `rank` of `world` takes its share of it."""
     d = plan.data
-    batches = StepBatches(
-        data.split.train, d.size, d.resize, d.batch_size, plan.seed, plan.steps, styles=module.conditional or 1,
-        style_paths=data.style_paths, rank=trainer.global_rank, world=trainer.world_size,
-    )  # fmt: skip
-    return DataLoader(batches, batch_size=None, sampler=StepSampler(first_step, plan.steps), num_workers=d.workers,
-                      worker_init_fn=_signals_to_the_trainer)  # fmt: skip
+    return StepBatches(data.split.train, d.size, d.resize, d.batch_size, plan.seed, plan.steps,
+                       styles=module.conditional or 1, style_paths=data.style_paths, rank=rank,
+                       world=world)  # fmt: skip
 
 
 def _signals_to_the_trainer(worker: int) -> None:
