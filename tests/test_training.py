@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from nst.backbones import VGG
 from nst.criterion import LossWeights, PerceptualLoss
-from nst.train.data import StepBatches, photo_files
+from nst.train.data import StepBatches, photo_files, photo_split, split
 from nst.train.model_file import load_model
 from nst.train.module import StyleNetTraining
 from nst.train.network import TransformNet
@@ -186,6 +186,8 @@ def test_a_bad_model_file_is_one_line_and_runs_no_code(tmp_path, capsys, kind, s
         ("data.size=4", "data.size=4 must be an integer >= 16"),
         ("data.batch_size=9", "is larger than the 3 photos left to train on"),
         ("data.val_count=4", "holds out every one of the 4 photos"),
+        ("data.val={tmp}/none", "data.val={tmp}/none: no such folder"),
+        ("data.val={tmp}/good/sub", "shares 1 photos with data.content"),
         ("+data.typo=1", "data.typo is not a setting of `nst train`"),
         ("trainer.max_steps=0", "trainer.max_steps=0 must be an integer >= 1"),
         ("network=johnson network.norm=group", "network.norm='group': choose one of instance, batch, conditional"),
@@ -215,8 +217,15 @@ def test_bad_training_input_is_one_line_before_anything_starts(tmp_path, capsys,
     given = setting.format(tmp=tmp_path).split()
     code, err = run_cli(tmp_path, capsys, *TINY, *content, *given, f"hydra.run.dir={run_dir}")
     lines = [line for line in err.splitlines() if line.startswith("nst: error:")]
-    assert code == 2 and len(lines) == 1 and says in lines[0], err
+    assert code == 2 and len(lines) == 1 and says.format(tmp=tmp_path) in lines[0], err
     assert not run_dir.exists()  # refused before Hydra wrote anything
+
+
+def test_a_validation_folder_is_judged_and_every_photo_of_the_training_folder_is_trained_on(tmp_path):
+    content, val = photos(tmp_path / "photos", 3), photos(tmp_path / "val", 2)
+    judged = photo_split(content, val, val_count=2, seed=0)
+    assert judged.train == photo_files(content) and judged.val == photo_files(val)
+    assert photo_split(content, None, 1, seed=0) == split(photo_files(content), 1, seed=0)  # no folder: held out
 
 
 def test_unreadable_photos_are_skipped_with_one_warning(tmp_path, caplog):

@@ -17,7 +17,7 @@ from nst.images import open_rgb
 from nst.layers import config_layers
 from nst.statistics import MRF
 from nst.targets import blend_weights
-from nst.train.data import photo_files, split
+from nst.train.data import photo_files, photo_split, split
 from nst.train.kinds import kind_of_config
 
 # What nst sets on the Trainer itself, from its own settings.
@@ -116,7 +116,8 @@ def check_data(cfg: DictConfig, any_style: bool) -> None:
     """The folders and images a training reads, before anything is written: photos enough to train on after the
     held-out ones, and style images that decode."""
     data, seed = cfg.data, int(cfg.seed)
-    photos = split(photo_files(to_absolute_path(str(data.content))), int(data.val_count), seed)
+    val = None if data.get("val") is None else to_absolute_path(str(data.val))
+    photos = photo_split(to_absolute_path(str(data.content)), val, int(data.val_count), seed)
     if int(data.batch_size) > len(photos.train):
         raise NSTError(f"data.batch_size={data.batch_size} is larger than the {len(photos.train)} photos left to "
                        f"train on in {data.content}: lower data.batch_size or give more photos")  # fmt: skip

@@ -71,6 +71,20 @@ def split(paths: Sequence[Path], val_count: int, seed: int) -> Split:
     return Split(train=[paths[i] for i in sorted(order[val_count:])], val=[paths[i] for i in sorted(order[:val_count])])
 
 
+def photo_split(content: str | Path, val: str | Path | None, val_count: int, seed: int) -> Split:
+    """The photos trained on and those judged: every photo of `content` and those of the folder `val` when it is
+    given (the same judged set whatever the training folder holds), else `val_count` held out of `content`."""
+    photos = photo_files(content)
+    if val is None:
+        return split(photos, val_count, seed)
+    judged = photo_files(val, "data.val")
+    shared = {p.resolve() for p in judged} & {p.resolve() for p in photos}
+    if shared:
+        raise NSTError(f"data.val={val} shares {len(shared)} photos with data.content={content} (e.g. "
+                       f"{min(shared).name}): judge photos the network never trains on")  # fmt: skip
+    return Split(train=photos, val=judged)
+
+
 def random_crop(path: Path, size: int, resize: int, generator: torch.Generator) -> Tensor:
     """(3, size, size) in [0, 1]: the photo with its short side resized to `resize`, cropped at a random place."""
     img = open_rgb(path)

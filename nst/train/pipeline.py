@@ -41,7 +41,7 @@ from nst.runs import Job, RunSignals
 from nst.targets import blend_weights
 from nst.train.balance import balanced_style_weight
 from nst.train.checks import check_training
-from nst.train.data import Split, StepBatches, photo_files, split, validation_photos
+from nst.train.data import Split, StepBatches, photo_files, photo_split, split, validation_photos
 from nst.train.model_file import LAST_MODEL_FILE, MODEL_FILE, save_model
 from nst.train.module import NonFiniteNetwork, StyleNetTraining
 from nst.train.plan import TrainingPlan
@@ -107,7 +107,7 @@ def load_data(plan: TrainingPlan, encoder: VGG) -> TrainingData:
     """The photo folder split into training and held-out photos; the style images at `data.style_size` (for an
     any-style network, the style folder split the same way: its held-out styles are judged)."""
     data = plan.data
-    photos = split(photo_files(data.content), data.val_count, plan.seed)  # its size checked (nst/train/checks.py)
+    photos = photo_split(data.content, data.val, data.val_count, plan.seed)  # checked in nst/train/checks.py
     style_paths: list[Path] = []
     if data.style_folder is not None:
         style_split = split(photo_files(data.style_folder, "data.style"), data.val_count, plan.seed)
@@ -295,6 +295,7 @@ def write_outputs(
         "model": str(out_dir / MODEL_FILE),
         "parameters": sum(p.numel() for p in module.network.parameters()),
         "style_weight": module.style_weight,
+        "training_photos": len(data.split.train),
         "validated_on": [str(p) for p in data.val_photos],
         **kept,
     }

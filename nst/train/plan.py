@@ -34,6 +34,7 @@ class DataPlan:
     """The photos and crops: `data.*`."""
 
     content: Path  # the photo folder
+    val: Path | None  # the folder of judged photos; None: `val_count` held out of `content`
     style_folder: Path | None  # an any-style network's style folder
     size: int
     resize: int
@@ -88,6 +89,7 @@ class TrainingPlan:
             steps=int(cfg.trainer.max_steps),
             data=DataPlan(
                 content=Path(to_absolute_path(str(data.content))),
+                val=None if data.get("val") is None else Path(to_absolute_path(str(data.val))),
                 style_folder=Path(to_absolute_path(str(data.style))) if kind.any_style else None,
                 size=int(data.size),
                 resize=int(data.get("resize") or data.size),
