@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from hydra import compose, initialize_config_dir
 
+from benchmarks.recipe_sweeps import jobs
 from benchmarks.results_file import machine, write_section
 from nst import environment
 from nst.adain import AdaIN
@@ -55,13 +55,7 @@ def mean(rows: list[dict[str, float]]) -> dict[str, float]:
 
 def trained_runs(sweep: Path) -> dict[str, Path]:
     """The finished jobs of an `nst train -m style=…` sweep, by the file name of their painting."""
-    found = {}
-    for metrics in sorted(sweep.glob("*/metrics.json")):
-        overrides = yaml.safe_load((metrics.parent / ".hydra" / "overrides.yaml").read_text()) or []
-        style = dict(o.split("=", 1) for o in overrides).get("style")
-        if style and json.loads(metrics.read_text()).get("status") == "finished":
-            found[Path(style).name] = metrics.parent
-    return found
+    return {Path(overrides["style"]).name: run for overrides, _, run in jobs(sweep) if "style" in overrides}
 
 
 def one_style(style: Path, args: argparse.Namespace, out: Path, run_dir: Path | None = None) -> dict[str, Any]:

@@ -24,21 +24,21 @@ FIGURES = ("content_error", "style_swd")
 PLUMBING = {"style", "logger", "trainer.enable_progress_bar", "val_every", "trainer.max_steps"}  # not the recipe
 
 
-def jobs(sweep: Path) -> list[tuple[dict[str, str], dict[str, Any]]]:
-    """Each finished job of a sweep: its overrides as a dict, and its metrics."""
+def jobs(sweep: Path) -> list[tuple[dict[str, str], dict[str, Any], Path]]:
+    """Each finished job of a sweep: its overrides as a dict, its metrics and its directory."""
     found = []
     for metrics_file in sorted(sweep.glob("*/metrics.json")):
         metrics = json.loads(metrics_file.read_text())
         overrides = yaml.safe_load((metrics_file.parent / ".hydra" / "overrides.yaml").read_text()) or []
         if metrics.get("status") == "finished":
-            found.append((dict(o.split("=", 1) for o in overrides), metrics))
+            found.append((dict(o.split("=", 1) for o in overrides), metrics, metrics_file.parent))
     return found
 
 
 def adain_bar(sweep: Path) -> dict[str, dict[str, float]]:
     """AdaIN's figures per style: the mean over the photos of the sweep."""
     per_style: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for overrides, metrics in jobs(sweep):
+    for overrides, metrics, _ in jobs(sweep):
         per_style[Path(overrides["style"]).name].append(metrics)
     return {style: {f: sum(m[f] for m in runs) / len(runs) for f in FIGURES} for style, runs in per_style.items()}
 
@@ -55,7 +55,7 @@ def main() -> None:
     rows = []
     for given in args.sweep:
         label, _, directory = given.partition("=")
-        for overrides, metrics in jobs(Path(directory)):
+        for overrides, metrics, _ in jobs(Path(directory)):
             style = Path(overrides["style"]).name
             adain = bar.get(style, {})
             beats = adain and all(metrics[f] < adain[f] for f in FIGURES)

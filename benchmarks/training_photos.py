@@ -30,7 +30,7 @@ def main() -> None:
     rows, photos = [], set()
     for given in args.runs:
         label, _, directory = given.partition("=")
-        for overrides, metrics in sorted(jobs(Path(directory)), key=lambda job: job[0]["style"]):
+        for overrides, metrics, _ in sorted(jobs(Path(directory)), key=lambda job: job[0]["style"]):
             style = Path(overrides["style"]).name
             adain = bar[style]
             beats = all(metrics[f] < adain[f] for f in FIGURES)
