@@ -125,7 +125,7 @@ SETTINGS = (
             "content term at the start", runs="train", optional=True),
     Setting("val_every", "int", "judge the held-out photos every N steps (0: start and end)", 0, runs="train"),
     Setting("best", "choice", "the judged figure model.pt is the lowest of (with judge=true)",
-            choices=("error_sum", "content_error", "style_error", "style_swd"), runs="train"),
+            choices=("error_sum", "dominance", "content_error", "style_error", "style_swd"), runs="train"),
     Setting("patience", "int", "validations without a better `best` before stopping early (0: never)", 0,
             runs="train"),
     Setting("checkpoint_every", "int", "keep checkpoints/last.ckpt every N steps (0: never)", 0, runs="train"),

@@ -8,11 +8,13 @@ import tempfile
 from pathlib import Path
 
 import matplotlib
+import pytest
 import torch
 from PIL import Image
 
 from nst.configs import example
 from nst.train.model_file import load_model
+from nst.train.validation import Validation
 from tests.helpers import run_cli, run_cli_output, signal_at
 from tests.test_training import TINY, photos
 
@@ -120,7 +122,7 @@ def test_model_pt_is_the_best_validated_network_and_patience_stops_a_training_th
 ):
     run = tmp_path / "run"
     code, err = run_cli(tmp_path, capsys, *TINY, "judge=true", "val_every=1", "trainer.max_steps=8", "patience=2",
-                        "optimizer.lr=0.05", f"hydra.run.dir={run}")  # fmt: skip
+                        "optimizer.lr=0.05", "best=error_sum", f"hydra.run.dir={run}")  # fmt: skip
     assert code == 0, err
     with open(run / "val.csv") as f:
         rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)][1:]  # step 0 is never kept
@@ -133,6 +135,35 @@ def test_model_pt_is_the_best_validated_network_and_patience_stops_a_training_th
     stale = next((i for i in range(2, len(sums)) if min(sums[: i - 1]) <= min(sums[i - 1 : i + 1])), None)
     assert metrics["steps"] == (rows[stale]["step"] if stale is not None else 8)
     assert (run / "last.pt").is_file() == (best["step"] != metrics["steps"])
+
+
+def test_dominance_prefers_a_network_ahead_of_step_0_on_both_figures_to_one_that_buys_content_with_style():
+    validation = Validation([], 0, Path("."), False, best="dominance")
+    validation.start = {"content_error": 1.0, "style_error": 0.20, "style_swd": 0.040}
+    content_only = {"content_error": 0.70, "style_error": 0.15, "style_swd": 0.044}  # SWD 10% worse than at step 0
+    both = {"content_error": 0.90, "style_error": 0.20, "style_swd": 0.036}  # 10% better on both
+    assert validation.figure(both) == pytest.approx(0.9) and validation.figure(content_only) == pytest.approx(1.1)
+    validation.criterion = "error_sum"  # content + Gram error: the other choice
+    assert validation.figure(content_only) < validation.figure(both)
+
+
+def test_best_dominance_keeps_the_network_furthest_ahead_of_step_0_in_its_weaker_figure_even_after_a_resume(
+    tmp_path, capsys, monkeypatch
+):
+    common = [*TINY, "judge=true", "val_every=1", "trainer.max_steps=5", "checkpoint_every=1", "optimizer.lr=0.05",
+              "best=dominance"]  # fmt: skip
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert run_cli(tmp_path, capsys, *common, f"hydra.run.dir={whole}")[0] == 0
+    with open(whole / "val.csv") as f:
+        start, *rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    ahead = [max(row[k] / start[k] for k in ("content_error", "style_swd")) for row in rows]
+    kept = rows[ahead.index(min(ahead))]["step"]
+    assert torch.load(whole / "model.pt", weights_only=True)["info"]["best_step"] == kept
+    signal_at(monkeypatch, 2, signal.SIGTERM)  # step 0's figures must survive the checkpoint: no step 0 on resume
+    assert run_cli(tmp_path, capsys, *common, f"hydra.run.dir={cut}")[0] == 143
+    monkeypatch.undo()
+    assert run_cli(tmp_path, capsys, *TINY[:1], f"resume={cut}")[0] == 0
+    assert torch.load(cut / "model.pt", weights_only=True)["info"]["best_step"] == kept
 
 
 def test_a_full_disk_stops_the_periodic_checkpoints_not_the_training_and_keeps_the_model(

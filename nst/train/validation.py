@@ -9,9 +9,10 @@ too (`val/style<k>/…`). Only the first process of a DDP training validates. Ea
 validation also writes a sample grid (photos above, the network's images below) and
 logs the images to the logger.
 
-The network kept is the best one validated after step 0 (`best`, a judged figure: the lowest);
-with `patience`, a training whose figure has not improved for that many validations
-in a row stops early. Both are part of the checkpoint: a resumed run keeps its best.
+The network kept is the best one validated after step 0 (`best`, a judged figure: the lowest;
+`dominance` measures each validation against step 0's); with `patience`, a training whose
+figure has not improved for that many validations in a row stops early. All three are part
+of the checkpoint: a resumed run keeps its best and its step-0 figures.
 """
 
 import csv
@@ -67,6 +68,7 @@ class Validation(pl.Callback):
         self.per_style: list[dict[str, float]] = []
         self.outputs: list[list[Tensor]] = []  # per held-out photo, its image per style
         self.best: dict = {}  # the best validation so far: its step, figures, per-style figures, outputs and weights
+        self.start: dict[str, float] = {}  # the figures of step 0: what `dominance` measures against
         self.stale = 0  # validations since the best one
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
@@ -92,7 +94,9 @@ class Validation(pl.Callback):
                 per_style = {f"val/style{k}/{n}": v for k, f in enumerate(self.per_style) for n, v in f.items()}
                 self.logger.log_metrics({**{f"val/{k}": v for k, v in self.latest.items()}, **per_style}, step=step)
             self._append_row(step)
-            if step > 0:  # the untrained network is never the one to keep
+            if step == 0:
+                self.start = dict(self.latest)
+            else:  # the untrained network is never the one to keep
                 self._keep_best(trainer, module, step)
         grid = sample_grid(self.photos, self.outputs)
         try:
@@ -103,9 +107,15 @@ class Validation(pl.Callback):
         return self.latest
 
     def figure(self, figures: dict[str, float]) -> float:
-        """The judged figure the best network is chosen by (error_sum: content error + style error)."""
+        """The judged figure the best network is chosen by: one of the judge's, or
+        error_sum = content error + style error, or
+        dominance = max(content error / its step-0 value, style SWD / its step-0 value): the network that is
+        furthest ahead of the one the training started from in its weaker figure, so that neither figure is
+        bought with the other (a network fine-tuned from AdaIN's decoder starts at AdaIN's one pass)."""
         if self.criterion == "error_sum":
             return figures["content_error"] + figures["style_error"]
+        if self.criterion == "dominance":
+            return max(figures[k] / max(self.start[k], 1e-12) for k in ("content_error", "style_swd"))
         return figures[self.criterion]
 
     def _keep_best(self, trainer: pl.Trainer, module: pl.LightningModule, step: int) -> None:
@@ -125,11 +135,12 @@ class Validation(pl.Callback):
             trainer.should_stop = True
 
     def state_dict(self) -> dict:
-        """The best network so far (and how long since), so that a resumed training keeps it."""
-        return {"best": dict(self.best), "stale": self.stale}
+        """The best network so far (how long since, and step 0's figures), so that a resumed training keeps it."""
+        return {"best": dict(self.best), "stale": self.stale, "start": dict(self.start)}
 
     def load_state_dict(self, state: dict) -> None:
         self.best, self.stale = dict(state.get("best") or {}), int(state.get("stale", 0))
+        self.start = dict(state.get("start") or {})
 
     def _judge(self, against: Sequence[tuple[list[Tensor], list[float]]]) -> None:
         """`per_style`: each style's figures over the photos; `latest`: their mean over the styles."""
