@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -37,9 +38,9 @@ from nst.train.validation import Validation
 CRITERIA = ("error_sum", "dominance", "style_swd")
 
 
-def train_keeping_each_validation(style: Path, overrides: list[str], run_dir: Path) -> dict[int, dict]:
-    """`nst train` in a process of its own; its network's weights at each checkpoint (each validation), by step."""
-    every = int(compose_config("train", overrides).val_every)
+def train_keeping_each_validation(style: Path, overrides: list[str], every: int, run_dir: Path) -> dict[int, dict]:
+    """`nst train` in a process of its own, a checkpoint every `every` steps (each validation); its network's
+    weights at each checkpoint, by step."""
     command = [sys.executable, "-m", "nst", "train", f"style={style}", "logger=none",
                "trainer.enable_progress_bar=false", f"checkpoint_every={every}", *overrides,
                f"hydra.run.dir={run_dir}"]  # fmt: skip
@@ -78,9 +79,10 @@ def picks(rows: list[dict[str, float]]) -> dict[str, int]:
     return chosen
 
 
-def one_style(style: Path, tests: list[Path], args: argparse.Namespace) -> dict:
+def one_style(style: Path, photos: list[torch.Tensor], cfg: Any, args: argparse.Namespace) -> dict:
+    """Train for `style`, then judge each validated network and AdaIN on `photos` (the test photos at val_size)."""
     run_dir = args.out / style.stem
-    weights = train_keeping_each_validation(style, args.set, run_dir)
+    weights = train_keeping_each_validation(style, args.set, int(cfg.val_every), run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     with open(run_dir / "val.csv") as f:
         rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
@@ -88,9 +90,7 @@ def one_style(style: Path, tests: list[Path], args: argparse.Namespace) -> dict:
     kept = network.state_dict()
     if not all(torch.equal(kept[k], v) for k, v in weights[metrics.get("best_step", metrics["steps"])].items()):
         raise SystemExit(f"{run_dir}: the copied network of the kept step differs from model.pt")
-    cfg = compose_config("train", [f"style={style}", *args.set])
     painting = load_image(style, cfg.data.style_size)
-    photos = [load_image(p, cfg.data.val_size) for p in tests]
     adain = AdaIN()
     test = {"AdaIN": mean([quality(adain(p, [painting], [1.0]), p, [painting], [1.0]) for p in photos])}
     for step, state in sorted(weights.items()):
@@ -111,7 +111,9 @@ def main() -> None:
     environment.configure()
     tests = photo_files(args.test)
     styles = args.styles or sorted(Path(str(p)) for p in STYLES.iterdir() if p.name.endswith(".jpg"))
-    results = [one_style(style, tests, args) for style in styles]
+    cfg = compose_config("train", args.set)  # the sizes and val_every, the same for every painting
+    photos = [load_image(p, cfg.data.val_size) for p in tests]
+    results = [one_style(style, photos, cfg, args) for style in styles]
     lines = []
     for r in results:
         bar = r["test"]["AdaIN"]
