@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
+from torchvision.transforms.v2 import ColorJitter
 
 from nst.backbones import VGG
 from nst.criterion import LossWeights, PerceptualLoss
@@ -146,6 +147,22 @@ def test_every_batch_is_drawn_from_the_seed_and_its_step_alone_and_processes_sha
         assert torch.equal(torch.cat([share[key] for share in shares]), batches[7][key])
 
 
+def test_augmented_crops_are_drawn_from_the_seed_and_step_alone_and_leave_the_rest_of_the_batch_as_drawn(tmp_path):
+    paths = photo_files(photos(tmp_path / "photos", 3))
+    jitter = ColorJitter(brightness=(0.3, 1.0), contrast=(0.3, 1.0), saturation=(0.3, 1.0))
+    plain = StepBatches(paths, 16, 24, 4, seed=5, steps=3, styles=3)
+    altered = StepBatches(paths, 16, 24, 4, seed=5, steps=3, styles=3, augment=jitter)
+    untouched = StepBatches(paths, 16, 24, 4, seed=5, steps=3, styles=3, augment=lambda crop: crop)
+    before = torch.get_rng_state()
+    step = altered[2]
+    assert torch.equal(torch.get_rng_state(), before)  # torch's own generator is left where it was
+    assert torch.equal(step["photos"], altered[2]["photos"]) and not torch.equal(step["photos"], plain[2]["photos"])
+    assert torch.equal(untouched[2]["photos"], plain[2]["photos"]) and torch.equal(step["style"], plain[2]["style"])
+    assert 0 <= step["photos"].min() and step["photos"].max() <= 1
+    in_a_worker = list(DataLoader(altered, batch_size=None, num_workers=1))
+    assert all(torch.equal(batch["photos"], altered[k]["photos"]) for k, batch in enumerate(in_a_worker))
+
+
 def _bad_model(tmp_path: Path, kind: str) -> Path:
     path = tmp_path / "model.pt"
     if kind == "code":  # a pickle that would run a command on load
@@ -189,6 +206,8 @@ def test_a_bad_model_file_is_one_line_and_runs_no_code(tmp_path, capsys, kind, s
         ("data.val={tmp}/none", "data.val={tmp}/none: no such folder"),
         ("data.val={tmp}/good/sub", "shares 1 photos with data.content"),
         ("+data.typo=1", "data.typo is not a setting of `nst train`"),
+        ("data.augment={{_target_:torchvision.transforms.v2.RandomCrop,size:8}}", "must give back a crop of the same"),
+        ("data.augment={{_target_:torchvision.transforms.ToPILImage}}", "data.augment must give back a crop"),
         ("trainer.max_steps=0", "trainer.max_steps=0 must be an integer >= 1"),
         ("network=johnson network.norm=group", "network.norm='group': choose one of instance, batch, conditional"),
         ("style_loss=mrf", "train with style_loss=gram, mean_std or swd"),

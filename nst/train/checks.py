@@ -7,6 +7,7 @@ logger, style images) are checked by the same functions (nst/checks.py).
 import os
 from collections.abc import Sequence
 
+import torch
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
@@ -48,6 +49,8 @@ def check_training(cfg: DictConfig, overrides: Sequence[str] = (), described: bo
     build(cfg.network, "network")
     kind = kind_of_config(cfg.network)
     data = cfg.data
+    if data.get("augment"):
+        _check_augment(data.augment)
     if data.get("resize") is not None and data.resize < data.size:
         raise NSTError(f"data.resize={data.resize} is smaller than the crops of data.size={data.size}: raise it")
     if cfg.optimizer.get("lr") is None:  # Adam's own default would train at another rate than the config says
@@ -69,6 +72,20 @@ def check_training(cfg: DictConfig, overrides: Sequence[str] = (), described: bo
         raise NSTError("style_blend blends the styles into one; network.norm=conditional_instance keeps them apart "
                        "(mix them at `nst stylize` with style_mix=[…]): drop style_blend")  # fmt: skip
     check_data(cfg, kind.any_style)
+
+
+def _check_augment(node: DictConfig) -> None:
+    """data.augment must turn a (3, H, W) crop in [0, 1] into another of the same shape (a PIL-only transform, or
+    one that crops, would fail in the loader processes, after the run had started)."""
+    augment, crop = build(node, "data.augment"), torch.rand(3, 16, 16)
+    try:
+        altered = augment(crop)
+    except Exception as exc:  # whatever the transform raises: it is the user's, not nst's
+        raise NSTError(f"data.augment cannot alter a (3, H, W) crop ({type(exc).__name__}: {exc}): give a transform "
+                       "of image tensors, e.g. torchvision.transforms.v2.ColorJitter") from None  # fmt: skip
+    if not isinstance(altered, torch.Tensor) or altered.shape != crop.shape:
+        raise NSTError("data.augment must give back a crop of the same shape (3, H, W): crop or resize with "
+                       "data.size and data.resize instead")  # fmt: skip
 
 
 def _check_decoder(cfg: DictConfig) -> None:

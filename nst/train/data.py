@@ -1,14 +1,15 @@
 """The photos a style network learns from: a folder searched recursively, random crops, a held-out validation set.
 
 Batch k of a run is drawn from (seed, k) alone: which photos (each epoch a new
-shuffle, every photo once per epoch), where each is cropped and, for a multi-style
-network, which style each crop is trained towards. A resumed run therefore sees
-exactly the batches the uninterrupted run would have, whatever the number of loader
-workers or of processes sharing the batch, and ends with the same weights.
+shuffle, every photo once per epoch), where each is cropped, how each crop is
+altered (`data.augment`) and, for a multi-style network, which style each crop is
+trained towards. A resumed run therefore sees exactly the batches the
+uninterrupted run would have, whatever the number of loader workers or of
+processes sharing the batch, and ends with the same weights.
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +98,19 @@ def random_crop(path: Path, size: int, resize: int, generator: torch.Generator) 
     return pil_to_tensor(crop).float().div(255)
 
 
+Augment = Callable[[Tensor], Tensor]
+
+
+def augmented(crop: Tensor, augment: Augment, generator: torch.Generator) -> Tensor:
+    """`augment` (a torchvision transform, say) applied to a crop in [0, 1], its randomness seeded from the crop's
+    own generator: torchvision draws from torch's global generator, which is set for the call alone and restored, so
+    a crop is altered the same way in a resumed run and whatever the number of loader workers."""
+    seed = int(torch.randint(2**62, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return augment(crop).clamp(0, 1)
+
+
 class Shuffled:
     """The images of a folder in a new order each epoch, drawn from (seed, epoch): position p of the run's crops
     is image `self[p]`, every image once per epoch."""
@@ -120,7 +134,7 @@ class StepBatches(Dataset):
     (DDP), process `rank` takes its B / world consecutive ones, so the processes
     together see exactly the batch one process would. Each item is a dict:
 
-        photos        (b, 3, size, size) random crops of the content photos
+        photos        (b, 3, size, size) random crops of the content photos, each altered by `augment` if given
         style         (b,) a style index per crop, uniform over `styles` (0 with one style)
         style_images  (b, 3, size, size) random crops of `style_paths` (arbitrary-style training only)
     """
@@ -137,10 +151,11 @@ class StepBatches(Dataset):
         style_paths: Sequence[Path] = (),
         rank: int = 0,
         world: int = 1,
+        augment: Augment | None = None,
     ):
         self.photos, self.style_photos = Shuffled(paths, seed), Shuffled(style_paths, seed + 7919)
         self.size, self.resize, self.batch_size, self.seed, self.steps = size, resize, batch_size, seed, steps
-        self.styles, self.rank, self.world = styles, rank, world
+        self.styles, self.rank, self.world, self.augment = styles, rank, world, augment
 
     def __len__(self) -> int:
         return self.steps
@@ -151,10 +166,12 @@ class StepBatches(Dataset):
         photos, styles, style_images = [], [], []
         for position in range(first, first + share):
             generator = torch.Generator().manual_seed(self.seed * 2**32 + position)
-            photos.append(self._crop(self.photos, position, generator))
+            photo = self._crop(self.photos, position, generator)
             styles.append(int(torch.randint(self.styles, (1,), generator=generator)))
             if self.style_photos.paths:
                 style_images.append(self._crop(self.style_photos, position, generator))
+            # drawn last: a run without `augment` draws its crops and styles as it always did
+            photos.append(photo if self.augment is None else augmented(photo, self.augment, generator))
         item = {"photos": torch.stack(photos), "style": torch.tensor(styles)}
         if style_images:
             item["style_images"] = torch.stack(style_images)

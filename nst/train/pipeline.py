@@ -210,7 +210,7 @@ def step_batches(plan: TrainingPlan, data: TrainingData, module: StyleNetTrainin
     d = plan.data
     return StepBatches(data.split.train, d.size, d.resize, d.batch_size, plan.seed, plan.steps,
                        styles=module.conditional or 1, style_paths=data.style_paths, rank=rank,
-                       world=world)  # fmt: skip
+                       world=world, augment=d.augment)  # fmt: skip
 
 
 def _signals_to_the_trainer(worker: int) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
-from torch import nn
+from torch import Tensor, nn
 
 from nst.checks import image_paths
 from nst.configs import build
@@ -43,6 +43,7 @@ class DataPlan:
     val_size: int
     style_size: int
     workers: int
+    augment: Callable[[Tensor], Tensor] | None  # how each training crop is altered (None: as cut)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class TrainingPlan:
                 val_size=int(data.val_size),
                 style_size=int(data.style_size),
                 workers=int(data.workers),
+                augment=build(data.augment, "data.augment") if data.get("augment") else None,
             ),
             style_paths=() if kind.any_style else tuple(Path(p) for p in image_paths(cfg.style, "style")),
             style_blend=None if cfg.style_blend is None else tuple(float(w) for w in cfg.style_blend),
