@@ -5,12 +5,14 @@ every job's metrics.json and overrides, groups the jobs by their settings apart 
 the style, and puts the held-out figures beside AdaIN's one pass on the same photos
 (an `nst -m experiment=huang2017_adain optimizer.steps=0 content=…,… style=…,…`
 sweep): mean over the held-out photos, per style, and whether both the content
-error and the style SWD are below AdaIN's.
+error and the style SWD are below AdaIN's. With `--per-step`, a row for each
+validated step of each job (its val.csv) rather than for the network it kept.
 
-    python -m benchmarks.recipe_sweeps --adain DIR --sweep "label=DIR" ["label=DIR" …] [--section NAME]
+    python -m benchmarks.recipe_sweeps --adain DIR --sweep "label=DIR" ["label=DIR" …] [--section NAME] [--per-step]
 """
 
 import argparse
+import csv
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -21,7 +23,8 @@ import yaml
 from benchmarks.results_file import machine, write_section
 
 FIGURES = ("content_error", "style_swd")
-PLUMBING = {"style", "logger", "trainer.enable_progress_bar", "val_every", "trainer.max_steps"}  # not the recipe
+# not the recipe: what a row's settings leave out (the judged photos are named above the table)
+PLUMBING = {"style", "logger", "trainer.enable_progress_bar", "val_every", "trainer.max_steps", "data.val"}
 
 
 def jobs(sweep: Path) -> list[tuple[dict[str, str], dict[str, Any], Path]]:
@@ -43,6 +46,15 @@ def adain_bar(sweep: Path) -> dict[str, dict[str, float]]:
     return {style: {f: sum(m[f] for m in runs) / len(runs) for f in FIGURES} for style, runs in per_style.items()}
 
 
+def validations(run_dir: Path, metrics: dict[str, Any], per_step: bool) -> list[dict[str, Any]]:
+    """The figures a row reports: the kept network's (metrics.json), or with `per_step` every validation after
+    step 0 (val.csv), each with its step."""
+    if not per_step:
+        return [metrics]
+    with (run_dir / "val.csv").open() as rows:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(rows) if float(row["step"]) > 0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adain", type=Path, required=True, help="the AdaIN sweep over the held-out photos")
@@ -50,28 +62,32 @@ def main() -> None:
     parser.add_argument("--section", default="recipe-search", help="the section of results.md to write")
     parser.add_argument("--title", default="Finding the training recipe with nst's own sweeps")
     parser.add_argument("--note", default="", help="what the sweeps showed, appended under the table")
+    parser.add_argument("--judged", default="the two held-out photos", help="the photos the runs judged, in words")
+    parser.add_argument("--per-step", action="store_true", help="a row per validated step, not per kept network")
     args = parser.parse_args()
     bar = adain_bar(args.adain)
     rows = []
     for given in args.sweep:
         label, _, directory = given.partition("=")
-        for overrides, metrics, _ in jobs(Path(directory)):
+        for overrides, metrics, run_dir in jobs(Path(directory)):
             style = Path(overrides["style"]).name
             adain = bar.get(style, {})
-            beats = adain and all(metrics[f] < adain[f] for f in FIGURES)
             changed = " ".join(f"{k}={v}" for k, v in overrides.items() if k not in PLUMBING) or "defaults"
-            rows.append(
-                f"| {label} | {changed} | {style} | {metrics['steps']} | {metrics['content_error']:.3f} | "
-                f"{metrics['style_swd']:.3f} | {adain.get('content_error', float('nan')):.3f} | "
-                f"{adain.get('style_swd', float('nan')):.3f} | {'yes' if beats else 'no'} | "
-                f"{metrics['images_per_s']:.2f} |"
-            )
+            for figures in validations(run_dir, metrics, args.per_step):
+                beats = adain and all(figures[f] < adain[f] for f in FIGURES)
+                rows.append(
+                    f"| {label} | {changed} | {style} | {figures['step' if args.per_step else 'steps']:.0f} | "
+                    f"{figures['content_error']:.3f} | {figures['style_swd']:.4f} | "
+                    f"{adain.get('content_error', float('nan')):.3f} | {adain.get('style_swd', float('nan')):.4f} | "
+                    f"{'yes' if beats else 'no'} | {metrics['images_per_s']:.2f} |"
+                )
+    each = ", each validated step" if args.per_step else ""
     body = f"""## {args.title}
 
 {machine()}. `python -m benchmarks.recipe_sweeps --adain … --sweep {" ".join(args.sweep)}`: each row one job of an
-`nst train -m` sweep (its settings: what it changed from the defaults of its time), judged on the two held-out
-photos at 256 px (mean), beside AdaIN's one pass on the same photos and size. "beats" = lower content error and lower
-style SWD than AdaIN.
+`nst train -m` sweep (its settings: what it changed from the defaults of its time){each},
+judged on {args.judged} at 256 px (mean), beside AdaIN's one pass on the same photos and size. "beats" = lower content
+error and lower style SWD than AdaIN.
 
 | sweep | settings | style | steps | content error | style SWD | AdaIN content | AdaIN SWD | beats | images/s |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
