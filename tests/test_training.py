@@ -278,10 +278,11 @@ def test_the_loss_network_is_frozen_left_out_of_checkpoints_and_its_style_target
 
 
 def test_loader_workers_give_the_batches_the_training_process_would_make(tmp_path, capsys):
-    """Slow-ish (~4 s): one loader process starts."""
+    """Slow-ish (~4 s): one loader process starts. The crops are augmented, which draws from torch's generator."""
     data = photos(tmp_path / "photos", 4)
+    jitter = "data.augment={_target_:torchvision.transforms.v2.ColorJitter,brightness:0.5,contrast:0.5}"
     for workers in (0, 1):
-        code, err = run_cli(tmp_path, capsys, *TINY, f"data.content={data}", f"data.workers={workers}",
+        code, err = run_cli(tmp_path, capsys, *TINY, f"data.content={data}", f"data.workers={workers}", jitter,
                             f"hydra.run.dir={tmp_path / str(workers)}")  # fmt: skip
         assert code == 0, err
     alone, beside = weights(tmp_path / "0"), weights(tmp_path / "1")
