@@ -14,7 +14,6 @@ against the run's model.pt.
 """
 
 import argparse
-import csv
 import json
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from nst.images import load_image
 from nst.judge import quality
 from nst.train.data import photo_files
 from nst.train.model_file import load_model, stylize
-from nst.train.validation import Validation
+from nst.train.validation import Validation, read_validations
 
 CRITERIA = ("error_sum", "dominance", "style_swd")
 
@@ -84,8 +83,7 @@ def one_style(style: Path, photos: list[torch.Tensor], cfg: Any, args: argparse.
     run_dir = args.out / style.stem
     weights = train_keeping_each_validation(style, args.set, int(cfg.val_every), run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    with open(run_dir / "val.csv") as f:
-        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    rows = read_validations(run_dir)
     network, _ = load_model(run_dir)
     kept = network.state_dict()
     if not all(torch.equal(kept[k], v) for k, v in weights[metrics.get("best_step", metrics["steps"])].items()):

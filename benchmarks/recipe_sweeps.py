@@ -12,7 +12,6 @@ validated step of each job (its val.csv) rather than for the network it kept.
 """
 
 import argparse
-import csv
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import yaml
 
 from benchmarks.results_file import machine, write_section
+from nst.train.validation import read_validations
 
 FIGURES = ("content_error", "style_swd")
 # not the recipe: what a row's settings leave out (the judged photos are named above the table)
@@ -51,8 +51,7 @@ def validations(run_dir: Path, metrics: dict[str, Any], per_step: bool) -> list[
     step 0 (val.csv), each with its step."""
     if not per_step:
         return [metrics]
-    with (run_dir / "val.csv").open() as rows:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(rows) if float(row["step"]) > 0]
+    return [row for row in read_validations(run_dir) if row["step"] > 0]
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
-from torch import Tensor, nn
+from torch import nn
 
 from nst.checks import image_paths
 from nst.configs import build
@@ -25,6 +25,7 @@ from nst.layers import config_layers
 from nst.losses import Convention
 from nst.runs import Job
 from nst.statistics import StyleStatistic
+from nst.train.data import Augment
 from nst.train.kinds import NetworkKind, kind_of_config
 from nst.train.module import Stability
 
@@ -43,7 +44,7 @@ class DataPlan:
     val_size: int
     style_size: int
     workers: int
-    augment: Callable[[Tensor], Tensor] | None  # how each training crop is altered (None: as cut)
+    augment: Augment | None  # how each training crop is altered (None: as cut)
 
 
 @dataclass(frozen=True)

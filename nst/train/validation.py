@@ -164,3 +164,9 @@ class Validation(pl.Callback):
             if new:
                 writer.writerow(["step", *FIGURES, *(column for column, _ in each)])
             writer.writerow([step, *(f"{self.latest[name]:.6g}" for name in FIGURES), *(f"{v:.6g}" for _, v in each)])
+
+
+def read_validations(run_dir: Path) -> list[dict[str, float]]:
+    """A run's val.csv as `Validation` wrote it: every validation's figures as numbers, step 0 first."""
+    with open(run_dir / "val.csv", newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
